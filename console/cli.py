@@ -1,0 +1,421 @@
+"""The ``iotsec`` command. Each subcommand finds the engine the same way: ``--socket``, then the
+config's ``[control] socket``, then the default path. Heavy imports (textual, the engine's
+loop) happen inside the command that needs them, so one-shot commands start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.config import Config, ConfigError, load_config
+from engine.control.client import Client
+from engine.control.protocol import ControlError
+from engine.durations import format_duration
+from engine.text import printable
+
+SEVERITIES = ["critical", "high", "medium", "low", "info"]
+STATES = ["open", "acknowledged", "resolved", "silenced"]
+
+
+class Settings:
+    """What the global options said, filled in by ``--config``/``--socket`` at any level."""
+
+    def __init__(self) -> None:
+        self.config_path: str | None = None
+        self.socket: str | None = None
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path).with_socket(self.socket)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._config
+
+    def client(self) -> Client:
+        try:
+            return Client(self.config.control.socket_path())
+        except ControlError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            setattr(ctx.ensure_object(Settings), name, value)
+        return value
+
+    return callback
+
+
+def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config`` and ``--socket``, accepted before or after the subcommand's name."""
+    fn = click.option(
+        "--socket",
+        metavar="PATH",
+        expose_value=False,
+        callback=_remember("socket"),
+        help="Control socket of the engine (default: [control] socket in the config).",
+    )(fn)
+    return click.option(
+        "--config",
+        metavar="FILE",
+        expose_value=False,
+        callback=_remember("config_path"),
+        help="Config file (default: $IOTSEC_CONFIG, ~/.config/iotsec/iotsec.toml, /etc/iotsec).",
+    )(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+
+
+def call(cmd: str, args: dict[str, Any] | None = None) -> Any:
+    """One request to the engine; a refusal becomes a clear error and exit status 1."""
+    settings = click.get_current_context().ensure_object(Settings)
+    with settings.client() as client:
+        try:
+            return client.request(cmd, args)
+        except ControlError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option("0.1.0", prog_name="iotsec")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """iotsec: a terminal operations console for IoT security."""
+    ctx.ensure_object(Settings)
+
+
+# -- engine and console -----------------------------------------------------------------------
+
+
+@main.command()
+@global_options
+@click.pass_obj
+def engine(settings: Settings) -> None:
+    """Run the engine in the foreground (for systemd); stops cleanly on SIGTERM/SIGINT."""
+    from engine.daemon import run_engine
+    from engine.store.db import StoreError
+    from engine.store.schema import SchemaError
+
+    try:
+        sys.exit(run_engine(settings.config))
+    except (StoreError, SchemaError, ControlError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@global_options
+@click.option("--no-spawn", is_flag=True, help="Fail instead of starting a private engine.")
+@click.pass_obj
+def console(settings: Settings, no_spawn: bool) -> None:
+    """Open the full-screen console (starts a private engine if none is running)."""
+    from console.app import run_console
+
+    sys.exit(run_console(settings.config, config_path=settings.config_path, spawn=not no_spawn))
+
+
+@main.command()
+@global_options
+@json_option
+def status(as_json: bool) -> None:
+    """Engine health: uptime, parts, queues, dropped counts, database and socket."""
+    data = call("status")
+    if as_json:
+        emit_json(data)
+        return
+    open_alerts = ", ".join(f"{k} {v}" for k, v in data["alerts"]["open"].items()) or "none"
+    rows = [
+        ("engine", f"running, pid {data['pid']}, version {data['version']}"),
+        ("uptime", format_duration(data["uptime"])),
+        ("parts", ", ".join(f"{k}: {v}" for k, v in data["parts"].items())),
+        ("open alerts", open_alerts),
+        ("silences", str(data["alerts"]["silences"])),
+        ("active bans", str(data["bans"]["active"])),
+        (
+            "writer queue",
+            f"{data['queues']['writer']['depth']}/{data['queues']['writer']['capacity']}",
+        ),
+        ("dropped", ", ".join(f"{k} {v}" for k, v in data["dropped"].items())),
+        ("database", f"{data['store']['path']} ({_size(data['store']['size'])})"),
+        ("control socket", f"{data['control']['socket']} ({data['control']['clients']} clients)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# -- alerts -----------------------------------------------------------------------------------
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def print_alerts(alerts: list[dict[str, Any]]) -> None:
+    if not alerts:
+        click.echo("no alerts")
+        return
+    click.echo(f"{'ID':>6} {'SEV':<8} {'STATE':<12} {'COUNT':>6} {'LAST SEEN':<14} "
+               f"{'SRC':<15} {'DST':<15} TITLE")  # fmt: skip
+    for a in alerts:
+        click.echo(
+            f"{a['id']:>6} {a['severity']:<8} {a['state']:<12} {a['count']:>6} "
+            f"{_when(a['last_seen']):<14} {a['src'] or '-':<15} {a['dst'] or '-':<15} "
+            f"{printable(a['title'], limit=80)}"
+        )
+
+
+@main.group(invoke_without_command=True)
+@global_options
+@click.option("--state", type=click.Choice(STATES), multiple=True, help="Only these states.")
+@click.option("--severity", type=click.Choice(SEVERITIES), default="info", help="Minimum severity.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@json_option
+@click.pass_context
+def alerts(
+    ctx: click.Context, state: tuple[str, ...], severity: str, limit: int, as_json: bool
+) -> None:
+    """List alerts, newest first; subcommands act on them.
+
+    \b
+    iotsec alerts --state open
+    iotsec alerts ack 12 --note "checking the camera"
+    iotsec alerts silence --rule 2023019 --for 2h
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    data = call("alerts.list", {"state": list(state), "severity": severity, "limit": limit})
+    if as_json:
+        emit_json(data)
+    else:
+        print_alerts(data)
+
+
+@alerts.command("show")
+@global_options
+@click.argument("alert_id", type=int)
+@json_option
+def alerts_show(alert_id: int, as_json: bool) -> None:
+    """One alert with its evidence and history."""
+    data = call("alerts.get", {"id": alert_id})
+    if as_json:
+        emit_json(data)
+        return
+    for key in ("id", "severity", "state", "title", "source", "rule", "src", "dst", "device",
+                "count"):  # fmt: skip
+        click.echo(f"{key:<10} {printable(str(data[key])) or '-'}")
+    click.echo(f"{'first':<10} {_when(data['first_seen'])}")
+    click.echo(f"{'last':<10} {_when(data['last_seen'])}")
+    if data["ack_by"]:
+        click.echo(f"{'ack':<10} {data['ack_by']}: {printable(data['ack_note'])}")
+    click.echo("evidence:")
+    click.echo(
+        printable(json.dumps(data["evidence"], indent=2, sort_keys=True)).replace("\\x0a", "\n")
+    )
+    click.echo("history:")
+    for h in data["history"] or [{"ts": None}]:
+        if h["ts"] is None:
+            click.echo("  (none)")
+            break
+        click.echo(f"  {_when(h['ts'])} {h['operator']} {h['action']} {printable(h['note'])}")
+
+
+def _transition(cmd: str, alert_id: int, note: str, as_json: bool, verb: str) -> None:
+    data = call(cmd, {"id": alert_id, "note": note})
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(f"alert {alert_id} {verb}")
+
+
+@alerts.command("ack")
+@global_options
+@click.argument("alert_id", type=int)
+@click.option("--note", default="", help="Why, or what you are doing about it.")
+@json_option
+def alerts_ack(alert_id: int, note: str, as_json: bool) -> None:
+    """Acknowledge an alert with a note."""
+    _transition("alerts.ack", alert_id, note, as_json, "acknowledged")
+
+
+@alerts.command("resolve")
+@global_options
+@click.argument("alert_id", type=int)
+@click.option("--note", default="")
+@json_option
+def alerts_resolve(alert_id: int, note: str, as_json: bool) -> None:
+    """Resolve an alert."""
+    _transition("alerts.resolve", alert_id, note, as_json, "resolved")
+
+
+@alerts.command("reopen")
+@global_options
+@click.argument("alert_id", type=int)
+@click.option("--note", default="")
+@json_option
+def alerts_reopen(alert_id: int, note: str, as_json: bool) -> None:
+    """Open an acknowledged or resolved alert again."""
+    _transition("alerts.reopen", alert_id, note, as_json, "reopened")
+
+
+@alerts.command("silence")
+@global_options
+@click.option("--rule", default="", help="Rule id (sid, jail, check) to match.")
+@click.option("--src", default="", help="Source address to match.")
+@click.option("--dst", default="", help="Destination address to match.")
+@click.option("--device", default="", help="Device to match.")
+@click.option("--for", "duration", default="1h", show_default=True, help="How long: 30m, 2h, 1d.")
+@click.option("--comment", default="")
+@json_option
+def alerts_silence(rule: str, src: str, dst: str, device: str, duration: str, comment: str,
+                   as_json: bool) -> None:  # fmt: skip
+    """Silence matching alerts for a while: recorded, but no notification."""
+    data = call("alerts.silence", {"rule": rule, "src": src, "dst": dst, "device": device,
+                                   "duration": duration, "comment": comment})  # fmt: skip
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(
+            f"silence {data['id']} until {_when(data['expires'])};"
+            f" {data['silenced']} open alerts silenced"
+        )
+
+
+@alerts.command("unsilence")
+@global_options
+@click.argument("silence_id", type=int)
+@json_option
+def alerts_unsilence(silence_id: int, as_json: bool) -> None:
+    """End a silence now."""
+    data = call("alerts.unsilence", {"id": silence_id})
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(f"silence {silence_id} ended; {data['reopened']} alerts open again")
+
+
+@alerts.command("silences")
+@global_options
+@json_option
+def alerts_silences(as_json: bool) -> None:
+    """Silences in force."""
+    data = call("silences.list")
+    if as_json:
+        emit_json(data)
+        return
+    if not data:
+        click.echo("no silences")
+    for s in data:
+        match = " ".join(f"{k}={s[k]}" for k in ("rule", "src", "dst", "device") if s[k])
+        click.echo(f"{s['id']:>4}  until {_when(s['expires'])}  by {s['created_by']}  {match}  "
+                   f"{printable(s['comment'])}")  # fmt: skip
+
+
+@alerts.command("inject")
+@global_options
+@click.option("--severity", type=click.Choice(SEVERITIES), default="medium", show_default=True)
+@click.option("--title", required=True)
+@click.option("--src", default="", help="Source address.")
+@click.option("--dst", default="", help="Destination address.")
+@click.option("--rule", default="inject", show_default=True, help="Rule id, for folding.")
+@click.option("--device", default="")
+@json_option
+def alerts_inject(severity: str, title: str, src: str, dst: str, rule: str, device: str,
+                  as_json: bool) -> None:  # fmt: skip
+    """Raise an alert through the engine (admin only), e.g. to rehearse the workflow."""
+    data = call("alerts.inject", {"severity": severity, "title": title, "src": src, "dst": dst,
+                                  "rule": rule, "device": device})  # fmt: skip
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(data["id"])
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@global_options
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+@click.pass_context
+def audit(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """The audit log of state-changing commands; ``audit verify`` checks its HMAC chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    data = call("audit.list", {"limit": limit})
+    if as_json:
+        emit_json(data)
+        return
+    for row in reversed(data):
+        click.echo(f"{row['id']:>6} {_when(row['ts'])} {row['operator']:<10} {row['command']:<18} "
+                   f"{printable(row['args'], limit=60)}  {printable(row['result'])}")  # fmt: skip
+
+
+@audit.command("verify")
+@global_options
+@json_option
+@click.pass_obj
+def audit_verify(settings: Settings, as_json: bool) -> None:
+    """Report every audit row that was edited or deleted (exit 1 if any)."""
+    try:
+        data = call("audit.verify")
+    except click.ClickException as exc:
+        if "no engine" not in exc.message:
+            raise
+        data = _verify_offline(settings.config.store.db_path())
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(f"checked {data['checked']} audit rows: "
+                   f"{'chain intact' if data['ok'] else 'PROBLEMS FOUND'}")  # fmt: skip
+        for p in data["problems"]:
+            click.echo(f"  row {p['id']}: {p['reason']}")
+    if not data["ok"]:
+        sys.exit(1)
+
+
+def _verify_offline(db_path: Path) -> dict[str, Any]:
+    from engine import audit as audit_chain
+    from engine.store.db import StoreError, connect
+
+    try:
+        key = audit_chain.load_key(audit_chain.key_path(db_path))
+        conn = connect(db_path, readonly=True)
+    except (audit_chain.AuditKeyError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        checked, problems = audit_chain.verify(conn, key)
+    finally:
+        conn.close()
+    return {"checked": checked, "ok": not problems,
+            "problems": [{"id": p.id, "reason": p.reason} for p in problems]}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

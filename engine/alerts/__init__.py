@@ -1,0 +1,1 @@
+"""Alerts: folding, silences and the operator workflow."""

@@ -1,0 +1,187 @@
+"""The one TOML config file: every key has a default, unknown keys and wrong types are errors.
+
+Looked up as ``--config``, then ``$IOTSEC_CONFIG``, then the per-user or system file
+(see :func:`engine.paths.config_candidates`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+from engine.durations import parse_duration
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class Duration(float):
+    """Seconds, written in the file as ``"15m"``, ``"2h"`` or a number."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    alerts: Duration = Duration(90 * 86400)
+    flows: Duration = Duration(14 * 86400)
+    scans: Duration = Duration(90 * 86400)
+    serial_sessions: Duration = Duration(90 * 86400)
+    max_alerts: int = 200_000
+    prune_interval: Duration = Duration(3600)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = ""
+    batch_rows: int = 2000
+    batch_interval: Duration = Duration(0.1)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+
+    def db_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else paths.default_db_path()
+
+
+@dataclass(frozen=True)
+class RolesConfig:
+    admin: tuple[str, ...] = ()
+    operator: tuple[str, ...] = ()
+    viewer: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: str = ""
+    group: str = "iotsec"
+    roles: RolesConfig = field(default_factory=RolesConfig)
+    max_clients: int = 64
+    queue_size: int = 10_000
+
+    def socket_path(self) -> Path:
+        return Path(self.socket).expanduser() if self.socket else paths.default_socket_path()
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    fold_window: Duration = Duration(300)
+    notify_severity: str = "high"
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    keymap: dict[str, str] = field(default_factory=dict)
+    max_rows: int = 5000
+    refresh: Duration = Duration(0.25)
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    source: Path | None = None
+
+    def with_socket(self, socket: str | os.PathLike[str] | None) -> Config:
+        """This config with the control socket replaced (``--socket`` wins over the file)."""
+        if not socket:
+            return self
+        control = dataclasses.replace(self.control, socket=str(socket))
+        return dataclasses.replace(self, control=control)
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file in effect: ``explicit``, then ``$IOTSEC_CONFIG``, then the defaults."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("IOTSEC_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in paths.config_candidates():
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Read and check the config in effect; no file at all means every default."""
+    path = find_config(explicit)
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = parse_config(raw, str(path))
+    return dataclasses.replace(config, source=path)
+
+
+def parse_config(raw: dict[str, Any], where: str = "<config>") -> Config:
+    """Build a :class:`Config` from parsed TOML, naming the file and key of the first problem."""
+    return _build(Config, raw, where, "", skip={"source"})
+
+
+def _build(cls: type, raw: Any, where: str, prefix: str, skip: set[str] | None = None) -> Any:
+    label = prefix or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [{label}] must be a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in (skip or set())}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise ConfigError(
+            f"{where}: unknown key {_key(prefix, unknown[0])!r} (known here: {known})"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _convert(hints[name], value, where, _key(prefix, name))
+    return cls(**values)
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, key)
+    origin = typing.get_origin(hint)
+    if hint is Duration:
+        try:
+            return Duration(parse_duration(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where}: [{key}] must be a table of strings")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{where}: {key}: expected {hint.__name__}, got {value!r}")
+    return value

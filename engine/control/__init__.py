@@ -1,0 +1,1 @@
+"""The control API: a Unix socket speaking JSON lines, with peer credentials and roles."""

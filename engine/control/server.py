@@ -1,0 +1,447 @@
+"""The control server: a Unix socket (mode 0660) where each connection is one operator.
+
+The peer's uid names the operator and the config gives the role; each command declares the
+least role it needs. Requests on one connection run concurrently (responses carry the request
+id), so a client may pipeline many; every state-changing command lands in the audit chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.alerts.manager import AlertError, fetch_alert, fetch_history, query_alerts
+from engine.control.auth import peer_credentials, role_for, user_name
+from engine.control.protocol import MAX_LINE, ControlError, decode, encode
+from engine.durations import parse_duration
+from engine.events import TOPICS, Subscriber
+from engine.model import AlertEvent, AlertState, Operator, Role, Severity
+
+if TYPE_CHECKING:
+    from engine.daemon import Engine
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 1024
+Handler = Callable[["Session", dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    role: Role
+    changes_state: bool
+    help: str
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, role: Role = Role.VIEWER, *, changes_state: bool = False, help: str = ""):
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = Command(fn, role, changes_state, help or (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+class Session:
+    """One client connection: who it is, its subscription, its writer."""
+
+    def __init__(self, engine: Engine, operator: Operator, writer: asyncio.StreamWriter) -> None:
+        self.engine = engine
+        self.operator = operator
+        self.writer = writer
+        self.client = "unknown"
+        self.subscriber: Subscriber | None = None
+        self.forwarder: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._lock:
+            self.writer.write(encode(message))
+            await self.writer.drain()
+
+
+class ControlServer:
+    def __init__(self, engine: Engine, path: Path, group: str = "iotsec") -> None:
+        self.engine = engine
+        self.path = Path(path)
+        self.group = group
+        self.sessions: set[Session] = set()
+        self.refused = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if self.path.exists() or self.path.is_symlink():
+            if await _socket_alive(self.path):
+                raise ControlError(
+                    f"{self.path}: another engine is already listening here; stop it or set"
+                    " [control] socket to another path",
+                    "in_use",
+                )
+            self.path.unlink()
+        old = os.umask(0o117)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=MAX_LINE
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        with contextlib.suppress(KeyError, PermissionError):
+            os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for session in list(self.sessions):
+                session.writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock: socket.socket = writer.get_extra_info("socket")
+        _pid, uid, _gid = peer_credentials(sock)
+        name = user_name(uid)
+        role = role_for(uid, self.engine.config.control.roles)
+        if role is None or len(self.sessions) >= self.engine.config.control.max_clients:
+            self.refused += 1
+            reason = (
+                f"user {name} (uid {uid}) has no role on this engine; an admin can add them to"
+                " [control.roles] in the config"
+                if role is None
+                else "too many clients connected"
+            )
+            log.warning("refused control connection: %s", reason)
+            writer.write(encode({"id": None, "ok": False, "error": reason, "code": "unauthorized"}))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        session = Session(self.engine, Operator(uid, name, role), writer)
+        self.sessions.add(session)
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:
+                    await session.send(_error(None, "request longer than 1 MiB", "bad_request"))
+                    break
+                if not line:
+                    break
+                await in_flight.acquire()
+                task = asyncio.create_task(self._handle(session, line, in_flight))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if session.subscriber is not None:
+                self.engine.bus.unsubscribe(session.subscriber)
+            if session.forwarder is not None:
+                session.forwarder.cancel()
+            self.sessions.discard(session)
+            writer.close()
+
+    async def _handle(self, session: Session, line: bytes, in_flight: asyncio.Semaphore) -> None:
+        request_id = None
+        try:
+            request = decode(line)
+            request_id = request.get("id")
+            response = {
+                "id": request_id,
+                "ok": True,
+                "result": await self._dispatch(session, request),
+            }
+        except ControlError as exc:
+            response = _error(request_id, str(exc), exc.code)
+        except (AlertError, ValueError) as exc:
+            response = _error(request_id, str(exc), "invalid")
+        except Exception as exc:
+            log.exception("control command failed")
+            response = _error(request_id, f"internal error: {exc}", "internal")
+        finally:
+            in_flight.release()
+        with contextlib.suppress(ConnectionError):
+            await session.send(response)
+
+    async def _dispatch(self, session: Session, request: dict[str, Any]) -> Any:
+        name = request.get("cmd")
+        args = request.get("args") or {}
+        if not isinstance(name, str) or name not in COMMANDS:
+            raise ControlError(f"unknown command {name!r}", "unknown_command")
+        if not isinstance(args, dict):
+            raise ControlError("args must be a JSON object", "bad_request")
+        cmd = COMMANDS[name]
+        operator = session.operator
+        if operator.role < cmd.role:
+            reason = (
+                f"{name} needs the {cmd.role.label} role;"
+                f" {operator.name} is a {operator.role.label}"
+            )
+            if cmd.changes_state:
+                await self.engine.audit(operator, name, args, f"refused: {reason}")
+            raise ControlError(reason, "forbidden")
+        if not cmd.changes_state:
+            return await cmd.handler(session, args)
+        try:
+            result = await cmd.handler(session, args)
+        except (ControlError, AlertError, ValueError) as exc:
+            await self.engine.audit(operator, name, args, f"failed: {exc}")
+            raise
+        await self.engine.audit(operator, name, args, _summary(result))
+        return result
+
+
+async def _socket_alive(path: Path) -> bool:
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def _error(request_id: Any, message: str, code: str) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": message, "code": code}
+
+
+def _summary(result: Any) -> str:
+    if isinstance(result, dict) and "id" in result:
+        return f"ok: id {result['id']}"
+    return "ok"
+
+
+# -- argument helpers ------------------------------------------------------------------------
+
+
+def _int(args: dict[str, Any], key: str) -> int:
+    value = args.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ControlError(f"{key} must be an integer", "bad_request")
+    try:
+        return int(value)
+    except ValueError:
+        raise ControlError(f"{key} must be an integer, got {value!r}", "bad_request") from None
+
+
+def _str(args: dict[str, Any], key: str, default: str = "") -> str:
+    value = args.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ControlError(f"{key} must be a string", "bad_request")
+    return value
+
+
+def _address(args: dict[str, Any], key: str) -> str:
+    value = _str(args, key).strip()
+    if not value:
+        return ""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ControlError(
+            f"{key}: {value!r} is not an IPv4 or IPv6 address", "bad_request"
+        ) from None
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+@command("hello")
+async def _hello(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Introduce the client; answers who the engine thinks you are."""
+    session.client = _str(args, "client", "unknown")[:64]
+    ssh = _str(args, "ssh_client").split()
+    if ssh:
+        session.operator = Operator(
+            session.operator.uid, session.operator.name, session.operator.role, ssh[0]
+        )
+    op = session.operator
+    return {
+        "operator": op.name,
+        "uid": op.uid,
+        "role": op.role.label,
+        "engine": {"pid": os.getpid(), "version": session.engine.version},
+        "commands": sorted(n for n, c in COMMANDS.items() if c.role <= op.role),
+    }
+
+
+@command("status")
+async def _status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Engine health: uptime, parts, queues, drops, database and socket."""
+    return await session.engine.status()
+
+
+@command("subscribe")
+async def _subscribe(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Start receiving events on the given topics (default: all)."""
+    topics = args.get("topics") or sorted(TOPICS)
+    if not isinstance(topics, list) or not set(topics) <= TOPICS:
+        raise ControlError(f"topics must be a list from {sorted(TOPICS)}", "bad_request")
+    engine = session.engine
+    if session.subscriber is not None:
+        engine.bus.unsubscribe(session.subscriber)
+    sub = engine.bus.subscribe(f"{session.operator.name}/{session.client}", topics)
+    session.subscriber = sub
+
+    async def forward() -> None:
+        while session.subscriber is sub:
+            message = await sub.queue.get()
+            try:
+                await session.send(message)
+            except (ConnectionError, RuntimeError):
+                return
+
+    if session.forwarder is not None:
+        session.forwarder.cancel()
+    session.forwarder = engine.background(forward())
+    return {"topics": sorted(topics)}
+
+
+@command("alerts.list")
+async def _alerts_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Alerts newest first; ``state`` (one or a list), ``severity`` (minimum), ``limit``."""
+    states = args.get("state") or []
+    if isinstance(states, str):
+        states = [states]
+    states = [AlertState.parse(s).value for s in states]
+    severity = Severity.parse(_str(args, "severity", "info"))
+    limit = max(1, min(_int({"limit": args.get("limit", 1000)}, "limit"), 100_000))
+    alerts = await session.engine.read(
+        lambda conn: query_alerts(conn, states=states, min_severity=int(severity), limit=limit)
+    )
+    return [a.to_json() for a in alerts]
+
+
+@command("alerts.get")
+async def _alerts_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """One alert with its evidence and history."""
+    alert_id = _int(args, "id")
+
+    def read(conn):
+        return fetch_alert(conn, alert_id), fetch_history(conn, alert_id)
+
+    alert, history = await session.engine.read(read)
+    if alert is None:
+        raise ControlError(f"no alert with id {alert_id}", "not_found")
+    return {**alert.to_json(), "history": history}
+
+
+async def _transition(session: Session, args: dict[str, Any], action: str) -> dict[str, Any]:
+    alert = await session.engine.alerts.transition(
+        _int(args, "id"), action, session.operator.name, _str(args, "note")
+    )
+    return alert.to_json()
+
+
+@command("alerts.ack", Role.OPERATOR, changes_state=True)
+async def _alerts_ack(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Acknowledge an alert with a note: you are on it."""
+    return await _transition(session, args, "ack")
+
+
+@command("alerts.resolve", Role.OPERATOR, changes_state=True)
+async def _alerts_resolve(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Resolve an alert; the next identical event opens a new one."""
+    return await _transition(session, args, "resolve")
+
+
+@command("alerts.reopen", Role.OPERATOR, changes_state=True)
+async def _alerts_reopen(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Open an acknowledged or resolved alert again."""
+    return await _transition(session, args, "reopen")
+
+
+@command("alerts.silence", Role.OPERATOR, changes_state=True)
+async def _alerts_silence(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Silence alerts matching rule/src/dst/device for a duration."""
+    duration = args.get("duration", "1h")
+    silence, hidden = await session.engine.alerts.add_silence(
+        rule=_str(args, "rule"),
+        src=_address(args, "src"),
+        dst=_address(args, "dst"),
+        device=_str(args, "device"),
+        duration=parse_duration(duration),
+        operator=session.operator.name,
+        comment=_str(args, "comment"),
+    )
+    return {**silence.to_json(), "silenced": hidden}
+
+
+@command("alerts.unsilence", Role.OPERATOR, changes_state=True)
+async def _alerts_unsilence(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """End a silence now; the alerts it hid open again."""
+    silence_id = _int(args, "id")
+    reopened = await session.engine.alerts.end_silence(silence_id, session.operator.name)
+    return {"id": silence_id, "reopened": reopened}
+
+
+@command("silences.list")
+async def _silences_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Silences in force."""
+    return [s.to_json() for s in session.engine.alerts.silences]
+
+
+@command("alerts.inject", Role.ADMIN, changes_state=True)
+async def _alerts_inject(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Raise an alert through the engine like a detecting part would."""
+    title = _str(args, "title").strip()
+    if not title:
+        raise ControlError("an injected alert needs a title", "bad_request")
+    evidence = args.get("evidence") or {}
+    if not isinstance(evidence, dict):
+        raise ControlError("evidence must be a JSON object", "bad_request")
+    event = AlertEvent(
+        severity=Severity.parse(_str(args, "severity", "medium")),
+        source="inject",
+        rule=_str(args, "rule", "inject").strip() or "inject",
+        title=title,
+        src=_address(args, "src"),
+        dst=_address(args, "dst"),
+        device=_str(args, "device"),
+        evidence={**evidence, "injected_by": session.operator.name},
+    )
+    alert = await session.engine.raise_alert(event)
+    return {"id": alert.id, "count": alert.count, "state": alert.state.value}
+
+
+@command("audit.list")
+async def _audit_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The newest audit entries."""
+    limit = max(1, min(_int({"limit": args.get("limit", 100)}, "limit"), 10_000))
+
+    def read(conn):
+        cur = conn.execute(
+            "SELECT id, ts, operator, uid, role, command, args, result FROM audit"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    return await session.engine.read(read)
+
+
+@command("audit.verify", Role.ADMIN)
+async def _audit_verify(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Check the audit chain for edited or deleted rows."""
+    return await session.engine.verify_audit()

@@ -1,0 +1,257 @@
+"""The engine: one asyncio loop owning the writer, the alert manager, the event bus and the
+control server. ``iotsec engine`` runs it in the foreground until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from engine import audit
+from engine.alerts.manager import AlertManager
+from engine.config import Config
+from engine.control.server import ControlServer
+from engine.events import EventBus
+from engine.model import Alert, AlertEvent, Operator, Severity
+from engine.store.db import connect
+from engine.store.retention import prune
+from engine.store.writer import Writer
+
+log = logging.getLogger("iotsec.engine")
+
+T = TypeVar("T")
+VERSION = "0.1.0"
+STATUS_INTERVAL = 2.0
+
+# Parts later issues fill in; until then the engine reports them honestly as not started.
+PLANNED_PARTS = ("capture", "detect", "respond", "scan", "logwatch", "serial")
+
+
+class Engine:
+    version = VERSION
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db_path = config.store.db_path()
+        self.socket_path = config.control.socket_path()
+        self.started = time.time()
+        self.bus = EventBus(config.control.queue_size)
+        self.writer: Writer | None = None
+        self.alerts: AlertManager | None = None  # type: ignore[assignment]
+        self.server: ControlServer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._key = b""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        self.pruned: dict[str, int] = {}
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        store = self.config.store
+        self.writer = Writer(self.db_path, max_rows=store.batch_rows, interval=store.batch_interval)
+        self._key = audit.load_key(audit.key_path(self.db_path), create=True)
+        self._reader = connect(self.db_path, readonly=True)
+        self.alerts = AlertManager(
+            self.writer,
+            self.bus,
+            fold_window=self.config.alerts.fold_window,
+            notify_severity=Severity.parse(self.config.alerts.notify_severity),
+        )
+        await self.read(self.alerts.load)
+        self.server = ControlServer(self, self.socket_path, self.config.control.group)
+        await self.server.start()
+        self.background(self._every(1.0, self._housekeeping))
+        self.background(self._every(STATUS_INTERVAL, self._publish_status))
+        self.background(self._every(store.retention.prune_interval, self._prune))
+        log.info(
+            "engine %s started: database %s, control socket %s",
+            VERSION, self.db_path, self.socket_path,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.alerts is not None:
+            self.alerts.flush_events()
+        if self.writer is not None:
+            self.writer.close()
+        if self._reader is not None:
+            self._reader.close()
+        log.info("engine stopped")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop` (SIGTERM/SIGINT in the daemon)."""
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _every(self, seconds: float, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await fn()
+            except Exception:
+                log.exception("periodic task %s failed", fn.__name__)
+
+    async def _housekeeping(self) -> None:
+        self.alerts.expire_index()
+        await self.alerts.expire_silences()
+
+    async def _prune(self) -> None:
+        limits = self.config.store.retention
+        removed = await asyncio.wrap_future(
+            self.writer.call(lambda conn: prune(conn, limits, time.time()))
+        )
+        if removed:
+            self.pruned = {k: self.pruned.get(k, 0) + v for k, v in removed.items()}
+            log.info("retention pruned %s", removed)
+
+    async def _publish_status(self) -> None:
+        if any("status" in s.topics for s in self.bus.subscribers):
+            self.bus.publish("status", await self.status())
+
+    # -- what parts and the control API use ---------------------------------------------------
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a query on the read-only connection, off the loop."""
+
+        def locked() -> T:
+            with self._reader_lock:
+                return fn(self._reader)
+
+        return await asyncio.to_thread(locked)
+
+    async def raise_alert(self, event: AlertEvent) -> Alert:
+        """Record an alert and return once its row is committed (waits while the writer is full)."""
+        while True:
+            try:
+                alert, future = self.alerts.raise_alert(event, wait=True)
+                break
+            except queue.Full:
+                await asyncio.sleep(0.01)
+        await asyncio.wrap_future(future)
+        return alert
+
+    async def audit(
+        self, operator: Operator, command: str, args: dict[str, Any], result: str
+    ) -> None:
+        entry = audit.AuditEntry(
+            operator=operator.name,
+            uid=operator.uid,
+            role=operator.role.label,
+            command=command,
+            args={**args, **({"ssh_client": operator.ssh_client} if operator.ssh_client else {})},
+            result=result,
+            ts=time.time(),
+        )
+        key = self._key
+        while True:
+            try:
+                future = self.writer.call(lambda conn: audit.append(conn, key, entry))
+                break
+            except queue.Full:
+                await asyncio.sleep(0.01)
+        await asyncio.wrap_future(future)
+
+    async def verify_audit(self) -> dict[str, Any]:
+        checked, problems = await self.read(lambda conn: audit.verify(conn, self._key))
+        return {
+            "checked": checked,
+            "ok": not problems,
+            "problems": [{"id": p.id, "reason": p.reason} for p in problems],
+        }
+
+    async def status(self) -> dict[str, Any]:
+        def counts(conn: sqlite3.Connection) -> dict[str, Any]:
+            by_sev = dict(
+                conn.execute(
+                    "SELECT severity, count(*) FROM alerts WHERE state = 'open' GROUP BY severity"
+                ).fetchall()
+            )
+            bans = conn.execute("SELECT count(*) FROM bans WHERE state = 'active'").fetchone()[0]
+            return {"by_severity": by_sev, "bans": bans}
+
+        db = await self.read(counts)
+        size = sum(
+            os.path.getsize(p) for p in (self.db_path, f"{self.db_path}-wal") if os.path.exists(p)
+        )
+        writer = self.writer
+        parts = {"store": "running", "control": "running", "alerts": "running"}
+        parts.update({name: "not started" for name in PLANNED_PARTS})
+        return {
+            "version": VERSION,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started, 1),
+            "parts": parts,
+            "queues": {
+                "writer": {"depth": writer.depth, "capacity": writer.capacity},
+                "subscribers": {s.name: s.queue.qsize() for s in self.bus.subscribers},
+            },
+            "dropped": {
+                "alerts": self.alerts.dropped,
+                "events": self.bus.dropped,
+            },
+            "alerts": {
+                "raised": self.alerts.raised,
+                "folded": self.alerts.folded,
+                "open": {Severity(k).label: v for k, v in sorted(db["by_severity"].items())},
+                "silences": len(self.alerts.silences),
+            },
+            "bans": {"active": db["bans"]},
+            "capture": "not started",
+            "store": {
+                "path": str(self.db_path),
+                "size": size,
+                "batches": writer.batches,
+                "rows": writer.rows,
+                "errors": writer.errors,
+                "pruned": self.pruned,
+            },
+            "control": {
+                "socket": str(self.socket_path),
+                "clients": len(self.server.sessions) if self.server else 0,
+                "refused": self.server.refused if self.server else 0,
+            },
+        }
+
+
+def run_engine(config: Config) -> int:
+    """The daemon's main: logs to stderr, stops cleanly on SIGTERM/SIGINT; returns an exit code."""
+    level = getattr(logging, config.engine.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = Engine(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, engine.request_stop)
+        await engine.run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0

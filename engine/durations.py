@@ -1,0 +1,43 @@
+"""Human durations ("90s", "15m", "2h", "7d", "1h30m") as used in config and on the command line."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a duration such as ``"2h"``, ``"1h30m"`` or a plain number of seconds."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected a duration such as '30m', got {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"a duration cannot be negative: {text!r}")
+        return float(text)
+    s = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    pos, total = 0, 0.0
+    for m in _PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"expected a duration such as '90s', '15m', '2h' or '7d', got {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form of a duration: ``"2h"``, ``"1h30m"``, ``"45s"``."""
+    seconds = round(seconds)
+    if seconds <= 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            n, seconds = divmod(seconds, size)
+            out.append(f"{n}{unit}")
+    return "".join(out[:2])

@@ -1,0 +1,1 @@
+"""The store: SQLite schema, migrations, the batching writer and retention."""

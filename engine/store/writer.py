@@ -1,0 +1,177 @@
+"""The one writer: a thread that owns the write connection and commits in batches.
+
+Producers enqueue statements; the thread gathers them for up to ``interval`` seconds or
+``max_rows`` items, runs runs of the same statement with ``executemany`` inside one
+transaction, and then resolves each item's future, so a caller that awaits its future knows
+the row is on disk. A bad item fails alone: the batch is retried item by item.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from engine.store.db import connect
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Item:
+    sql: str | None
+    params: Params | None
+    call: Callable[[sqlite3.Connection], Any] | None
+    future: Future[Any] | None = field(default=None)
+
+
+class WriterClosed(Exception):
+    """The writer has stopped; nothing more can be written."""
+
+
+class Writer:
+    """Batched writes to one database from any thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_rows: int = 2000,
+        interval: float = 0.1,
+        queue_size: int = 100_000,
+    ) -> None:
+        self.path = Path(path)
+        self.max_rows = max_rows
+        self.interval = interval
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_size)
+        self._conn = connect(self.path)
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._closed = False
+        self.dropped = 0
+        self.batches = 0
+        self.rows = 0
+        self.errors = 0
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def capacity(self) -> int:
+        return self._queue.maxsize
+
+    def execute(self, sql: str, params: Params = (), *, wait: bool = False) -> Future[Any] | None:
+        """Queue one statement; with ``wait`` returns a future resolved after its commit.
+
+        Raises :class:`queue.Full` when the queue is full, so the caller decides whether to
+        drop (and count) or to wait.
+        """
+        return self._put(_Item(sql, params, None, Future() if wait else None))
+
+    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Future[Any]:
+        """Run ``fn(conn)`` inside the next transaction; the future holds its return value."""
+        item = _Item(None, None, fn, Future())
+        self._put(item)
+        assert item.future is not None
+        return item.future
+
+    def _put(self, item: _Item) -> Future[Any] | None:
+        if self._closed:
+            raise WriterClosed(f"{self.path}: writer is closed")
+        self._queue.put_nowait(item)
+        return item.future
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything queued so far is committed."""
+        self.call(lambda conn: None).result(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, stop the thread and close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._conn.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self.interval
+            while len(batch) < self.max_rows:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Item]) -> None:
+        try:
+            results = self._transaction(batch)
+        except Exception:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            results = None
+        if results is not None:
+            self.batches += 1
+            self.rows += len(batch)
+            for item, result in zip(batch, results, strict=True):
+                if item.future is not None:
+                    item.future.set_result(result)
+            return
+        # One item spoiled the batch: run each alone so only that one fails.
+        for item in batch:
+            try:
+                (result,) = self._transaction([item])
+            except Exception as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                self.errors += 1
+                log.error("store write failed: %s (%s)", exc, item.sql or item.call)
+                if item.future is not None:
+                    item.future.set_exception(exc)
+                continue
+            self.rows += 1
+            if item.future is not None:
+                item.future.set_result(result)
+
+    def _transaction(self, batch: list[_Item]) -> list[Any]:
+        conn = self._conn
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for key, group in groupby(batch, key=lambda i: i.sql):
+            items = list(group)
+            if key is None:
+                for item in items:
+                    assert item.call is not None
+                    results.append(item.call(conn))
+            elif len(items) == 1:
+                cur = conn.execute(key, items[0].params or ())
+                results.append(cur.lastrowid)
+            else:
+                conn.executemany(key, [i.params or () for i in items])
+                results.extend([None] * len(items))
+        conn.execute("COMMIT")
+        return results
