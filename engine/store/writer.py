@@ -3,7 +3,9 @@
 Producers enqueue statements; the thread gathers them for up to ``interval`` seconds or
 ``max_rows`` items, runs runs of the same statement with ``executemany`` inside one
 transaction, and then resolves each item's future, so a caller that awaits its future knows
-the row is on disk. A bad item fails alone: the batch is retried item by item.
+the row is on disk. When someone is waiting for a commit, the batch closes after a short
+``linger`` instead of the whole interval, so a lone request is not held back. A bad item
+fails alone: the batch is retried item by item.
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ class Writer:
         *,
         max_rows: int = 2000,
         interval: float = 0.1,
+        linger: float = 0.002,
         queue_size: int = 100_000,
     ) -> None:
         self.path = Path(path)
         self.max_rows = max_rows
         self.interval = interval
+        self.linger = min(linger, interval)
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_size)
         self._conn = connect(self.path)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -112,7 +116,8 @@ class Writer:
             if first is None:
                 break
             batch = [first]
-            deadline = time.monotonic() + self.interval
+            start = time.monotonic()
+            deadline = start + (self.interval if first.future is None else self.linger)
             while len(batch) < self.max_rows:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -125,6 +130,8 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)
+                if item.future is not None:
+                    deadline = min(deadline, time.monotonic() + self.linger)
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:

@@ -1,0 +1,60 @@
+# iotsec: `make run` sets up and opens the console, `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Debian packages the tests drive for real: command -> package.
+TEST_TOOLS := tmux:tmux
+
+.PHONY: run test lint format check deps engine bench clean
+
+run: $(STAMP)
+	$(BIN)/iotsec console
+
+engine: $(STAMP)
+	$(BIN)/iotsec engine
+
+test: $(STAMP) deps
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The whole pre-commit loop.
+check: format lint test
+
+bench: $(STAMP)
+	$(BIN)/python bench/alert_ingest.py
+	$(BIN)/python bench/console_first_frame.py
+	$(BIN)/python bench/console_cpu.py
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "iotsec needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+# Installs the missing Debian packages when root; otherwise says what is missing.
+deps:
+	@missing=""; for pair in $(TEST_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing tools for some tests:$$missing (install them, or run make test as root)"; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""iotsec tests: unit, functional (real engine, real app) and end-to-end."""

@@ -1,0 +1,180 @@
+"""The control API against a real engine process: concurrency, roles, refusals, the stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.control.client import Client
+from engine.control.protocol import ControlError
+from tests.conftest import IN_CI, EngineProcess, start_engine
+
+VIEWER_UID = 54_322
+OPERATOR_UID = 54_323
+UNKNOWN_UID = 54_321
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("this test switches uids and needs root")
+        pytest.skip("needs root to connect as other uids")
+
+
+@pytest.fixture
+def shared_engine() -> Iterator[EngineProcess]:
+    """An engine whose socket other uids can reach (the socket's group is the engine's)."""
+    directory = Path(tempfile.mkdtemp(prefix="iotsec-ctl-"))
+    directory.chmod(0o755)
+    engine = start_engine(
+        directory,
+        f'[control.roles]\nviewer = ["{VIEWER_UID}"]\noperator = ["{OPERATOR_UID}"]\n',
+    )
+    yield engine
+    engine.stop()
+    shutil.rmtree(directory)
+
+
+def as_user(engine: EngineProcess, uid: int, requests: list) -> list[dict]:
+    """Run requests from a forked child with another uid (and the socket's group, to connect).
+
+    A fork rather than a new interpreter: the other uid cannot read root's Python install.
+    """
+    gid = engine.socket.stat().st_gid
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: drop privileges, talk to the engine, report, exit
+        status = 0
+        try:
+            os.close(read_end)
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+            out: list[dict] = []
+            try:
+                with Client(engine.socket) as client:
+                    out.append({"hello": client.hello})
+                    for cmd, args in requests:
+                        try:
+                            out.append({"ok": client.request(cmd, args)})
+                        except ControlError as exc:
+                            out.append({"error": str(exc), "code": exc.code})
+            except ControlError as exc:
+                out.append({"refused": str(exc), "code": exc.code})
+            os.write(write_end, json.dumps(out).encode())
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and data, "the child process failed"
+    return json.loads(data)
+
+
+def test_two_clients_at_once_see_each_other(engine: EngineProcess) -> None:
+    watcher = engine.client("watcher")
+    watcher.request("subscribe", {"topics": ["alerts"]})
+    actor = engine.client("actor")
+    ids = [
+        actor.request("alerts.inject", {"severity": "high", "title": f"t{i}", "src": "10.1.0.9"})[
+            "id"
+        ]
+        for i in range(3)
+    ]
+    assert len(set(ids)) == 1  # same rule/src/dst: folded
+    # the watcher receives the events; a request on its connection still gets its own answer
+    seen = []
+    while not seen or seen[-1]["count"] < 3:
+        line = watcher._file.readline()
+        message = json.loads(line)
+        if message.get("event") == "alerts":
+            seen.extend(message["data"])
+    assert seen[-1]["id"] == ids[0]
+    assert watcher.request("alerts.get", {"id": ids[0]})["count"] == 3
+    watcher.close()
+    actor.close()
+
+
+def test_pipelined_requests_from_two_threads(engine: EngineProcess) -> None:
+    errors: list[Exception] = []
+
+    def work(n: int) -> None:
+        try:
+            with engine.client(f"c{n}") as c:
+                for i in range(200):
+                    c.request("alerts.inject", {"title": "x", "src": f"10.2.{n}.{i}"})
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with engine.client() as c:
+        assert len(c.request("alerts.list", {"limit": 1000})) == 400
+
+
+def test_unknown_requests_get_clear_errors(engine: EngineProcess) -> None:
+    with engine.client() as c:
+        with pytest.raises(ControlError, match="unknown command 'nope'"):
+            c.request("nope")
+        with pytest.raises(ControlError, match="not an IPv4 or IPv6 address"):
+            c.request("alerts.inject", {"title": "x", "src": "evil.example"})
+        with pytest.raises(ControlError, match="unknown severity"):
+            c.request("alerts.inject", {"title": "x", "severity": "urgent"})
+        c._sock.sendall(b"{not json\n")
+        assert b"not valid JSON" in c._file.readline()
+        # the connection is still usable after a bad line
+        assert c.request("status")["pid"] == engine.proc.pid
+
+
+def test_viewer_reads_but_cannot_change(shared_engine: EngineProcess) -> None:
+    require_root()
+    with shared_engine.client() as admin:
+        alert_id = admin.request("alerts.inject", {"title": "camera telnet open"})["id"]
+    out = as_user(shared_engine, VIEWER_UID, [
+        ["alerts.list", {}],
+        ["alerts.ack", {"id": alert_id, "note": "mine"}],
+        ["alerts.inject", {"title": "fake"}],
+    ])  # fmt: skip
+    assert out[0]["hello"]["role"] == "viewer"
+    assert out[1]["ok"][0]["id"] == alert_id
+    assert out[2]["code"] == "forbidden" and "needs the operator role" in out[2]["error"]
+    assert out[3]["code"] == "forbidden"
+    with shared_engine.client() as admin:
+        assert admin.request("alerts.get", {"id": alert_id})["state"] == "open"
+        refused = [a for a in admin.request("audit.list") if a["result"].startswith("refused")]
+        assert {a["command"] for a in refused} == {"alerts.ack", "alerts.inject"}
+        assert all(a["uid"] == VIEWER_UID for a in refused)
+
+
+def test_operator_acks_with_their_name(shared_engine: EngineProcess) -> None:
+    require_root()
+    with shared_engine.client() as admin:
+        alert_id = admin.request("alerts.inject", {"title": "mqtt anonymous"})["id"]
+    out = as_user(shared_engine, OPERATOR_UID, [["alerts.ack", {"id": alert_id, "note": "n"}]])
+    assert out[1]["ok"]["state"] == "acknowledged"
+    assert out[1]["ok"]["ack_by"] == str(OPERATOR_UID)
+
+
+def test_unknown_uid_is_refused(shared_engine: EngineProcess) -> None:
+    require_root()
+    out = as_user(shared_engine, UNKNOWN_UID, [["alerts.list", {}]])
+    assert out[0]["code"] == "unauthorized"
+    assert f"uid {UNKNOWN_UID}" in out[0]["refused"] and "[control.roles]" in out[0]["refused"]
+
+
+def test_socket_mode(engine: EngineProcess) -> None:
+    assert engine.socket.stat().st_mode & 0o777 == 0o660

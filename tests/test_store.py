@@ -1,0 +1,180 @@
+"""The store: migrations, file modes, WAL, the batching writer and retention."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.config import RetentionConfig
+from engine.store import schema
+from engine.store.db import StoreError, connect, open_db
+from engine.store.retention import prune
+from engine.store.writer import Writer
+
+TABLES = {
+    "meta", "alerts", "devices", "findings", "flows", "bans", "scans", "log_offsets",
+    "serial_sessions", "audit", "silences", "alert_history",
+}  # fmt: skip
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_migrates_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "iotsec.db"
+    conn = connect(path)
+    assert schema.version(conn) == schema.LATEST
+    assert tables(conn) >= TABLES
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"alerts_state_last", "alerts_fold", "bans_active", "audit_ts"} <= indexes
+    conn.close()
+
+
+def test_file_and_directory_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "iotsec.db"
+    connect(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 in (0, 0o040)
+    assert stat.S_IMODE(path.parent.stat().st_mode) & 0o027 == 0
+
+
+def test_migrates_from_the_previous_version_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    schema.migrate(old, schema.LATEST - 1)
+    assert schema.version(old) == schema.LATEST - 1
+    old.execute(
+        "INSERT INTO alerts (id, severity, source, rule, title, first_seen, last_seen)"
+        " VALUES (7, 3, 'rules', '2023019', 'old alert', 1.0, 2.0)"
+    )
+    old.close()
+
+    conn = connect(path)
+    assert schema.version(conn) == schema.LATEST
+    row = conn.execute("SELECT id, title, count, state FROM alerts").fetchone()
+    assert row == (7, "old alert", 1, "open")
+    # the newer schema's parts work on the migrated file
+    conn.execute(
+        "INSERT INTO alert_history (alert_id, ts, operator, action) VALUES (7, 3.0, 'root', 'ack')"
+    )
+    conn.close()
+
+
+def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {schema.LATEST + 1}")
+    conn.close()
+    with pytest.raises(schema.SchemaError, match="newer than this iotsec knows"):
+        connect(path)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=str(path)):
+        connect(path)
+
+
+def test_readers_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "iotsec.db"
+    connect(path).close()
+    reader = open_db(path, readonly=True)
+    with pytest.raises(sqlite3.OperationalError):
+        reader.execute("DELETE FROM alerts")
+    with pytest.raises(StoreError, match="does not exist"):
+        connect(tmp_path / "missing.db", readonly=True)
+
+
+def test_writer_batches_and_confirms_after_commit(tmp_path: Path) -> None:
+    path = tmp_path / "iotsec.db"
+    writer = Writer(path, max_rows=500, interval=0.05)
+    sql = "INSERT INTO flows (start, last, proto, src, dst) VALUES (?, ?, 'tcp', ?, ?)"
+    futures = [writer.execute(sql, (i, i, "10.0.0.1", "10.0.0.2"), wait=True) for i in range(5000)]
+    for future in futures:
+        future.result(10)
+    reader = connect(path, readonly=True)
+    # every confirmed row is visible to another connection, i.e. committed
+    assert reader.execute("SELECT count(*) FROM flows").fetchone()[0] == 5000
+    assert writer.rows == 5000
+    assert writer.batches <= 5000 // 500 + 5
+    writer.close()
+
+
+def test_writer_commits_within_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "iotsec.db"
+    writer = Writer(path, max_rows=10_000, interval=0.1)
+    reader = connect(path, readonly=True)
+    writer.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+    deadline = time.monotonic() + 2
+    while reader.execute("SELECT count(*) FROM meta WHERE key = 'k'").fetchone()[0] == 0:
+        assert time.monotonic() < deadline, "a lone write was not committed"
+        time.sleep(0.01)
+    writer.close()
+
+
+def test_a_bad_write_fails_alone(tmp_path: Path) -> None:
+    path = tmp_path / "iotsec.db"
+    writer = Writer(path, interval=0.05)
+    good = [
+        writer.execute("INSERT INTO meta (key, value) VALUES (?, 'x')", (f"k{i}",), wait=True)
+        for i in range(3)
+    ]
+    bad = writer.execute("INSERT INTO meta (key, value) VALUES ('k1', 'dup')", wait=True)
+    for future in good:
+        future.result(5)
+    with pytest.raises(sqlite3.IntegrityError):
+        bad.result(5)
+    assert writer.errors == 1
+    writer.close()
+    assert connect(path, readonly=True).execute("SELECT count(*) FROM meta").fetchone()[0] == 3
+
+
+def test_writer_from_many_threads(tmp_path: Path) -> None:
+    path = tmp_path / "iotsec.db"
+    writer = Writer(path, interval=0.02)
+    sql = "INSERT INTO flows (start, last, proto, src, dst) VALUES (0, 0, 'udp', ?, ?)"
+
+    def produce(n: int) -> None:
+        for i in range(1000):
+            writer.execute(sql, (f"t{n}", str(i)))
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    assert connect(path, readonly=True).execute("SELECT count(*) FROM flows").fetchone()[0] == 4000
+
+
+def test_retention_prunes_old_rows(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "iotsec.db")
+    now = 1_000_000.0
+    day = 86400
+    insert = (
+        "INSERT INTO alerts (severity, source, rule, title, first_seen, last_seen, state)"
+        " VALUES (2, 't', 'r', ?, ?, ?, ?)"
+    )
+    conn.execute(insert, ("old resolved", now - 100 * day, now - 100 * day, "resolved"))
+    conn.execute(insert, ("old open", now - 100 * day, now - 100 * day, "open"))
+    conn.execute(insert, ("new resolved", now - day, now - day, "resolved"))
+    conn.execute(
+        "INSERT INTO flows (start, last, proto, src, dst) VALUES (?, ?, 'tcp', 'a', 'b')",
+        (now - 30 * day, now - 30 * day),
+    )
+    removed = prune(conn, RetentionConfig(), now)
+    assert removed == {"alerts": 1, "flows": 1}
+    titles = {r[0] for r in conn.execute("SELECT title FROM alerts")}
+    assert titles == {"old open", "new resolved"}
+    # the row cap drops resolved alerts first
+    removed = prune(conn, RetentionConfig(max_alerts=1), now)
+    assert removed == {"alerts": 1}
+    assert {r[0] for r in conn.execute("SELECT title FROM alerts")} == {"old open"}
