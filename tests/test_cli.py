@@ -1,0 +1,94 @@
+"""The ``iotsec`` command as users type it, against a real engine process."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EngineProcess, start_engine, write_config
+
+
+def test_inject_ack_resolve_round_trip(engine: EngineProcess) -> None:
+    out = engine.cli("alerts", "inject", "--severity", "high", "--title", "Telnet root login",
+                     "--src", "10.3.0.7", "--dst", "10.3.0.1", "--rule", "2023019")  # fmt: skip
+    alert_id = int(out.stdout.strip())
+    listed = json.loads(engine.cli("alerts", "--state", "open", "--json").stdout)
+    assert [a["id"] for a in listed] == [alert_id]
+    a = listed[0]
+    assert (a["severity"], a["src"], a["dst"], a["rule"], a["count"], a["state"]) == (
+        "high", "10.3.0.7", "10.3.0.1", "2023019", 1, "open",
+    )  # fmt: skip
+    for key in ("id", "source", "title", "device", "first_seen", "last_seen", "ack_by", "ack_note",
+                "evidence"):  # fmt: skip
+        assert key in a
+    assert "acknowledged" in engine.cli("alerts", "ack", str(alert_id), "--note", "on it").stdout
+    shown = engine.cli("alerts", "show", str(alert_id)).stdout
+    assert "on it" in shown and "ack" in shown
+    engine.cli("alerts", "resolve", str(alert_id))
+    assert json.loads(engine.cli("alerts", "--state", "open", "--json").stdout) == []
+    table = engine.cli("alerts").stdout
+    assert "resolved" in table and "Telnet root login" in table
+
+
+def test_silence_and_unsilence(engine: EngineProcess) -> None:
+    engine.cli(
+        "alerts", "inject", "--title", "anon mqtt", "--rule", "mqtt-anon", "--src", "10.3.0.9"
+    )
+    data = json.loads(engine.cli("alerts", "silence", "--rule", "mqtt-anon", "--for", "2h",
+                                 "--json").stdout)  # fmt: skip
+    assert data["silenced"] == 1
+    assert 7100 < data["expires"] - data["created"] <= 7200
+    assert "mqtt-anon" in engine.cli("alerts", "silences").stdout
+    silenced = json.loads(engine.cli("alerts", "--state", "silenced", "--json").stdout)
+    assert len(silenced) == 1
+    engine.cli("alerts", "unsilence", str(data["id"]))
+    assert json.loads(engine.cli("alerts", "--state", "silenced", "--json").stdout) == []
+
+
+def test_status(engine: EngineProcess) -> None:
+    data = json.loads(engine.cli("status", "--json").stdout)
+    assert data["pid"] == engine.proc.pid
+    assert data["store"]["path"] == str(engine.db)
+    assert data["control"]["socket"] == str(engine.socket)
+    assert data["parts"]["capture"] == "not started"
+    assert set(data["queues"]) == {"writer", "subscribers"}
+    assert set(data["dropped"]) == {"alerts", "events"}
+    text = engine.cli("status").stdout
+    assert "uptime" in text and str(engine.db) in text
+
+
+def test_socket_option_wins_over_config(engine: EngineProcess, tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    other = write_config(tmp_path / "other")
+    out = engine.cli("--config", str(other), "status", "--socket", str(engine.socket), "--json")
+    assert json.loads(out.stdout)["pid"] == engine.proc.pid
+
+
+def test_errors_are_clear(tmp_path: Path, engine: EngineProcess) -> None:
+    missing = engine.cli("status", "--socket", str(tmp_path / "none.sock"), check=False)
+    assert missing.returncode == 1
+    assert "no engine at" in missing.stderr and "iotsec engine" in missing.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[alerts]\nfold_windw = '5m'\n")
+    out = engine.cli("--config", str(bad), "status", check=False)
+    assert out.returncode == 1 and f"{bad}: unknown key 'alerts.fold_windw'" in out.stderr
+    refused = engine.cli("alerts", "ack", "424242", check=False)
+    assert refused.returncode == 1 and "no alert with id 424242" in refused.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_engine_stops_cleanly(tmp_path: Path, sig: int) -> None:
+    engine = start_engine(tmp_path)
+    with engine.client() as c:
+        c.request("alerts.inject", {"title": "before stop"})
+    assert engine.stop(sig) == 0
+    assert not engine.socket.exists()
+    assert "engine stopped" in engine.log.read_text()
+
+
+def test_second_engine_on_same_socket_refuses(engine: EngineProcess) -> None:
+    out = engine.cli("engine", check=False)
+    assert out.returncode == 1 and "another engine is already listening" in out.stderr
