@@ -46,6 +46,10 @@ class EventBus:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
 
+    def wants(self, topic: str) -> bool:
+        """Whether anyone listens to ``topic`` (so a publisher can skip building the event)."""
+        return any(topic in s.topics for s in self._subscribers)
+
     def publish(self, topic: str, data: Any) -> None:
         """Deliver to every subscriber of ``topic``; call from the engine's loop only."""
         self.published += 1

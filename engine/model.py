@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,7 +77,7 @@ class AlertEvent:
         return (self.rule, self.src, self.dst)
 
 
-@dataclass
+@dataclass(slots=True)
 class Alert:
     """One alert row: an event and everything the workflow added to it."""
 
@@ -99,15 +100,29 @@ class Alert:
     silence_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["severity"] = self.severity.label
-        data["state"] = self.state.value
-        return data
+        # Built by hand: dataclasses.asdict deep-copies, which costs at alert-storm rates.
+        return {
+            "id": self.id,
+            "severity": self.severity.label,
+            "source": self.source,
+            "rule": self.rule,
+            "title": self.title,
+            "src": self.src,
+            "dst": self.dst,
+            "device": self.device,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "count": self.count,
+            "state": self.state.value,
+            "evidence": self.evidence,
+            "ack_by": self.ack_by,
+            "ack_note": self.ack_note,
+            "ack_at": self.ack_at,
+            "silence_id": self.silence_id,
+        }
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Alert:
-        import json
-
         return cls(
             id=row["id"],
             severity=Severity(row["severity"]),

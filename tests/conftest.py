@@ -64,6 +64,7 @@ class EngineProcess:
 
 
 def write_config(directory: Path, extra: str = "") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     config = directory / "iotsec.toml"
     config.write_text(
         f'[store]\npath = "{directory / "state" / "iotsec.db"}"\n'

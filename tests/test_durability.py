@@ -21,12 +21,9 @@ def test_kill_9_mid_burst_keeps_every_confirmed_alert(engine: EngineProcess) -> 
     def send_all() -> None:
         try:
             for i in range(BURST):
-                request = {
-                    "id": i + 1,
-                    "cmd": "alerts.inject",
-                    "args": {"title": f"burst {i}", "src": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
-                             "severity": "low"},
-                }  # fmt: skip
+                src = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+                args = {"title": f"burst {i}", "src": src, "severity": "low"}
+                request = {"id": i + 1, "cmd": "alerts.inject", "args": args}
                 sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError:
             pass  # the engine died under us, as intended

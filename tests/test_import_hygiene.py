@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 
-
 PROBE_ENGINE = """
 import importlib, json, pkgutil, sys
 import engine

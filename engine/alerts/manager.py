@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import sqlite3
 import time
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from typing import Any
 
 from engine.events import EventBus
 from engine.model import Alert, AlertEvent, AlertState, Severity, Silence
-from engine.store.writer import Writer
+from engine.store.writer import Writer, WriterClosed
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ _COLUMNS = (
     "id, severity, source, rule, title, src, dst, device, first_seen, last_seen, count,"
     " state, evidence, ack_by, ack_note, ack_at, silence_id"
 )
+
+
+# One encoder made once: json.dumps with options builds a new encoder on every call.
+_encode = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
 
 
 class AlertError(Exception):
@@ -161,9 +166,11 @@ class AlertManager:
             sql = _FOLD
             new = False
         else:
-            evidence = json.dumps(event.evidence, sort_keys=True, default=str)
+            evidence_dict = event.evidence
+            evidence = _encode(evidence_dict)
             if len(evidence) > MAX_EVIDENCE_BYTES:
-                evidence = json.dumps({"truncated": evidence[:MAX_EVIDENCE_BYTES]})
+                evidence_dict = {"truncated": evidence[:MAX_EVIDENCE_BYTES]}
+                evidence = _encode(evidence_dict)
             silence = self._silence_for(event.rule, event.src, event.dst, event.device)
             alert = Alert(
                 id=self._next_id,
@@ -178,7 +185,7 @@ class AlertManager:
                 last_seen=ts,
                 count=0,
                 state=AlertState.SILENCED if silence else AlertState.OPEN,
-                evidence=json.loads(evidence),
+                evidence=evidence_dict,
                 silence_id=silence.id if silence else None,
             )
             sql = _INSERT
@@ -189,7 +196,7 @@ class AlertManager:
             new = True
         try:
             future = self.writer.execute(sql, params, wait=wait)
-        except Exception:
+        except (queue.Full, WriterClosed):
             if wait:
                 raise
             self.dropped += 1
@@ -251,6 +258,9 @@ class AlertManager:
         """Publish every alert that changed since the last flush, once each."""
         self._flusher = None
         if not self._pending:
+            return
+        if not self.bus.wants("alerts"):
+            self._pending.clear()
             return
         batch = [{**a.to_json(), "notify": n} for a, n in self._pending.values()]
         self._pending.clear()
