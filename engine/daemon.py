@@ -126,9 +126,7 @@ class Engine:
 
     async def _prune(self) -> None:
         limits = self.config.store.retention
-        removed = await asyncio.wrap_future(
-            self.writer.call(lambda conn: prune(conn, limits, time.time()))
-        )
+        removed = await self.writer.run(lambda conn: prune(conn, limits, time.time()))
         if removed:
             self.pruned = {k: self.pruned.get(k, 0) + v for k, v in removed.items()}
             log.info("retention pruned %s", removed)
@@ -156,7 +154,7 @@ class Engine:
                 break
             except queue.Full:
                 await asyncio.sleep(0.01)
-        await asyncio.wrap_future(future)
+        await future
         return alert
 
     async def audit(
@@ -174,11 +172,10 @@ class Engine:
         key = self._key
         while True:
             try:
-                future = self.writer.call(lambda conn: audit.append(conn, key, entry))
-                break
+                await self.writer.run(lambda conn: audit.append(conn, key, entry))
+                return
             except queue.Full:
                 await asyncio.sleep(0.01)
-        await asyncio.wrap_future(future)
 
     async def verify_audit(self) -> dict[str, Any]:
         checked, problems = await self.read(lambda conn: audit.verify(conn, self._key))

@@ -54,7 +54,7 @@ async def test_storm_of_identical_alerts_is_one_row(setup) -> None:
     for _ in range(9_999):
         manager.raise_alert(event())
     alert, future = manager.raise_alert(event(), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     assert alert.count == 10_000
     assert rows(path) == [(1, 10_000, "open", "2023019", "10.9.0.2")]
 
@@ -64,7 +64,7 @@ async def test_different_src_or_rule_are_separate(setup) -> None:
     manager.raise_alert(event())
     manager.raise_alert(event(src="10.9.0.3"))
     _, future = manager.raise_alert(event(rule="2023020"), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     assert [r[0] for r in rows(path)] == [1, 2, 3]
 
 
@@ -76,7 +76,7 @@ async def test_fold_window_and_resolve_start_new_alerts(setup) -> None:
     assert second.id != first.id
     await manager.transition(second.id, "resolve", "alice", "patched")
     third, future = manager.raise_alert(event(), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     assert third.id not in (first.id, second.id)
     assert [r[2] for r in rows(path)] == ["open", "resolved", "open"]
 
@@ -88,7 +88,7 @@ async def test_ack_records_who_and_note(setup) -> None:
     assert acked.state is AlertState.ACKNOWLEDGED
     # folding keeps counting on an acknowledged alert
     again, future = manager.raise_alert(event(), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     assert again.id == alert.id and again.count == 2
     conn = connect(path, readonly=True)
     stored = fetch_alert(conn, alert.id)
@@ -111,7 +111,7 @@ async def test_silence_records_but_does_not_notify(setup) -> None:
     )
     assert hidden == 1  # the open alert is silenced too
     quiet, future = manager.raise_alert(event(src="10.9.0.77"), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     assert quiet.state is AlertState.SILENCED and quiet.silence_id == silence.id
     manager.flush_events()
     published = {a["id"]: a for msg in drain(sub.queue) for a in msg["data"]}
@@ -136,12 +136,12 @@ async def test_silence_needs_a_matcher(setup) -> None:
 async def test_restart_continues_ids_and_folding(setup) -> None:
     manager, bus, clock, path = setup
     alert, future = manager.raise_alert(event(), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     writer2 = Writer(path)
     again = AlertManager(writer2, bus, fold_window=300, clock=clock)
     again.load(connect(path, readonly=True))
     folded, future = again.raise_alert(event(), wait=True)
-    await asyncio.wrap_future(future)
+    await future
     new, _ = again.raise_alert(event(rule="other"))
     assert folded.id == alert.id and folded.count == 2
     assert new.id == alert.id + 1

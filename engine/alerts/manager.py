@@ -15,7 +15,6 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
@@ -151,7 +150,7 @@ class AlertManager:
 
     def raise_alert(
         self, event: AlertEvent, *, wait: bool = False
-    ) -> tuple[Alert, Future[Any] | None]:
+    ) -> tuple[Alert, asyncio.Future[Any] | None]:
         """Record ``event``: a new alert, or one more count on an identical recent one.
 
         Returns the alert and, with ``wait``, a future resolved once it is committed. Raises
@@ -195,7 +194,10 @@ class AlertManager:
             )  # fmt: skip
             new = True
         try:
-            future = self.writer.execute(sql, params, wait=wait)
+            if wait:
+                future: asyncio.Future[Any] | None = self.writer.execute_async(sql, params)
+            else:
+                future = self.writer.execute(sql, params)
         except (queue.Full, WriterClosed):
             if wait:
                 raise
@@ -305,7 +307,7 @@ class AlertManager:
         if action == "resolve":
             # From now on an identical event opens a new alert, even before this commits.
             self._forget(alert_id)
-        alert = await asyncio.wrap_future(self.writer.call(apply))
+        alert = await self.writer.run(apply)
         live = self._by_id.get(alert_id)
         if live is not None:
             live.state, live.ack_by, live.ack_note, live.ack_at = (
@@ -364,7 +366,7 @@ class AlertManager:
             ]
             return sid, ids  # type: ignore[return-value]
 
-        sid, ids = await asyncio.wrap_future(self.writer.call(apply))
+        sid, ids = await self.writer.run(apply)
         silence = Silence(sid, rule, src, dst, device, now, expires, operator, comment)
         self._silences[sid] = silence
         await self._republish(ids, AlertState.SILENCED, sid)
@@ -391,7 +393,7 @@ class AlertManager:
                 )
             ]
 
-        ids = await asyncio.wrap_future(self.writer.call(apply))
+        ids = await self.writer.run(apply)
         self._silences.pop(silence_id, None)
         await self._republish(ids, AlertState.OPEN, None)
         self.bus.publish("silences", [s.to_json() for s in self.silences])
@@ -424,5 +426,5 @@ class AlertManager:
             def read(conn: sqlite3.Connection) -> list[Alert]:
                 return [a for i in missing if (a := fetch_alert(conn, i)) is not None]
 
-            for alert in await asyncio.wrap_future(self.writer.call(read)):
+            for alert in await self.writer.run(read):
                 self._queue_publish(alert)

@@ -10,6 +10,8 @@ fails alone: the batch is retried item by item.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -35,7 +37,7 @@ class _Item:
     sql: str | None
     params: Params | None
     call: Callable[[sqlite3.Connection], Any] | None
-    future: Future[Any] | None = field(default=None)
+    future: Future[Any] | asyncio.Future[Any] | None = field(default=None)
 
 
 class WriterClosed(Exception):
@@ -89,12 +91,27 @@ class Writer:
 
     def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Future[Any]:
         """Run ``fn(conn)`` inside the next transaction; the future holds its return value."""
-        item = _Item(None, None, fn, Future())
-        self._put(item)
-        assert item.future is not None
-        return item.future
+        future: Future[Any] = Future()
+        self._put(_Item(None, None, fn, future))
+        return future
 
-    def _put(self, item: _Item) -> Future[Any] | None:
+    def execute_async(self, sql: str, params: Params = ()) -> asyncio.Future[Any]:
+        """:meth:`execute` for the event loop: an asyncio future resolved after the commit.
+
+        The futures of one batch are resolved together in one callback on their loop, so a
+        burst of confirmed writes costs one wake-up of the loop per transaction, not per row.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._put(_Item(sql, params, None, future))
+        return future
+
+    async def run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` inside the next transaction, from the loop; returns its value."""
+        future = asyncio.get_running_loop().create_future()
+        self._put(_Item(None, None, fn, future))
+        return await future
+
+    def _put(self, item: _Item) -> Future[Any] | asyncio.Future[Any] | None:
         if self._closed:
             raise WriterClosed(f"{self.path}: writer is closed")
         if len(self._items) >= self._capacity:
@@ -151,15 +168,16 @@ class Writer:
         except Exception:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            results = None
-        if results is not None:
+        else:
             self.batches += 1
             self.rows += len(batch)
-            for item, result in zip(batch, results, strict=True):
-                if item.future is not None:
-                    item.future.set_result(result)
+            pairs = zip(batch, results, strict=True)
+            _settle(
+                [(item.future, result, None) for item, result in pairs if item.future is not None]
+            )
             return
         # One item spoiled the batch: run each alone so only that one fails.
+        outcomes: list[tuple[Any, Any, BaseException | None]] = []
         for item in batch:
             try:
                 (result,) = self._transaction([item])
@@ -168,12 +186,11 @@ class Writer:
                     self._conn.execute("ROLLBACK")
                 self.errors += 1
                 log.error("store write failed: %s (%s)", exc, item.sql or item.call)
-                if item.future is not None:
-                    item.future.set_exception(exc)
+                outcomes.append((item.future, None, exc))
                 continue
             self.rows += 1
-            if item.future is not None:
-                item.future.set_result(result)
+            outcomes.append((item.future, result, None))
+        _settle([o for o in outcomes if o[0] is not None])
 
     def _transaction(self, batch: list[_Item]) -> list[Any]:
         conn = self._conn
@@ -193,3 +210,28 @@ class Writer:
                 results.extend([None] * len(items))
         conn.execute("COMMIT")
         return results
+
+
+def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Resolve futures after a commit: thread futures directly, asyncio ones per loop at once."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+    for future, result, exc in outcomes:
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append((future, result, exc))
+        elif exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle_on_loop, settled)
+
+
+def _settle_on_loop(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in outcomes:
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
