@@ -58,9 +58,15 @@ class Client:
 
     def request(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
         request_id = next(self._ids)
-        self._sock.sendall(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
+        # The engine may have refused us and hung up before we wrote: its reason, if it sent
+        # one, is still waiting to be read below.
+        with contextlib.suppress(OSError):
+            self._sock.sendall(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
         while True:
-            line = self._file.readline(MAX_LINE)
+            try:
+                line = self._file.readline(MAX_LINE)
+            except OSError as exc:
+                raise ControlError(f"{self.path}: connection lost: {exc}", "unreachable") from None
             if not line:
                 raise ControlError(f"{self.path}: engine closed the connection", "unreachable")
             message = decode(line)
