@@ -180,8 +180,10 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
     if not alerts:
         click.echo("no alerts")
         return
-    click.echo(f"{'ID':>6} {'SEV':<8} {'STATE':<12} {'COUNT':>6} {'LAST SEEN':<14} "
-               f"{'SRC':<15} {'DST':<15} TITLE")  # fmt: skip
+    click.echo(
+        f"{'ID':>6} {'SEV':<8} {'STATE':<12} {'COUNT':>6} {'LAST SEEN':<14} "
+        f"{'SRC':<15} {'DST':<15} TITLE"
+    )
     for a in alerts:
         click.echo(
             f"{a['id']:>6} {a['severity']:<8} {a['state']:<12} {a['count']:>6} "
@@ -226,8 +228,18 @@ def alerts_show(alert_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    for key in ("id", "severity", "state", "title", "source", "rule", "src", "dst", "device",
-                "count"):  # fmt: skip
+    for key in (
+        "id",
+        "severity",
+        "state",
+        "title",
+        "source",
+        "rule",
+        "src",
+        "dst",
+        "device",
+        "count",
+    ):
         click.echo(f"{key:<10} {printable(str(data[key])) or '-'}")
     click.echo(f"{'first':<10} {_when(data['first_seen'])}")
     click.echo(f"{'last':<10} {_when(data['last_seen'])}")
@@ -292,11 +304,21 @@ def alerts_reopen(alert_id: int, note: str, as_json: bool) -> None:
 @click.option("--for", "duration", default="1h", show_default=True, help="How long: 30m, 2h, 1d.")
 @click.option("--comment", default="")
 @json_option
-def alerts_silence(rule: str, src: str, dst: str, device: str, duration: str, comment: str,
-                   as_json: bool) -> None:  # fmt: skip
+def alerts_silence(
+    rule: str, src: str, dst: str, device: str, duration: str, comment: str, as_json: bool
+) -> None:
     """Silence matching alerts for a while: recorded, but no notification."""
-    data = call("alerts.silence", {"rule": rule, "src": src, "dst": dst, "device": device,
-                                   "duration": duration, "comment": comment})  # fmt: skip
+    data = call(
+        "alerts.silence",
+        {
+            "rule": rule,
+            "src": src,
+            "dst": dst,
+            "device": device,
+            "duration": duration,
+            "comment": comment,
+        },
+    )
     if as_json:
         emit_json(data)
     else:
@@ -332,8 +354,10 @@ def alerts_silences(as_json: bool) -> None:
         click.echo("no silences")
     for s in data:
         match = " ".join(f"{k}={s[k]}" for k in ("rule", "src", "dst", "device") if s[k])
-        click.echo(f"{s['id']:>4}  until {_when(s['expires'])}  by {s['created_by']}  {match}  "
-                   f"{printable(s['comment'])}")  # fmt: skip
+        click.echo(
+            f"{s['id']:>4}  until {_when(s['expires'])}  by {s['created_by']}  {match}  "
+            f"{printable(s['comment'])}"
+        )
 
 
 @alerts.command("inject")
@@ -345,11 +369,21 @@ def alerts_silences(as_json: bool) -> None:
 @click.option("--rule", default="inject", show_default=True, help="Rule id, for folding.")
 @click.option("--device", default="")
 @json_option
-def alerts_inject(severity: str, title: str, src: str, dst: str, rule: str, device: str,
-                  as_json: bool) -> None:  # fmt: skip
+def alerts_inject(
+    severity: str, title: str, src: str, dst: str, rule: str, device: str, as_json: bool
+) -> None:
     """Raise an alert through the engine (admin only), e.g. to rehearse the workflow."""
-    data = call("alerts.inject", {"severity": severity, "title": title, "src": src, "dst": dst,
-                                  "rule": rule, "device": device})  # fmt: skip
+    data = call(
+        "alerts.inject",
+        {
+            "severity": severity,
+            "title": title,
+            "src": src,
+            "dst": dst,
+            "rule": rule,
+            "device": device,
+        },
+    )
     if as_json:
         emit_json(data)
     else:
@@ -373,8 +407,10 @@ def audit(ctx: click.Context, limit: int, as_json: bool) -> None:
         emit_json(data)
         return
     for row in reversed(data):
-        click.echo(f"{row['id']:>6} {_when(row['ts'])} {row['operator']:<10} {row['command']:<18} "
-                   f"{printable(row['args'], limit=60)}  {printable(row['result'])}")  # fmt: skip
+        click.echo(
+            f"{row['id']:>6} {_when(row['ts'])} {row['operator']:<10} {row['command']:<18} "
+            f"{printable(row['args'], limit=60)}  {printable(row['result'])}"
+        )
 
 
 @audit.command("verify")
@@ -392,8 +428,10 @@ def audit_verify(settings: Settings, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(f"checked {data['checked']} audit rows: "
-                   f"{'chain intact' if data['ok'] else 'PROBLEMS FOUND'}")  # fmt: skip
+        click.echo(
+            f"checked {data['checked']} audit rows: "
+            f"{'chain intact' if data['ok'] else 'PROBLEMS FOUND'}"
+        )
         for p in data["problems"]:
             click.echo(f"  row {p['id']}: {p['reason']}")
     if not data["ok"]:
@@ -413,8 +451,11 @@ def _verify_offline(db_path: Path) -> dict[str, Any]:
         checked, problems = audit_chain.verify(conn, key)
     finally:
         conn.close()
-    return {"checked": checked, "ok": not problems,
-            "problems": [{"id": p.id, "reason": p.reason} for p in problems]}  # fmt: skip
+    return {
+        "checked": checked,
+        "ok": not problems,
+        "problems": [{"id": p.id, "reason": p.reason} for p in problems],
+    }
 
 
 if __name__ == "__main__":
