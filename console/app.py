@@ -1,0 +1,293 @@
+"""The iotsec console: a Textual app over the engine's control API, and ``run_console``, which
+``iotsec console`` calls.
+
+The first frame draws before anything touches the engine: connecting (or starting a private
+engine) happens in a worker after mount, and the status bar says how it is going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from functools import partial
+from typing import ClassVar
+
+from textual import on
+from textual.actions import parse as parse_action
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from console.commands import ActionCommands, PaletteCommand
+from console.engine_link import EngineEvent, EngineLink, LinkChanged, Snapshot
+from console.keys import bindings_of, keymap_problems, keys_for
+from console.notifier import AlertNotifier
+from console.panes.alert_table import AlertTable
+from console.panes.alerts import AlertsPane
+from console.panes.part import PartPane
+from console.screens.help import HelpScreen, KeyRow
+from console.terminal import TerminalWatch
+from console.widgets.status_bar import StatusBar
+from engine.config import Config
+
+# After the console missed events it reloads the alert list, at most this often.
+RESYNC_SECONDS = 2.0
+
+PANES = ("traffic", "devices", "alerts", "serial")
+
+
+class IotsecApp(App[None]):
+    TITLE = "iotsec"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ActionCommands}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "1",
+            "show_pane('traffic')",
+            "Traffic",
+            id="app.pane.traffic",
+            show=False,
+            tooltip="Show the Traffic pane",
+        ),
+        Binding(
+            "2",
+            "show_pane('devices')",
+            "Devices",
+            id="app.pane.devices",
+            show=False,
+            tooltip="Show the Devices pane",
+        ),
+        Binding(
+            "3",
+            "show_pane('alerts')",
+            "Alerts",
+            id="app.pane.alerts",
+            show=False,
+            tooltip="Show the Alerts pane",
+        ),
+        Binding(
+            "4",
+            "show_pane('serial')",
+            "Serial",
+            id="app.pane.serial",
+            show=False,
+            tooltip="Show the Serial pane",
+        ),
+        Binding(
+            "question_mark,f1",
+            "help",
+            "Help",
+            id="app.help",
+            tooltip="Help for the pane you are in",
+        ),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Commands",
+            id="app.palette",
+            show=False,
+            tooltip="Every action by name",
+        ),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit the console (so does Ctrl+Q)"),
+    ]
+
+    def __init__(self, config: Config, *, config_path: str | None = None, spawn: bool = False):
+        super().__init__()
+        self.config = config
+        self.keymap = dict(config.console.keymap)
+        self.link = EngineLink(
+            self,
+            config.control.socket_path(),
+            spawn=spawn,
+            config_path=config_path,
+            max_rows=config.console.max_rows,
+        )
+        self.notifier = AlertNotifier(self)
+        self.terminal = TerminalWatch(self)
+        self.status: dict | None = None
+        self.missed = 0
+        self._resync_pending = False
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with TabbedContent(initial="alerts", id="panes"):
+            with TabPane("1 Traffic", id="traffic"):
+                yield PartPane(
+                    title="Traffic",
+                    part="capture",
+                    subject="Capture",
+                    purpose="Live traffic: flows and protocol tags (MQTT, CoAP, Modbus, DNS,"
+                    " Telnet, ...) as the engine captures them.",
+                )
+            with TabPane("2 Devices", id="devices"):
+                yield PartPane(
+                    title="Devices",
+                    part="scan",
+                    subject="Device discovery",
+                    purpose="The devices seen on the network, their open services and the"
+                    " findings of scans (default credentials, telnet, anonymous MQTT, ...).",
+                )
+            with TabPane("3 Alerts", id="alerts"):
+                yield AlertsPane(
+                    max_rows=self.config.console.max_rows,
+                    refresh=self.config.console.refresh,
+                    id="alerts-pane",
+                )
+            with TabPane("4 Serial", id="serial"):
+                yield PartPane(
+                    title="Serial",
+                    part="serial",
+                    subject="The serial console",
+                    purpose="A serial console to a device on the bench, with the findings its"
+                    " boot log reveals.",
+                )
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.set_keymap(self.keymap)
+        all_bindings = [b for _, _, bindings in self._binding_owners() for b in bindings]
+        for problem in keymap_problems(self.keymap, all_bindings):
+            self.notify(problem, severity="warning", markup=False, timeout=10)
+        if not self.is_headless:
+            self.terminal.start()
+        self.query_one(AlertTable).focus()
+        self.link.connect()
+
+    async def on_unmount(self) -> None:
+        if not self.is_headless:
+            self.terminal.stop()
+        await self.link.close()
+        await asyncio.to_thread(self.link.stop_private)
+
+    # -- what the panes and screens ask of the app --------------------------------------------
+
+    def may(self, command: str) -> bool:
+        return self.link.may(command)
+
+    @property
+    def alerts(self) -> AlertsPane:
+        return self.query_one(AlertsPane)
+
+    def _part_panes(self) -> Iterator[PartPane]:
+        return iter(self.query(PartPane))
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    @on(LinkChanged)
+    def _link_changed(self, event: LinkChanged) -> None:
+        self.query_one(StatusBar).show_link(event.state)
+        connected = event.state.phase == "connected"
+        for pane in self._part_panes():
+            pane.show_status(self.status if connected else None, connected=connected)
+        self.refresh_bindings()
+
+    @on(Snapshot)
+    def _snapshot(self, event: Snapshot) -> None:
+        self._resync_pending = False
+        self.alerts.load(event.alerts)
+        self._show_status(event.status)
+
+    @on(EngineEvent)
+    def _engine_event(self, event: EngineEvent) -> None:
+        if event.dropped:
+            self.missed += event.dropped
+            if not self._resync_pending:
+                self._resync_pending = True
+                self.set_timer(RESYNC_SECONDS, self.link.resync)
+        if event.topic == "alerts" and isinstance(event.data, list):
+            self.alerts.receive(event.data)
+            self.notifier.offer(event.data)
+        elif event.topic == "status" and isinstance(event.data, dict):
+            self._show_status(event.data)
+
+    def _show_status(self, status: dict) -> None:
+        self.status = status
+        self.query_one(StatusBar).show_status(status, self.missed)
+        for pane in self._part_panes():
+            pane.show_status(status, connected=self.link.state.phase == "connected")
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        """Every background job runs as an app worker, so this is where any failure shows."""
+        if event.state is WorkerState.ERROR:
+            self.notify(
+                f"{event.worker.name} failed: {event.worker.error}",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
+
+    # -- panes, help and the palette ----------------------------------------------------------
+
+    def action_show_pane(self, pane: str) -> None:
+        self.query_one(TabbedContent).active = pane
+        if pane == "alerts":
+            self.query_one(AlertTable).focus()
+
+    def _active_pane(self) -> tuple[str, DOMNode]:
+        tab = self.query_one(TabbedContent).active or "alerts"
+        return tab, self.query_one(f"TabPane#{tab}").children[0]
+
+    def _binding_owners(self) -> Iterator[tuple[str, DOMNode, list[Binding]]]:
+        """(pane id, node, bindings with an id) for the app and every node in every pane."""
+        yield "", self, [b for b in bindings_of(type(self)) if b.id]
+        for pane in PANES:
+            for node in self.query_one(f"TabPane#{pane}").walk_children(with_self=False):
+                bindings = [b for b in bindings_of(type(node)) if b.id]
+                if bindings:
+                    yield pane, node, bindings
+
+    def _keys(self, binding: Binding) -> str:
+        keys = keys_for(binding, self.keymap)
+        return ", ".join(self.get_key_display(binding.with_key(k)) for k in keys)
+
+    def action_help(self) -> None:
+        pane_id, pane = self._active_pane()
+        keys: list[KeyRow] = []
+        for owner_pane, _node, bindings in self._binding_owners():
+            if owner_pane == pane_id:
+                keys += [(self._keys(b), b.tooltip or b.description) for b in bindings]
+        everywhere = [
+            (self._keys(b), b.tooltip or b.description) for b in bindings_of(type(self)) if b.id
+        ]
+        purpose = pane.help_text if isinstance(pane, PartPane) else AlertsPane.HELP
+        title = pane.title if isinstance(pane, PartPane) else "Alerts"
+        self.push_screen(
+            HelpScreen(title, purpose, keys or [("", "no keys of its own yet")], everywhere)
+        )
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """Every action the operator may use now, named for the command palette."""
+        commands: list[PaletteCommand] = []
+        for pane_id, node, bindings in self._binding_owners():
+            for binding in bindings:
+                _, name, params = parse_action(binding.action)
+                if name == "command_palette" or node.check_action(name, params) is not True:
+                    continue
+                label = binding.tooltip or binding.description
+                title = f"{pane_id.capitalize()}: {label}" if pane_id else label
+                run = partial(self._run_in_pane, pane_id, node, binding.action)
+                commands.append((title, f"key: {self._keys(binding)}", run))
+        return commands
+
+    def _run_in_pane(self, pane_id: str, node: DOMNode, action: str) -> None:
+        if pane_id:
+            self.action_show_pane(pane_id)
+        self.call_later(node.run_action, action)
+
+
+def run_console(config: Config, *, config_path: str | None, spawn: bool) -> int:
+    """Run the console until the operator quits or the terminal goes away; the exit status."""
+    app = IotsecApp(config, config_path=config_path, spawn=spawn)
+    try:
+        app.run()
+    finally:
+        # The app stops its private engine on the way out; this covers a crash in between.
+        app.link.stop_private()
+    if app.link.state.phase == "failed":
+        print(f"iotsec console: {app.link.state.message}", file=sys.stderr)
+    return app.return_code or 0

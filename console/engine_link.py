@@ -1,0 +1,235 @@
+"""The console's one connection to the engine: find it (or start a private one), subscribe,
+take a first snapshot, pass events on as messages, and reconnect when it drops.
+
+Everything here runs on the app's asyncio loop; the only blocking step, starting a private
+engine, runs in a thread. Reconnecting re-arms a one-shot timer after each failed attempt, so
+attempts never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from textual.app import App
+from textual.message import Message
+from textual.timer import Timer
+
+from console.private_engine import PrivateEngine
+from engine.control.client import AsyncClient
+from engine.control.protocol import ControlError
+
+RETRY_SECONDS = 2.0
+START_TIMEOUT = 10.0
+TOPICS = ["alerts", "status"]
+
+Phase = Literal["connecting", "starting", "connected", "disconnected", "failed"]
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """Where the connection stands, as the status bar shows it."""
+
+    phase: Phase
+    message: str = ""
+    private_pid: int | None = None
+    operator: str = ""
+    role: str = ""
+    commands: frozenset[str] = field(default_factory=frozenset)
+
+
+class LinkChanged(Message):
+    def __init__(self, state: LinkState) -> None:
+        super().__init__()
+        self.state = state
+
+
+class EngineEvent(Message):
+    """One event from the engine's stream; ``dropped`` counts events lost before it."""
+
+    def __init__(self, topic: str, data: Any, dropped: int) -> None:
+        super().__init__()
+        self.topic = topic
+        self.data = data
+        self.dropped = dropped
+
+
+class Snapshot(Message):
+    """The alerts and status right after (re)connecting or a resync: the whole picture."""
+
+    def __init__(self, alerts: list[dict[str, Any]], status: dict[str, Any]) -> None:
+        super().__init__()
+        self.alerts = alerts
+        self.status = status
+
+
+class EngineLink:
+    def __init__(
+        self,
+        app: App[Any],
+        socket_path: Path,
+        *,
+        spawn: bool,
+        config_path: str | None,
+        max_rows: int,
+    ) -> None:
+        self.app = app
+        self.socket_path = socket_path
+        self.spawn = spawn
+        self.config_path = config_path
+        self.max_rows = max_rows
+        self.private: PrivateEngine | None = None
+        self.state = LinkState("connecting")
+        self._client: AsyncClient | None = None
+        self._retry: Timer | None = None
+        self._closing = False
+
+    # -- what the app uses --------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Start a connection attempt in the background."""
+        self._retry = None
+        self.app.run_worker(
+            self._connect(),
+            name="Connecting to the engine",
+            group="engine",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def may(self, command: str) -> bool:
+        """Whether this operator may run ``command`` on the engine right now."""
+        return self.state.phase == "connected" and command in self.state.commands
+
+    async def request(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        if self._client is None:
+            raise ControlError("not connected to the engine", "unreachable")
+        return await self._client.request(cmd, args)
+
+    def resync(self) -> None:
+        """Fetch the whole picture again (after missed events)."""
+        self.app.run_worker(
+            self._snapshot(),
+            name="Reloading alerts",
+            group="resync",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def stop_private(self) -> None:
+        """Stop the private engine, if this console started one (blocks up to a few seconds)."""
+        if self.private is not None:
+            self.private.stop()
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def _set(self, state: LinkState) -> None:
+        self.state = state
+        self.app.post_message(LinkChanged(state))
+
+    @property
+    def _private_pid(self) -> int | None:
+        return self.private.pid if self.private is not None else None
+
+    async def _connect(self) -> None:
+        self._set(LinkState("connecting", private_pid=self._private_pid))
+        try:
+            client = await self._open()
+            hello = client.hello
+            client.on_event = self._on_event
+            client.on_close = self._on_close
+            self._client = client
+            await client.request("subscribe", {"topics": TOPICS})
+            self._set(
+                LinkState(
+                    "connected",
+                    private_pid=self._private_pid,
+                    operator=str(hello.get("operator", "")),
+                    role=str(hello.get("role", "")),
+                    commands=frozenset(hello.get("commands", ())),
+                )
+            )
+            await self._snapshot()
+        except ControlError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: ControlError) -> None:
+        exited = self.private.exit_status() if self.private is not None else None
+        if exited is not None:
+            tail = self.private.log_tail() if self.private is not None else ""
+            message = f"private engine exited with status {exited}" + (f": {tail}" if tail else "")
+            self._set(LinkState("failed", message, self._private_pid))
+        elif exc.code == "unreachable" and not self._closing:
+            self._set(LinkState("disconnected", str(exc), self._private_pid))
+            # A drop seen both by a failing request and by the read loop retries once.
+            if self._retry is None:
+                self._retry = self.app.set_timer(RETRY_SECONDS, self.connect)
+        else:
+            self._set(LinkState("failed", str(exc), self._private_pid))
+
+    async def _open(self) -> AsyncClient:
+        path = self.private.socket if self.private is not None else self.socket_path
+        try:
+            return await _dial(path)
+        except ControlError as exc:
+            if exc.code != "unreachable" or not self.spawn or self.private is not None:
+                raise
+        return await self._start_private()
+
+    async def _start_private(self) -> AsyncClient:
+        private = self.private = PrivateEngine(self.config_path)
+        self._set(LinkState("starting"))
+        await asyncio.to_thread(private.start)
+        self._set(LinkState("starting", private_pid=private.pid))
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if private.exit_status() is not None:
+                raise ControlError("private engine exited", "exited")
+            try:
+                return await _dial(private.socket)
+            except ControlError as exc:
+                if exc.code != "unreachable":
+                    raise
+            if time.monotonic() > deadline:
+                tail = private.log_tail()
+                raise ControlError(
+                    f"private engine did not start within {START_TIMEOUT:.0f} s"
+                    + (f": {tail}" if tail else ""),
+                    "timeout",
+                )
+            await asyncio.sleep(0.05)
+
+    async def _snapshot(self) -> None:
+        alerts = await self.request("alerts.list", {"limit": self.max_rows})
+        status = await self.request("status")
+        self.app.post_message(Snapshot(alerts, status))
+
+    # -- callbacks from the client's read loop ------------------------------------------------
+
+    def _on_event(self, message: dict[str, Any]) -> None:
+        dropped = int(message.get("dropped") or 0)
+        self.app.post_message(EngineEvent(str(message.get("event")), message.get("data"), dropped))
+
+    def _on_close(self) -> None:
+        self._client = None
+        if not self._closing:
+            self._failed(ControlError("the engine closed the connection", "unreachable"))
+
+
+async def _dial(path: Path) -> AsyncClient:
+    client = AsyncClient(path, client="console")
+    try:
+        await client.connect()
+    except BaseException:
+        await client.close()
+        raise
+    return client

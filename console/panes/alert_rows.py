@@ -1,0 +1,132 @@
+"""One alert as a row of the alerts table: its cells, its sort keys and its filter text.
+
+A row is built once per version of an alert (when the engine says it changed) so that sorting,
+filtering and diffing the table never format or parse anything again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from console import severity
+from console.untrusted import cell, clean
+
+STATE_LABEL = {
+    "open": "open",
+    "acknowledged": "acked",
+    "resolved": "resolved",
+    "silenced": "silenced",
+}
+STATE_STYLE = {"open": "bold", "acknowledged": "", "resolved": "dim", "silenced": "dim italic"}
+# Open alerts first when sorting by state: they are the ones that need someone.
+STATE_ORDER = {"open": 0, "acknowledged": 1, "silenced": 2, "resolved": 3}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: ``width`` is fixed, or ``None`` for one sized to the data or the rest."""
+
+    key: str
+    label: str
+    width: int | None
+    descending_first: bool
+    justify: str = "left"
+
+
+COLUMNS = (
+    Column("time", "TIME", 8, descending_first=True),
+    Column("sev", "SEV", 4, descending_first=True),
+    Column("state", "STATE", 8, descending_first=False),
+    Column("count", "COUNT", 6, descending_first=True, justify="right"),
+    Column("src", "SRC", None, descending_first=False),
+    Column("dst", "DST", None, descending_first=False),
+    Column("title", "TITLE", None, descending_first=False),
+)
+COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
+
+
+def clock(ts: float) -> str:
+    """``HH:MM:SS`` in local time (the detail screen shows the date)."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def short_count(n: int) -> str:
+    return str(n) if n < 1_000_000 else f"{n / 1_000_000:.1f}M"
+
+
+def _address_key(address: str) -> tuple[int, int, str]:
+    """Addresses in numeric order (IPv4 before IPv6), anything else after them by name."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return (2, 0, address)
+    return (ip.version // 6, int(ip), "")
+
+
+def _address_cell(address: str) -> Text:
+    return cell(address) if address else Text("-", style="dim", end="")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """An alert as the table shows, sorts and filters it."""
+
+    id: int
+    alert: dict[str, Any]
+    cells: tuple[Text, ...]
+    sort_keys: tuple[Any, ...]
+    haystack: str
+
+    @classmethod
+    def build(cls, alert: dict[str, Any]) -> AlertRow:
+        sev = str(alert.get("severity", "info"))
+        state = str(alert.get("state", "open"))
+        src, dst = clean(alert.get("src")), clean(alert.get("dst"))
+        title = clean(alert.get("title"))
+        last_seen = float(alert.get("last_seen") or 0.0)
+        count = int(alert.get("count") or 0)
+        cells = (
+            Text(clock(last_seen), end=""),
+            Text(severity.LABEL.get(sev, sev), style=severity.STYLE.get(sev, ""), end=""),
+            Text(STATE_LABEL.get(state, state), style=STATE_STYLE.get(state, ""), end=""),
+            Text(short_count(count), justify="right", end=""),
+            _address_cell(src),
+            _address_cell(dst),
+            cell(title),
+        )
+        sort_keys = (
+            last_seen,
+            severity.RANK.get(sev, 0),
+            STATE_ORDER.get(state, len(STATE_ORDER)),
+            count,
+            _address_key(src),
+            _address_key(dst),
+            title.casefold(),
+        )
+        words = (
+            alert.get("id"),
+            sev,
+            severity.LABEL.get(sev),
+            state,
+            src,
+            dst,
+            title,
+            alert.get("rule"),
+            alert.get("device"),
+            alert.get("source"),
+        )
+        haystack = " ".join(clean(w) for w in words if w).casefold()
+        return cls(int(alert["id"]), alert, cells, sort_keys, haystack)
+
+    @property
+    def last_seen(self) -> float:
+        return self.sort_keys[0]
+
+    def matches(self, terms: tuple[str, ...]) -> bool:
+        """Whether every filter term (already case-folded) occurs in this alert's fields."""
+        return all(term in self.haystack for term in terms)

@@ -1,0 +1,223 @@
+"""The alerts table: kept in step with a set of rows by diff, sorted by one column, and holding
+the cursor on the same alert while rows arrive, change and go.
+
+``DataTable.remove_row`` re-indexes every row on each call and ``DataTable.sort`` cannot see row
+keys, which under an alert storm (hundreds of rows in and out per refresh, 5000 rows kept)
+costs seconds of CPU. So removal and ordering are done here once per update, with the same
+bookkeeping those two methods do; everything else goes through the public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from rich.text import Text
+from textual import on
+from textual._two_way_dict import TwoWayDict
+from textual.binding import Binding
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
+
+from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, AlertRow
+
+TITLE_MIN = 10
+LABEL_ROOM = 1  # a column is at least its label plus the sort arrow
+# Addresses narrower than this many terminal columns are shown in full on narrow screens;
+# wider terminals show whole IPv6 addresses.
+ADDRESS_NARROW, ADDRESS_WIDE, WIDE_SCREEN = 15, 39, 120
+
+
+class AlertTable(DataTable[Text]):
+    """A DataTable of :class:`AlertRow`, keyed by alert id."""
+
+    BINDINGS = [
+        Binding(
+            "enter",
+            "select_cursor",
+            "Details",
+            id="alerts.details",
+            show=False,
+            tooltip="Open the alert under the cursor: evidence and history",
+        ),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", show_row_labels=False)
+        self._shown: dict[int, AlertRow] = {}
+        self._keys: dict[int, RowKey] = {}
+        self.sort_column = "time"
+        self.descending = True
+
+    def on_mount(self) -> None:
+        for column in COLUMNS:
+            self.add_column(column.label, key=column.key, width=column.width or len(column.label))
+        self._label_columns()
+
+    # -- what the pane asks for ---------------------------------------------------------------
+
+    @property
+    def shown(self) -> Mapping[int, AlertRow]:
+        return self._shown
+
+    def row_under_cursor(self) -> AlertRow | None:
+        if not self.row_count:
+            return None
+        key = self._row_locations.get_key(self.cursor_row)
+        return self._shown.get(int(key.value)) if key is not None and key.value else None
+
+    def show(self, rows: Mapping[int, AlertRow]) -> None:
+        """Make the table show exactly ``rows``: remove, update and add only what differs."""
+        shown = self._shown
+        gone = [i for i in shown if i not in rows]
+        new = [i for i in rows if i not in shown]
+        changed = [i for i, row in rows.items() if i in shown and shown[i] is not row]
+        if not (gone or new or changed):
+            return
+        anchor = self._cursor_anchor()
+        sort_index = COLUMN_INDEX[self.sort_column]
+        reorder = bool(new)
+        with self.app.batch_update():
+            if gone:
+                self._drop(gone)
+                self._place()
+            for alert_id in changed:
+                before, after = shown[alert_id], rows[alert_id]
+                key = self._keys[alert_id]
+                for column, old, cell in zip(COLUMNS, before.cells, after.cells, strict=True):
+                    if old.plain != cell.plain or old.style != cell.style:
+                        self.update_cell(key, column.key, cell)
+                reorder = reorder or before.sort_keys[sort_index] != after.sort_keys[sort_index]
+                shown[alert_id] = after
+            for alert_id in new:
+                row = rows[alert_id]
+                self._keys[alert_id] = self.add_row(*row.cells, key=str(alert_id))
+                shown[alert_id] = row
+            if reorder:
+                self._place()
+            self.fit_columns()
+            self._restore_cursor(anchor)
+
+    def sort_by(self, column: str, *, descending: bool | None = None) -> None:
+        """Order rows by ``column``; without ``descending``, that column's natural direction."""
+        if descending is None:
+            descending = COLUMNS[COLUMN_INDEX[column]].descending_first
+        self.sort_column, self.descending = column, descending
+        anchor = self._cursor_anchor()
+        self._label_columns()
+        self._place()
+        self._restore_cursor(anchor, keep_screen_row=False)
+
+    def next_sort_column(self) -> None:
+        keys = [c.key for c in COLUMNS]
+        self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)])
+
+    def reverse_sort(self) -> None:
+        self.sort_by(self.sort_column, descending=not self.descending)
+
+    @on(DataTable.HeaderSelected)
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = str(event.column_key.value)
+        if column == self.sort_column:
+            self.reverse_sort()
+        else:
+            self.sort_by(column)
+
+    def on_resize(self) -> None:
+        self.fit_columns()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def fit_columns(self) -> None:
+        """Fixed columns keep their width, addresses take what they need, the title the rest."""
+        available = self.scrollable_content_region.width
+        if not available or not self.columns:
+            return
+        cap = ADDRESS_WIDE if available >= WIDE_SCREEN else ADDRESS_NARROW
+        widths = {}
+        for index, column in enumerate(COLUMNS):
+            floor = len(column.label) + LABEL_ROOM
+            if column.width is not None:
+                widths[column.key] = max(column.width, floor)
+            elif column.key != "title":
+                longest = max((r.cells[index].cell_len for r in self._shown.values()), default=0)
+                widths[column.key] = max(floor, min(cap, longest))
+        used = sum(widths.values()) + 2 * self.cell_padding * len(COLUMNS)
+        widths["title"] = max(TITLE_MIN, available - used)
+        resized = False
+        for key, width in widths.items():
+            column = self.columns[ColumnKey(key)]
+            if column.width != width:
+                column.width = width
+                resized = True
+        if resized:
+            self._require_update_dimensions = True
+            self._update_count += 1
+            self.refresh()
+
+    def _label_columns(self) -> None:
+        arrow = "▼" if self.descending else "▲"
+        for column in COLUMNS:
+            label = column.label + (arrow if column.key == self.sort_column else "")
+            self.columns[ColumnKey(column.key)].label = Text(label, style="bold", end="")
+        self._update_count += 1
+        self.refresh()
+
+    # -- row bookkeeping ----------------------------------------------------------------------
+
+    def _drop(self, ids: Iterable[int]) -> None:
+        """Forget rows; the caller calls :meth:`_place` before anything else reads positions."""
+        keys = set()
+        for alert_id in ids:
+            key = self._keys.pop(alert_id)
+            del self._shown[alert_id]
+            del self.rows[key]
+            del self._data[key]
+            keys.add(key)
+        self._new_rows -= keys
+        if self._updated_cells:
+            self._updated_cells = {c for c in self._updated_cells if c.row_key not in keys}
+        self._require_update_dimensions = True
+
+    def _place(self) -> None:
+        """Give every row its position in the current sort order."""
+        index = COLUMN_INDEX[self.sort_column]
+        order = sorted(
+            self._shown.values(),
+            key=lambda r: (r.sort_keys[index], r.last_seen, r.id),
+            reverse=self.descending,
+        )
+        self._row_locations = TwoWayDict({self._keys[r.id]: i for i, r in enumerate(order)})
+        self._update_count += 1
+        self.cursor_coordinate = self.cursor_coordinate
+        self.refresh(layout=True)
+
+    def _cursor_anchor(self) -> tuple[int, int, int] | None:
+        """(alert id, row index, row's distance from the top of the view) under the cursor."""
+        row = self.row_under_cursor()
+        if row is None:
+            return None
+        return row.id, self.cursor_row, self.cursor_row - round(self.scroll_y)
+
+    def _restore_cursor(
+        self, anchor: tuple[int, int, int] | None, *, keep_screen_row: bool = True
+    ) -> None:
+        """Put the cursor back on the alert it was on.
+
+        Scrolled into the list, the view moves with that alert so the row under the cursor
+        stays where the operator's eyes are; at the top, the view stays at the top so that new
+        alerts come into sight above it.
+        """
+        if anchor is None or not self.row_count:
+            return
+        alert_id, old_index, screen_row = anchor
+        key = self._keys.get(alert_id)
+        index = self._row_locations.get(key) if key is not None else None
+        if index is None:
+            self.move_cursor(row=min(old_index, self.row_count - 1))
+            return
+        if keep_screen_row and self.scroll_y > 0:
+            self.move_cursor(row=index, scroll=False)
+            self.call_after_refresh(self.scroll_to, y=max(0, index - screen_row), animate=False)
+        else:
+            self.move_cursor(row=index)

@@ -1,0 +1,1 @@
+"""Screens pushed over the main one: alert details, the prompts that guard actions, help."""

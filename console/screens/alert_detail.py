@@ -1,0 +1,141 @@
+"""One alert in full: its fields, its evidence as pretty JSON and its history of who did what.
+
+Opened from the alerts table with Enter. Ack, resolve and silence work here too: the screen
+closes with the action's name and the alerts pane carries it out on this alert.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from console import severity
+from console.panes.alert_rows import STATE_LABEL
+from console.untrusted import clean
+
+if TYPE_CHECKING:
+    from console.app import IotsecApp
+
+# The engine command behind each action this screen hands back to the alerts pane.
+ACTION_COMMANDS = {"ack": "alerts.ack", "resolve": "alerts.resolve", "silence": "alerts.silence"}
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def evidence_text(evidence: Any) -> str:
+    """Evidence as indented JSON, each line stripped of control characters."""
+    pretty = json.dumps(evidence, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return "\n".join(clean(line) for line in pretty.splitlines())
+
+
+def fields_content(alert: dict[str, Any]) -> Content:
+    sev = str(alert.get("severity", ""))
+    rows: list[tuple[str, Content]] = [
+        (
+            "severity",
+            Content.styled(f"{severity.LABEL.get(sev, sev)} ({sev})", severity.STYLE.get(sev, "")),
+        ),
+        ("state", Content(STATE_LABEL.get(str(alert.get("state")), clean(alert.get("state"))))),
+        ("count", Content(str(alert.get("count")))),
+        ("first seen", Content(when(alert.get("first_seen")))),
+        ("last seen", Content(when(alert.get("last_seen")))),
+    ]
+    for key in ("source", "rule", "src", "dst", "device"):
+        rows.append((key, Content(clean(alert.get(key)) or "-")))
+    if alert.get("ack_by"):
+        acked = f"{clean(alert['ack_by'])} at {when(alert.get('ack_at'))}"
+        rows.append(("acked by", Content(acked)))
+        rows.append(("ack note", Content(clean(alert.get("ack_note")) or "-")))
+    if alert.get("silence_id"):
+        rows.append(("silence", Content(f"#{alert['silence_id']}")))
+    return Content("\n").join(
+        Content.assemble((f"{key:<11}", "bold"), value) for key, value in rows
+    )
+
+
+def history_content(history: list[dict[str, Any]]) -> Content:
+    if not history:
+        return Content("no actions yet")
+    return Content("\n").join(
+        Content(
+            f"{when(h.get('ts'))}  {clean(h.get('operator'))}  {clean(h.get('action'))}"
+            + (f"  {clean(h.get('note'))}" if h.get("note") else "")
+        )
+        for h in history
+    )
+
+
+class AlertDetailScreen(Screen[str | None]):
+    DEFAULT_CSS = """
+    AlertDetailScreen #title {
+        text-style: bold;
+        padding: 0 1;
+        background: $panel;
+    }
+    AlertDetailScreen VerticalScroll {
+        padding: 0 1;
+    }
+    AlertDetailScreen .section {
+        text-style: bold underline;
+        margin-top: 1;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Back", id="detail.close"),
+        Binding("a", "act('ack')", "Ack", id="detail.ack"),
+        Binding("r", "act('resolve')", "Resolve", id="detail.resolve"),
+        Binding("s", "act('silence')", "Silence", id="detail.silence"),
+    ]
+
+    def __init__(self, alert_id: int) -> None:
+        super().__init__()
+        self.alert_id = alert_id
+
+    @property
+    def console(self) -> IotsecApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Alert #{self.alert_id}", id="title", markup=False)
+        with VerticalScroll():
+            yield Static("loading…", id="fields", markup=False)
+            yield Static("Evidence", classes="section", markup=False)
+            yield Static("", id="evidence", markup=False)
+            yield Static("History", classes="section", markup=False)
+            yield Static("", id="history", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.console.run_worker(
+            self._load(), name=f"Loading alert {self.alert_id}", exit_on_error=False
+        )
+
+    async def _load(self) -> None:
+        alert = await self.console.link.request("alerts.get", {"id": self.alert_id})
+        title = clean(alert.get("title"), limit=200)
+        self.query_one("#title", Static).update(Content(f"Alert #{self.alert_id}: {title}"))
+        self.query_one("#fields", Static).update(fields_content(alert))
+        self.query_one("#evidence", Static).update(Content(evidence_text(alert.get("evidence"))))
+        self.query_one("#history", Static).update(history_content(alert.get("history") or []))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "act":
+            return True if self.console.may(ACTION_COMMANDS[str(parameters[0])]) else None
+        return True
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_act(self, action: str) -> None:
+        self.dismiss(action)

@@ -1,0 +1,139 @@
+"""The silence dialog: for how long, and whether to match the alert's rule, its source or both.
+
+It only gathers the answer; the alerts pane asks for confirmation and sends it to the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Input, RadioButton, RadioSet, Static
+
+from console.screens.prompts import Dialog
+from console.untrusted import clean
+from engine.durations import format_duration, parse_duration
+
+
+@dataclass(frozen=True)
+class SilenceRequest:
+    """What to silence and for how long, as ``alerts.silence`` takes it."""
+
+    rule: str
+    src: str
+    duration: str
+    comment: str
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.duration)
+
+    def describe(self) -> str:
+        match = " and ".join(
+            f"{name} {clean(value)}"
+            for name, value in (("rule", self.rule), ("source", self.src))
+            if value
+        )
+        return f"alerts with {match} for {format_duration(self.seconds)}"
+
+    def args(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "src": self.src,
+            "duration": self.duration,
+            "comment": self.comment,
+        }
+
+
+class Choice(RadioButton):
+    """A radio button whose dot is only drawn when chosen, so the choice shows without colour."""
+
+    BUTTON_INNER = " "
+
+    def on_mount(self) -> None:
+        self.watch_value(self.value)
+
+    def watch_value(self, value: bool) -> None:
+        self.BUTTON_INNER = "●" if value else " "
+        self.refresh()
+
+
+class SilenceScreen(Dialog[SilenceRequest | None]):
+    """Ask what to silence, taking the alert under the cursor as the example."""
+
+    DEFAULT_CSS = """
+    SilenceScreen RadioSet {
+        width: 100%;
+        border: none;
+        padding: 0;
+    }
+    SilenceScreen .label {
+        margin-top: 1;
+    }
+    SilenceScreen #error {
+        color: $error;
+    }
+    """
+
+    def __init__(self, alert: dict[str, Any], *, duration: str = "1h") -> None:
+        super().__init__()
+        self.alert = alert
+        self.duration = duration
+
+    def compose(self) -> ComposeResult:
+        rule, src = clean(self.alert.get("rule")), clean(self.alert.get("src"))
+        with Vertical(id="dialog"):
+            yield Static(
+                f"Silence alerts like #{self.alert['id']}", classes="heading", markup=False
+            )
+            yield Static("Match", markup=False)
+            with RadioSet(id="match"):
+                yield Choice(Content(f"this rule ({rule})"), id="rule")
+                yield Choice(Content(f"this source ({src or 'none'})"), id="src", disabled=not src)
+                yield Choice(
+                    Content("both rule and source"), id="both", value=bool(src), disabled=not src
+                )
+            yield Static("For (e.g. 30m, 2h, 1d)", classes="label", markup=False)
+            yield Input(self.duration, id="duration", compact=True)
+            yield Static("Comment (optional)", classes="label", markup=False)
+            yield Input(id="comment", max_length=500, compact=True)
+            yield Static("", id="error", markup=False)
+            yield Static(
+                "Enter to continue · Tab to move · Esc to cancel", classes="hint", markup=False
+            )
+
+    def on_mount(self) -> None:
+        if not self.alert.get("src"):
+            self.query_one("#rule", RadioButton).value = True
+        self.query_one("#duration", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        duration = self.query_one("#duration", Input).value.strip()
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            self._error(str(exc))
+            return
+        if seconds <= 0:
+            self._error("the duration must be longer than zero")
+            return
+        pressed = self.query_one("#match", RadioSet).pressed_button
+        match = pressed.id if pressed is not None else "rule"
+        self.dismiss(
+            SilenceRequest(
+                rule=str(self.alert.get("rule") or "") if match in ("rule", "both") else "",
+                src=str(self.alert.get("src") or "") if match in ("src", "both") else "",
+                duration=duration,
+                comment=self.query_one("#comment", Input).value.strip(),
+            )
+        )
+
+    def _error(self, message: str) -> None:
+        self.query_one("#error", Static).update(message)
+        self.query_one("#duration", Input).focus()

@@ -1,0 +1,1 @@
+"""Widgets the main screen is built from, other than the panes."""

@@ -1,0 +1,264 @@
+"""The alerts workflow, driven through the real console (Pilot) against a real engine."""
+
+from __future__ import annotations
+
+from console_helpers import (
+    console_for,
+    cursor_id,
+    inject,
+    pane_title,
+    request,
+    rule_titles,
+    shown_ids,
+    table,
+    wait_until,
+)
+from textual.widgets import Static
+
+from console.screens.alert_detail import AlertDetailScreen
+from console.screens.prompts import ConfirmScreen, NoteScreen
+from console.screens.silence import SilenceScreen
+
+SIZE = (80, 24)
+
+
+async def test_alerts_arrive_live_newest_first(engine):
+    titles = rule_titles(3)
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        ids = [inject(engine, title=t, src=f"10.0.0.{i}") for i, t in enumerate(titles, 1)]
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+        assert shown_ids(app) == list(reversed(ids))
+        newest = table(app).get_row(str(ids[-1]))
+        assert [c.plain for c in newest[1:5]] == ["HIGH", "open", "1", "10.0.0.3"]
+        assert newest[6].plain == titles[-1]
+
+
+async def test_filter_is_live_enter_keeps_it_escape_clears_it(engine):
+    inject(engine, title="telnet login from camera", src="10.0.0.5")
+    inject(engine, title="mqtt anonymous broker", src="10.0.0.6")
+    inject(engine, title="telnet root shell", src="10.0.0.7", severity="critical")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+        await pilot.press("slash", *"telnet")
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 2, "two telnet rows")
+        assert "filter: telnet" in pane_title(app)
+        await pilot.press("space", *"crit")
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 1, "one critical telnet row")
+        await pilot.press("enter")
+        assert table(app).has_focus
+        await pilot.pause(0.3)
+        assert len(shown_ids(app)) == 1, "Enter keeps the filter"
+        assert "filter: telnet crit" in pane_title(app)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "all rows back")
+        assert "filter" not in pane_title(app)
+
+
+async def test_acknowledge_with_a_note(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("a")
+        assert isinstance(app.screen, NoteScreen)
+        await pilot.press(*"checking the camera", "enter")
+        await wait_until(
+            pilot,
+            lambda: table(app).get_row(str(alert_id))[2].plain == "acked",
+            "the row to show acked",
+        )
+    alert = request(engine, "alerts.get", {"id": alert_id})
+    assert alert["state"] == "acknowledged"
+    assert alert["ack_note"] == "checking the camera"
+    assert alert["ack_by"] == app.link.state.operator
+    assert alert["history"][-1]["action"] == "ack"
+
+
+async def test_escape_cancels_the_note_and_nothing_changes(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("a", *"oops", "escape")
+        assert not isinstance(app.screen, NoteScreen)
+        await pilot.pause(0.3)
+    assert request(engine, "alerts.get", {"id": alert_id})["state"] == "open"
+
+
+async def test_resolve_asks_first(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert request(engine, "alerts.get", {"id": alert_id})["state"] == "open"
+        await pilot.press("r", "y")
+        await wait_until(
+            pilot,
+            lambda: table(app).get_row(str(alert_id))[2].plain == "resolved",
+            "the row to show resolved",
+        )
+    assert request(engine, "alerts.get", {"id": alert_id})["state"] == "resolved"
+
+
+async def test_silence_for_a_duration_matching_rule_and_source(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5", rule="2023019")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("s")
+        assert isinstance(app.screen, SilenceScreen)
+        # The duration field is focused with "1h" selected: typing replaces it.
+        await pilot.press(*"2h", "enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        body = str(app.screen.query_one(".heading", Static).render())
+        assert "rule 2023019 and source 10.0.0.5 for 2h" in body
+        await pilot.press("y")
+        await wait_until(
+            pilot,
+            lambda: table(app).get_row(str(alert_id))[2].plain == "silenced",
+            "the row to show silenced",
+        )
+    (silence,) = request(engine, "silences.list")
+    assert (silence["rule"], silence["src"]) == ("2023019", "10.0.0.5")
+    assert abs(silence["expires"] - silence["created"] - 7200) < 1
+    assert request(engine, "alerts.get", {"id": alert_id})["state"] == "silenced"
+
+
+async def test_silence_rejects_a_bad_duration(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("s", *"soon", "enter")
+        assert isinstance(app.screen, SilenceScreen)
+        assert "expected a duration" in str(app.screen.query_one("#error", Static).render())
+        await pilot.press("escape")
+    assert request(engine, "silences.list") == []
+
+
+async def test_pause_queues_changes_and_resume_applies_them(engine):
+    first = inject(engine, title="first", src="10.0.0.1")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [first], "the first alert")
+        await pilot.press("p")
+        assert "PAUSED" in pane_title(app)
+        second = inject(engine, title="second", src="10.0.0.2")
+        await wait_until(
+            pilot, lambda: "1 changes queued" in pane_title(app), "the change to queue"
+        )
+        await pilot.pause(0.5)
+        assert shown_ids(app) == [first]
+        await pilot.press("p")
+        await wait_until(pilot, lambda: shown_ids(app) == [second, first], "the queued row")
+        assert "PAUSED" not in pane_title(app)
+
+
+async def test_cursor_stays_on_its_alert_when_new_ones_arrive(engine):
+    ids = [inject(engine, title=f"alert {i}", src=f"10.0.0.{i}") for i in range(1, 4)]
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+        await pilot.press("down")
+        assert cursor_id(app) == ids[1]
+        newer = [inject(engine, title=f"new {i}", src=f"10.0.1.{i}") for i in range(3)]
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 6, "six rows")
+        assert shown_ids(app)[:3] == list(reversed(newer))
+        assert cursor_id(app) == ids[1]
+        assert table(app).cursor_row == 4
+
+
+async def test_cursor_stays_when_its_alert_changes_and_moves(engine):
+    ids = [inject(engine, title=f"alert {i}", src=f"10.0.0.{i}") for i in range(1, 4)]
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+        await pilot.press("down", "down")
+        assert cursor_id(app) == ids[0]
+        # Same rule, source and destination: folds into alert 1, which becomes the newest.
+        inject(engine, title="alert 1", src="10.0.0.1")
+        await wait_until(pilot, lambda: shown_ids(app)[0] == ids[0], "alert 1 to move up")
+        assert cursor_id(app) == ids[0]
+        assert table(app).get_row(str(ids[0]))[3].plain == "2"
+
+
+async def test_sort_key_cycles_columns_and_header_click_reverses(engine):
+    inject(engine, title="b medium", severity="medium", src="10.0.0.2")
+    inject(engine, title="a critical", severity="critical", src="10.0.0.10")
+    inject(engine, title="c low", severity="low", src="10.0.0.1")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+
+        def column(index: int) -> list[str]:
+            t = table(app)
+            return [t.get_row(str(i))[index].plain for i in shown_ids(app)]
+
+        await pilot.press("o")
+        assert table(app).sort_column == "sev"
+        assert column(1) == ["CRIT", "MED", "LOW"]
+        await pilot.press("O")
+        assert column(1) == ["LOW", "MED", "CRIT"]
+        await pilot.press("o", "o", "o")
+        assert table(app).sort_column == "src"
+        assert column(4) == ["10.0.0.1", "10.0.0.2", "10.0.0.10"], "addresses sort as numbers"
+        await pilot.click("#alert-table", offset=header_offset(app, "src"))
+        assert column(4) == ["10.0.0.10", "10.0.0.2", "10.0.0.1"], "clicked again: reversed"
+        await pilot.click("#alert-table", offset=header_offset(app, "title"))
+        assert table(app).sort_column == "title"
+        assert column(6) == ["a critical", "b medium", "c low"]
+
+
+def header_offset(app, key: str) -> tuple[int, int]:
+    """Where the header of column ``key`` is inside the table, for clicking it."""
+    t = table(app)
+    x = 0
+    for column in t.ordered_columns:
+        if column.key.value == key:
+            return (x + 2, 0)
+        x += column.get_render_width(t)
+    raise AssertionError(f"no column {key}")
+
+
+async def test_enter_shows_evidence_and_history(engine):
+    alert_id = inject(
+        engine,
+        title="telnet brute force",
+        src="10.0.0.5",
+        evidence={"payload": "root\r\n\x1b[2J\x9b31m", "port": 23},
+    )
+    request(engine, "alerts.ack", {"id": alert_id, "note": "on it"})
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("enter")
+        assert isinstance(app.screen, AlertDetailScreen)
+        evidence = app.screen.query_one("#evidence", Static)
+        await wait_until(pilot, lambda: "port" in str(evidence.render()), "the evidence")
+        text = str(evidence.render())
+        assert '"port": 23' in text
+        # JSON escapes C0 controls itself; C1 controls (an 8-bit CSI here) are made visible.
+        assert "\x1b" not in text and "\\u001b[2J" in text
+        assert "\x9b" not in text and "\\x9b31m" in text
+        history = str(app.screen.query_one("#history", Static).render())
+        assert "ack  on it" in history
+        await pilot.press("escape")
+        assert not isinstance(app.screen, AlertDetailScreen)
+
+
+async def test_untrusted_titles_are_shown_literally(engine):
+    title = "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \x1b[31mred\x07"
+    alert_id = inject(engine, title=title, src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=(160, 24)) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        cell = table(app).get_row(str(alert_id))[6]
+        assert cell.plain == "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \\x1b[31mred\\x07"
+        assert not cell.spans
