@@ -177,8 +177,13 @@ class IotsecApp(App[None]):
 
     # -- the engine ---------------------------------------------------------------------------
 
+    # Engine news can still arrive while the app shuts down and its screens are being removed;
+    # the handlers drop it then.
+
     @on(LinkChanged)
     def _link_changed(self, event: LinkChanged) -> None:
+        if not self.is_running:
+            return
         self.query_one(StatusBar).show_link(event.state)
         connected = event.state.phase == "connected"
         for pane in self._part_panes():
@@ -187,12 +192,16 @@ class IotsecApp(App[None]):
 
     @on(Snapshot)
     def _snapshot(self, event: Snapshot) -> None:
+        if not self.is_running:
+            return
         self._resync_pending = False
         self.alerts.load(event.alerts)
         self._show_status(event.status)
 
     @on(EngineEvent)
     def _engine_event(self, event: EngineEvent) -> None:
+        if not self.is_running:
+            return
         if event.dropped:
             self.missed += event.dropped
             if not self._resync_pending:

@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import JustifyMethod
 from rich.text import Text
 
 from console import severity
-from console.untrusted import cell, clean
+from console.untrusted import clean
 
 STATE_LABEL = {
     "open": "open",
@@ -35,14 +36,17 @@ class Column:
     label: str
     width: int | None
     descending_first: bool
-    justify: str = "left"
 
+
+# DataTable pads both sides of every cell, two spaces between columns; one is enough and at 80
+# columns the title needs the rest, so the table has no padding and each cell starts with this.
+GAP = " "
 
 COLUMNS = (
-    Column("time", "TIME", 8, descending_first=True),
-    Column("sev", "SEV", 4, descending_first=True),
-    Column("state", "STATE", 8, descending_first=False),
-    Column("count", "COUNT", 6, descending_first=True, justify="right"),
+    Column("time", "TIME", 9, descending_first=True),
+    Column("sev", "SEV", 5, descending_first=True),
+    Column("state", "STATE", 9, descending_first=False),
+    Column("count", "COUNT", 7, descending_first=True),
     Column("src", "SRC", None, descending_first=False),
     Column("dst", "DST", None, descending_first=False),
     Column("title", "TITLE", None, descending_first=False),
@@ -68,8 +72,15 @@ def _address_key(address: str) -> tuple[int, int, str]:
     return (ip.version // 6, int(ip), "")
 
 
+def table_cell(text: str, style: str = "", *, justify: JustifyMethod = "left") -> Text:
+    """One line of a table cell: a leading gap, cut with an ellipsis when too long."""
+    out = Text(GAP, justify=justify, overflow="ellipsis", no_wrap=True, end="")
+    out.append(text, style)
+    return out
+
+
 def _address_cell(address: str) -> Text:
-    return cell(address) if address else Text("-", style="dim", end="")
+    return table_cell(address) if address else table_cell("-", "dim")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +102,13 @@ class AlertRow:
         last_seen = float(alert.get("last_seen") or 0.0)
         count = int(alert.get("count") or 0)
         cells = (
-            Text(clock(last_seen), end=""),
-            Text(severity.LABEL.get(sev, sev), style=severity.STYLE.get(sev, ""), end=""),
-            Text(STATE_LABEL.get(state, state), style=STATE_STYLE.get(state, ""), end=""),
-            Text(short_count(count), justify="right", end=""),
+            table_cell(clock(last_seen)),
+            table_cell(severity.LABEL.get(sev, sev), severity.STYLE.get(sev, "")),
+            table_cell(STATE_LABEL.get(state, state), STATE_STYLE.get(state, "")),
+            table_cell(short_count(count), justify="right"),
             _address_cell(src),
             _address_cell(dst),
-            cell(title),
+            table_cell(title),
         )
         sort_keys = (
             last_seen,

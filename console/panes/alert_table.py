@@ -18,13 +18,13 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, AlertRow
+from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, GAP, AlertRow
 
 TITLE_MIN = 10
-LABEL_ROOM = 1  # a column is at least its label plus the sort arrow
+LABEL_ROOM = len(GAP) + 1  # a column is at least its label, the gap and the sort arrow
 # Addresses narrower than this many terminal columns are shown in full on narrow screens;
 # wider terminals show whole IPv6 addresses.
-ADDRESS_NARROW, ADDRESS_WIDE, WIDE_SCREEN = 15, 39, 120
+ADDRESS_NARROW, ADDRESS_WIDE, WIDE_SCREEN = 15 + len(GAP), 39 + len(GAP), 120
 
 
 class AlertTable(DataTable[Text]):
@@ -42,7 +42,7 @@ class AlertTable(DataTable[Text]):
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", show_row_labels=False)
+        super().__init__(id=id, cursor_type="row", show_row_labels=False, cell_padding=0)
         self._shown: dict[int, AlertRow] = {}
         self._keys: dict[int, RowKey] = {}
         self.sort_column = "time"
@@ -158,7 +158,7 @@ class AlertTable(DataTable[Text]):
     def _label_columns(self) -> None:
         arrow = "▼" if self.descending else "▲"
         for column in COLUMNS:
-            label = column.label + (arrow if column.key == self.sort_column else "")
+            label = GAP + column.label + (arrow if column.key == self.sort_column else "")
             self.columns[ColumnKey(column.key)].label = Text(label, style="bold", end="")
         self._update_count += 1
         self.refresh()

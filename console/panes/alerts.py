@@ -122,7 +122,7 @@ class AlertsPane(Vertical):
         Binding(
             "escape",
             "clear_filter",
-            "Clear filter",
+            "Clear",
             id="alerts.clear_filter",
             tooltip="Clear the filter",
         ),
@@ -208,6 +208,8 @@ class AlertsPane(Vertical):
             self._throttle.request()
 
     def _apply(self) -> None:
+        if self.paused:
+            return  # a run requested before the pause: resuming requests another
         if self._snapshot is not None:
             rows: dict[int, AlertRow] = {}
             incoming = {**self._snapshot, **self._pending}
@@ -239,7 +241,7 @@ class AlertsPane(Vertical):
             parts += [" │ filter: ", (clean(self._filter, limit=40), "bold")]
         if self.paused:
             queued = len(self._pending) + len(self._snapshot or {})
-            parts += [" │ ", (" PAUSED ", "bold reverse"), f" {queued} changes queued, p resumes"]
+            parts += [" │ ", (" PAUSED ", "bold reverse"), f" {queued} queued, p resumes"]
         self.border_title = Content.assemble(*parts)
 
     # -- filter, pause, sort ------------------------------------------------------------------

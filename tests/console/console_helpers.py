@@ -55,6 +55,11 @@ def table(app: IotsecApp) -> AlertTable:
     return app.query_one(AlertTable)
 
 
+def cells(app: IotsecApp, alert_id: int) -> list[str]:
+    """The text of an alert's row, cell by cell."""
+    return [c.plain.strip() for c in table(app).get_row(str(alert_id))]
+
+
 def shown_ids(app: IotsecApp) -> list[int]:
     """Alert ids in the order the table shows them."""
     t = table(app)

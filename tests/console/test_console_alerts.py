@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console_helpers import (
+    cells,
     console_for,
     cursor_id,
     inject,
@@ -30,9 +31,9 @@ async def test_alerts_arrive_live_newest_first(engine):
         ids = [inject(engine, title=t, src=f"10.0.0.{i}") for i, t in enumerate(titles, 1)]
         await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
         assert shown_ids(app) == list(reversed(ids))
-        newest = table(app).get_row(str(ids[-1]))
-        assert [c.plain for c in newest[1:5]] == ["HIGH", "open", "1", "10.0.0.3"]
-        assert newest[6].plain == titles[-1]
+        newest = cells(app, ids[-1])
+        assert newest[1:5] == ["HIGH", "open", "1", "10.0.0.3"]
+        assert newest[6] == titles[-1]
 
 
 async def test_filter_is_live_enter_keeps_it_escape_clears_it(engine):
@@ -67,7 +68,7 @@ async def test_acknowledge_with_a_note(engine):
         await pilot.press(*"checking the camera", "enter")
         await wait_until(
             pilot,
-            lambda: table(app).get_row(str(alert_id))[2].plain == "acked",
+            lambda: cells(app, alert_id)[2] == "acked",
             "the row to show acked",
         )
     alert = request(engine, "alerts.get", {"id": alert_id})
@@ -101,7 +102,7 @@ async def test_resolve_asks_first(engine):
         await pilot.press("r", "y")
         await wait_until(
             pilot,
-            lambda: table(app).get_row(str(alert_id))[2].plain == "resolved",
+            lambda: cells(app, alert_id)[2] == "resolved",
             "the row to show resolved",
         )
     assert request(engine, "alerts.get", {"id": alert_id})["state"] == "resolved"
@@ -122,7 +123,7 @@ async def test_silence_for_a_duration_matching_rule_and_source(engine):
         await pilot.press("y")
         await wait_until(
             pilot,
-            lambda: table(app).get_row(str(alert_id))[2].plain == "silenced",
+            lambda: cells(app, alert_id)[2] == "silenced",
             "the row to show silenced",
         )
     (silence,) = request(engine, "silences.list")
@@ -151,9 +152,7 @@ async def test_pause_queues_changes_and_resume_applies_them(engine):
         await pilot.press("p")
         assert "PAUSED" in pane_title(app)
         second = inject(engine, title="second", src="10.0.0.2")
-        await wait_until(
-            pilot, lambda: "1 changes queued" in pane_title(app), "the change to queue"
-        )
+        await wait_until(pilot, lambda: "1 queued" in pane_title(app), "the change to queue")
         await pilot.pause(0.5)
         assert shown_ids(app) == [first]
         await pilot.press("p")
@@ -186,7 +185,7 @@ async def test_cursor_stays_when_its_alert_changes_and_moves(engine):
         inject(engine, title="alert 1", src="10.0.0.1")
         await wait_until(pilot, lambda: shown_ids(app)[0] == ids[0], "alert 1 to move up")
         assert cursor_id(app) == ids[0]
-        assert table(app).get_row(str(ids[0]))[3].plain == "2"
+        assert cells(app, ids[0])[3] == "2"
 
 
 async def test_sort_key_cycles_columns_and_header_click_reverses(engine):
@@ -198,8 +197,7 @@ async def test_sort_key_cycles_columns_and_header_click_reverses(engine):
         await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
 
         def column(index: int) -> list[str]:
-            t = table(app)
-            return [t.get_row(str(i))[index].plain for i in shown_ids(app)]
+            return [cells(app, i)[index] for i in shown_ids(app)]
 
         await pilot.press("o")
         assert table(app).sort_column == "sev"
@@ -260,5 +258,6 @@ async def test_untrusted_titles_are_shown_literally(engine):
     async with app.run_test(size=(160, 24)) as pilot:
         await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
         cell = table(app).get_row(str(alert_id))[6]
-        assert cell.plain == "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \\x1b[31mred\\x07"
-        assert not cell.spans
+        shown = "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \\x1b[31mred\\x07"
+        assert cell.plain.strip() == shown
+        assert not [span for span in cell.spans if span.style], "no markup was interpreted"

@@ -1,0 +1,250 @@
+"""The console around the alerts pane: panes, status bar, help, palette, keys, notifications,
+and the connection to the engine, all against a real engine process."""
+
+from __future__ import annotations
+
+import inspect
+import pkgutil
+from importlib import import_module
+
+from console_helpers import console_for, inject, pane_title, request, shown_ids, wait_until
+from textual.binding import Binding
+from textual.widgets import Static
+
+import console
+from console.app import IotsecApp
+from console.keys import RESERVED
+from console.panes.part import PartPane
+from console.screens.help import HelpScreen
+from console.widgets.status_bar import StatusBar
+from tests.conftest import start_engine, write_config
+
+SIZE = (80, 24)
+
+
+def status_line(app: IotsecApp) -> str:
+    return str(app.query_one(StatusBar).render())
+
+
+def notifications(app: IotsecApp) -> list[tuple[str, str, str]]:
+    return [(n.title, n.message, n.severity) for n in app._notifications]
+
+
+def failures(app: IotsecApp) -> list[tuple[str, str, str]]:
+    return [n for n in notifications(app) if " failed: " in n[1]]
+
+
+async def test_other_panes_say_honestly_that_their_part_is_not_running(engine):
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "capture: not started" in status_line(app), "status")
+        await pilot.press("1")
+        traffic = app.query_one("#traffic PartPane", PartPane)
+        assert app.query_one("#panes").active == "traffic"
+        text = str(traffic.query_one("#state", Static).render())
+        assert text == "Capture is not running in this engine (part 'capture': not started)."
+        await pilot.press("2")
+        devices = str(app.query_one("#devices PartPane").query_one("#state", Static).render())
+        assert "(part 'scan': not started)" in devices
+        await pilot.press("4")
+        serial = str(app.query_one("#serial PartPane").query_one("#state", Static).render())
+        assert "(part 'serial': not started)" in serial
+        await pilot.press("3")
+        assert app.query_one("#alert-table").has_focus
+
+
+async def test_status_bar_counts_open_alerts_by_severity(engine):
+    inject(engine, title="one", severity="critical", src="10.0.0.1")
+    inject(engine, title="two", severity="high", src="10.0.0.2")
+    inject(engine, title="three", severity="high", src="10.0.0.3")
+    app = console_for(engine.config)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await wait_until(pilot, lambda: "open:" in status_line(app), "status")
+        line = status_line(app)
+        assert line.startswith("● engine │ capture: not started │ open: CRIT 1 HIGH 2")
+        assert "bans 0" in line and "dropped 0" in line
+
+
+async def test_help_is_per_pane(engine):
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert app.screen.pane == "Alerts"
+        keys = dict(app.screen.keys)
+        assert keys["a"] == "Acknowledge the alert under the cursor, with a note"
+        assert keys["/"].startswith("Filter rows")
+        assert keys["⏎"] == "Open the alert under the cursor: evidence and history"
+        await pilot.press("escape")
+        await pilot.press("1", "f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert app.screen.pane == "Traffic"
+        assert "Capture is not running" in app.screen.purpose
+        assert "a" not in dict(app.screen.keys)
+
+
+async def test_palette_offers_every_action_by_name(engine):
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        names = [name for name, _, _ in app.palette_commands()]
+        for expected in (
+            "Alerts: Acknowledge the alert under the cursor, with a note",
+            "Alerts: Resolve the alert under the cursor (asks first)",
+            "Alerts: Filter rows as you type; Enter keeps the filter, Esc clears it",
+            "Alerts: Pause or resume live updates; changes queue while paused",
+            "Show the Traffic pane",
+            "Help for the pane you are in",
+        ):
+            assert expected in names
+        await pilot.press("ctrl+p")
+        await pilot.press(*"pause live")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "PAUSED" in pane_title(app), "paused by the palette")
+
+
+def _console_classes():
+    for info in pkgutil.walk_packages(console.__path__, "console."):
+        module = import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and "BINDINGS" in vars(cls):
+                yield cls
+
+
+def test_every_binding_has_an_id_and_a_description_and_leaves_tmux_keys_alone():
+    seen = {}
+    for cls in _console_classes():
+        for binding in vars(cls)["BINDINGS"]:
+            assert isinstance(binding, Binding), f"{cls.__name__}: use Binding(...)"
+            assert binding.id, f"{cls.__name__}: {binding.key} has no id"
+            assert binding.description, f"{binding.id} has no description"
+            assert not set(binding.key.split(",")) & RESERVED, f"{binding.id} uses a tmux key"
+            assert seen.setdefault(binding.id, cls) is cls, f"{binding.id} is declared twice"
+    for expected in (
+        "alerts.ack",
+        "alerts.resolve",
+        "alerts.silence",
+        "alerts.filter",
+        "alerts.pause",
+        "alerts.sort",
+        "app.pane.alerts",
+        "app.help",
+    ):
+        assert expected in seen
+
+
+async def test_keymap_from_the_config_rebinds_by_id_and_warns_about_mistakes(tmp_path):
+    engine = start_engine(
+        tmp_path,
+        '[console.keymap]\n"alerts.ack" = "k"\n"alerts.nope" = "x"\n"alerts.pause" = "ctrl+b"\n',
+    )
+    try:
+        alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+        app = console_for(engine.config)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+            messages = [m for _, m, _ in notifications(app)]
+            assert "[console.keymap] 'alerts.nope' is not a binding id" in messages
+            assert any("alerts.pause = 'ctrl+b'" in m for m in messages)
+            await pilot.press("a")
+            assert app.screen is app.screen_stack[0], "a no longer acknowledges"
+            await pilot.press("k", *"rebound", "enter")
+            await wait_until(
+                pilot,
+                lambda: request(engine, "alerts.get", {"id": alert_id})["state"] == "acknowledged",
+                "the ack through the rebound key",
+            )
+    finally:
+        engine.stop()
+
+
+async def test_new_alerts_notify_with_a_bell_and_silenced_ones_never_do(engine):
+    app = console_for(engine.config)
+    bells = []
+    async with app.run_test(size=SIZE) as pilot:
+        app.bell = lambda: bells.append(1)
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        inject(
+            engine, title="telnet root shell", severity="critical", src="10.0.0.5", rule="2023019"
+        )
+        await wait_until(pilot, lambda: notifications(app), "a notification")
+        ((title, message, level),) = notifications(app)
+        assert title.startswith("CRIT alert #")
+        assert message == "telnet root shell\n10.0.0.5 → -"
+        assert level == "error"
+        assert bells == [1]
+        app.clear_notifications()
+        request(engine, "alerts.silence", {"rule": "2023019", "duration": "1h"})
+        silenced = inject(
+            engine, title="telnet root shell", severity="critical", src="10.0.0.6", rule="2023019"
+        )
+        low = inject(engine, title="ssdp notify", severity="low", src="10.0.0.7")
+        await wait_until(pilot, lambda: {silenced, low} <= set(shown_ids(app)), "both rows")
+        await pilot.pause(1.2)
+        assert notifications(app) == [], "silenced and below notify_severity: no notification"
+        assert bells == [1]
+
+
+async def test_a_refused_action_shows_the_engines_reason(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("p")
+        request(engine, "alerts.resolve", {"id": alert_id, "note": "elsewhere"})
+        await pilot.press("a", *"late", "enter")
+        # (The alert's own notification may be there too if it was published after we
+        # subscribed.)
+        await wait_until(pilot, lambda: failures(app), "an error")
+        ((_, message, level),) = failures(app)
+        assert level == "error"
+        assert message == (
+            f"Acknowledge alert {alert_id} failed: alert {alert_id} is resolved; reopen it first"
+        )
+
+
+async def test_only_the_newest_max_rows_alerts_are_kept(tmp_path):
+    engine = start_engine(tmp_path, "[console]\nmax_rows = 5\n")
+    try:
+        ids = [inject(engine, title=f"alert {i}", src=f"10.0.0.{i}") for i in range(8)]
+        app = console_for(engine.config)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: len(shown_ids(app)) == 5, "five rows")
+            assert shown_ids(app) == list(reversed(ids[-5:]))
+            newer = inject(engine, title="newer", src="10.0.1.1")
+            await wait_until(pilot, lambda: shown_ids(app)[0] == newer, "the newest row")
+            assert shown_ids(app) == [newer, *reversed(ids[-4:])]
+            assert "(newest kept)" in pane_title(app)
+    finally:
+        engine.stop()
+
+
+async def test_disconnect_is_shown_and_the_console_reconnects(tmp_path):
+    engine = start_engine(tmp_path)
+    first = inject(engine, title="before", src="10.0.0.1")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [first], "the alert")
+        engine.stop()
+        await wait_until(pilot, lambda: "disconnected" in status_line(app), "disconnected")
+        assert app.may("alerts.ack") is False
+        assert not app.screen.active_bindings["a"].enabled
+        engine = start_engine(tmp_path)
+        try:
+            second = inject(engine, title="after", src="10.0.0.2")
+            await wait_until(pilot, lambda: app.link.state.phase == "connected", "reconnect")
+            await wait_until(pilot, lambda: shown_ids(app) == [second, first], "both alerts")
+            assert status_line(app).startswith("● engine")
+        finally:
+            engine.stop()
+
+
+async def test_no_engine_and_no_spawn_says_so_and_keeps_trying(tmp_path):
+    config = write_config(tmp_path)
+    app = console_for(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "disconnected" in status_line(app), "disconnected")
+        assert app.link.private is None
+        assert "no engine at" in app.link.state.message
