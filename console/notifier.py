@@ -1,8 +1,9 @@
 """Toasts and the terminal bell for alerts the engine flags ``notify``.
 
 The engine decides what deserves a notification (new, open, at least ``[alerts]
-notify_severity``); silenced alerts never notify. During a storm the alerts are gathered and
-announced at most once a second, as one toast with counts by severity and one bell.
+notify_severity``); silenced alerts never notify. The first alert is announced at once; during
+a storm the rest are gathered and announced every few seconds, as one toast with counts by
+severity and one bell, so toasts do not pile up over the table.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from console import severity
 from console.throttle import Throttle
 from console.untrusted import clean
 
-INTERVAL = 1.0
+INTERVAL = 3.0
 
 
 class AlertNotifier:

@@ -6,13 +6,14 @@ filtering and diffing the table never format or parse anything again.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import JustifyMethod
-from rich.text import Text
+from rich.text import Span, Text
 
 from console import severity
 from console.untrusted import clean
@@ -63,6 +64,7 @@ def short_count(n: int) -> str:
     return str(n) if n < 1_000_000 else f"{n / 1_000_000:.1f}M"
 
 
+@functools.lru_cache(maxsize=8192)
 def _address_key(address: str) -> tuple[int, int, str]:
     """Addresses in numeric order (IPv4 before IPv6), anything else after them by name."""
     try:
@@ -72,26 +74,32 @@ def _address_key(address: str) -> tuple[int, int, str]:
     return (ip.version // 6, int(ip), "")
 
 
+# Cells are never changed once made, so equal ones are shared: in a storm most alerts repeat
+# a time, severity, state, address or title that another row already has.
+@functools.lru_cache(maxsize=16384)
 def table_cell(text: str, style: str = "", *, justify: JustifyMethod = "left") -> Text:
     """One line of a table cell: a leading gap, cut with an ellipsis when too long."""
-    out = Text(GAP, justify=justify, overflow="ellipsis", no_wrap=True, end="")
-    out.append(text, style)
-    return out
+    spans = [Span(len(GAP), len(GAP) + len(text), style)] if style else None
+    return Text(GAP + text, justify=justify, overflow="ellipsis", no_wrap=True, end="", spans=spans)
 
 
 def _address_cell(address: str) -> Text:
     return table_cell(address) if address else table_cell("-", "dim")
 
 
-@dataclass(frozen=True, slots=True)
 class AlertRow:
     """An alert as the table shows, sorts and filters it."""
 
-    id: int
-    alert: dict[str, Any]
-    cells: tuple[Text, ...]
-    sort_keys: tuple[Any, ...]
-    haystack: str
+    __slots__ = ("_haystack", "alert", "cells", "id", "sort_keys")
+
+    def __init__(
+        self, alert: dict[str, Any], cells: tuple[Text, ...], sort_keys: tuple[Any, ...]
+    ) -> None:
+        self.id = int(alert["id"])
+        self.alert = alert
+        self.cells = cells
+        self.sort_keys = sort_keys
+        self._haystack: str | None = None
 
     @classmethod
     def build(cls, alert: dict[str, Any]) -> AlertRow:
@@ -119,24 +127,32 @@ class AlertRow:
             _address_key(dst),
             title.casefold(),
         )
-        words = (
-            alert.get("id"),
-            sev,
-            severity.LABEL.get(sev),
-            state,
-            src,
-            dst,
-            title,
-            alert.get("rule"),
-            alert.get("device"),
-            alert.get("source"),
-        )
-        haystack = " ".join(clean(w) for w in words if w).casefold()
-        return cls(int(alert["id"]), alert, cells, sort_keys, haystack)
+        return cls(alert, cells, sort_keys)
 
     @property
     def last_seen(self) -> float:
         return self.sort_keys[0]
+
+    @property
+    def haystack(self) -> str:
+        """The fields a filter looks in, case-folded; made on first use (most rows never are)."""
+        if self._haystack is None:
+            a = self.alert
+            sev = str(a.get("severity", ""))
+            words = (
+                a.get("id"),
+                sev,
+                severity.LABEL.get(sev),
+                a.get("state"),
+                a.get("src"),
+                a.get("dst"),
+                a.get("title"),
+                a.get("rule"),
+                a.get("device"),
+                a.get("source"),
+            )
+            self._haystack = " ".join(clean(w) for w in words if w).casefold()
+        return self._haystack
 
     def matches(self, terms: tuple[str, ...]) -> bool:
         """Whether every filter term (already case-folded) occurs in this alert's fields."""

@@ -1,14 +1,17 @@
 """The alerts table: kept in step with a set of rows by diff, sorted by one column, and holding
 the cursor on the same alert while rows arrive, change and go.
 
-``DataTable.remove_row`` re-indexes every row on each call and ``DataTable.sort`` cannot see row
-keys, which under an alert storm (hundreds of rows in and out per refresh, 5000 rows kept)
-costs seconds of CPU. So removal and ordering are done here once per update, with the same
-bookkeeping those two methods do; everything else goes through the public API.
+``DataTable.remove_row`` re-indexes every row on each call, ``DataTable.sort`` cannot see row
+keys, and ``add_row`` has every new cell measured for automatic column widths this table does
+not use. Under an alert storm (hundreds of rows in and out per refresh, 5000 rows kept) that
+costs more CPU than the whole console may use, so removal and ordering are done here once per
+update with the same bookkeeping those methods do, and the measuring is skipped; rows are
+still added with ``add_row`` and changed with ``update_cell``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from rich.text import Text
@@ -19,6 +22,8 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, GAP, AlertRow
+
+ADDRESS_COLUMNS = (COLUMN_INDEX["src"], COLUMN_INDEX["dst"])
 
 TITLE_MIN = 10
 LABEL_ROOM = len(GAP) + 1  # a column is at least its label, the gap and the sort arrow
@@ -45,6 +50,8 @@ class AlertTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", show_row_labels=False, cell_padding=0)
         self._shown: dict[int, AlertRow] = {}
         self._keys: dict[int, RowKey] = {}
+        # How many shown rows have each address width, per address column.
+        self._address_widths = {i: Counter[int]() for i in ADDRESS_COLUMNS}
         self.sort_column = "time"
         self.descending = True
 
@@ -79,12 +86,11 @@ class AlertTable(DataTable[Text]):
         with self.app.batch_update():
             if gone:
                 self._drop(gone)
-                self._place()
             for alert_id in changed:
                 before, after = shown[alert_id], rows[alert_id]
                 key = self._keys[alert_id]
                 for column, old, cell in zip(COLUMNS, before.cells, after.cells, strict=True):
-                    if old.plain != cell.plain or old.style != cell.style:
+                    if old is not cell and (old.plain != cell.plain or old.style != cell.style):
                         self.update_cell(key, column.key, cell)
                 reorder = reorder or before.sort_keys[sort_index] != after.sort_keys[sort_index]
                 shown[alert_id] = after
@@ -92,9 +98,14 @@ class AlertTable(DataTable[Text]):
                 row = rows[alert_id]
                 self._keys[alert_id] = self.add_row(*row.cells, key=str(alert_id))
                 shown[alert_id] = row
+                self._count_addresses(row, 1)
+            # Every column has a set width and every row one line: nothing to measure.
+            self._new_rows.clear()
             if reorder:
                 self._place()
-            self.fit_columns()
+            if new or gone:
+                # An alert's addresses never change, so only new and gone rows move widths.
+                self.fit_columns()
             self._restore_cursor(anchor)
 
     def sort_by(self, column: str, *, descending: bool | None = None) -> None:
@@ -139,8 +150,8 @@ class AlertTable(DataTable[Text]):
             floor = len(column.label) + LABEL_ROOM
             if column.width is not None:
                 widths[column.key] = max(column.width, floor)
-            elif column.key != "title":
-                longest = max((r.cells[index].cell_len for r in self._shown.values()), default=0)
+            elif index in self._address_widths:
+                longest = max(self._address_widths[index], default=0)
                 widths[column.key] = max(floor, min(cap, longest))
         used = sum(widths.values()) + 2 * self.cell_padding * len(COLUMNS)
         widths["title"] = max(TITLE_MIN, available - used)
@@ -165,19 +176,32 @@ class AlertTable(DataTable[Text]):
 
     # -- row bookkeeping ----------------------------------------------------------------------
 
+    def _count_addresses(self, row: AlertRow, step: int) -> None:
+        for index, widths in self._address_widths.items():
+            width = row.cells[index].cell_len
+            widths[width] += step
+            if not widths[width]:
+                del widths[width]
+
     def _drop(self, ids: Iterable[int]) -> None:
-        """Forget rows; the caller calls :meth:`_place` before anything else reads positions."""
+        """Remove rows; the others keep their order and close up."""
         keys = set()
         for alert_id in ids:
             key = self._keys.pop(alert_id)
-            del self._shown[alert_id]
+            self._count_addresses(self._shown.pop(alert_id), -1)
             del self.rows[key]
             del self._data[key]
             keys.add(key)
         self._new_rows -= keys
         if self._updated_cells:
             self._updated_cells = {c for c in self._updated_cells if c.row_key not in keys}
+        locations = self._row_locations
+        kept = sorted(
+            (i, k) for k in locations if k not in keys and (i := locations.get(k)) is not None
+        )
+        self._row_locations = TwoWayDict({k: n for n, (_, k) in enumerate(kept)})
         self._require_update_dimensions = True
+        self._update_count += 1
 
     def _place(self) -> None:
         """Give every row its position in the current sort order."""
@@ -190,7 +214,7 @@ class AlertTable(DataTable[Text]):
         self._row_locations = TwoWayDict({self._keys[r.id]: i for i, r in enumerate(order)})
         self._update_count += 1
         self.cursor_coordinate = self.cursor_coordinate
-        self.refresh(layout=True)
+        self.refresh()
 
     def _cursor_anchor(self) -> tuple[int, int, int] | None:
         """(alert id, row index, row's distance from the top of the view) under the cursor."""

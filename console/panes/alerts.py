@@ -2,8 +2,9 @@
 (acknowledge with a note, resolve, silence), a live filter and a pause.
 
 Changes from the engine are gathered by alert id and applied at most once per
-``[console] refresh`` seconds as a diff of the table; the newest ``[console] max_rows`` alerts
-are kept. While paused, changes keep gathering (still bounded) and are applied on resume.
+``[console] refresh`` seconds (less often when a storm makes each update expensive) as a diff
+of the table; the newest ``[console] max_rows`` alerts are kept. While paused, changes keep
+gathering (still bounded) and are applied on resume.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from console.untrusted import clean
 
 if TYPE_CHECKING:
     from console.app import IotsecApp
+
+# The share of one core that updating the table (applying changes and drawing them) may take;
+# when an update costs more, the next one waits longer.
+APPLY_BUDGET = 0.1
 
 # The engine command each action needs; without it the key is shown greyed out.
 NEEDS = {
@@ -154,12 +159,13 @@ class AlertsPane(Vertical):
         super().__init__(id=id)
         self.max_rows = max_rows
         self.paused = False
-        self._throttle = Throttle(self, refresh, self._apply)
+        self._throttle = Throttle(self, refresh, self._apply, budget=APPLY_BUDGET)
         self._rows: dict[int, AlertRow] = {}
         self._pending: dict[int, dict[str, Any]] = {}
         self._snapshot: dict[int, dict[str, Any]] | None = None
         self._filter = ""
         self._terms: tuple[str, ...] = ()
+        self._title = ""
 
     @property
     def console(self) -> IotsecApp:
@@ -242,7 +248,10 @@ class AlertsPane(Vertical):
         if self.paused:
             queued = len(self._pending) + len(self._snapshot or {})
             parts += [" │ ", (" PAUSED ", "bold reverse"), f" {queued} queued, p resumes"]
-        self.border_title = Content.assemble(*parts)
+        title = Content.assemble(*parts)
+        if title.plain != self._title:
+            self._title = title.plain
+            self.border_title = title
 
     # -- filter, pause, sort ------------------------------------------------------------------
 
