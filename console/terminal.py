@@ -1,22 +1,24 @@
 """Leaving cleanly when the terminal goes away (SSH dropped, tmux pane killed).
 
-A hangup arrives as SIGHUP; if it does not (the console is not the terminal's foreground
-process), the terminal itself stops answering, which a once-a-second check notices. Either way
-the app exits instead of reading end-of-file from a dead terminal in a busy loop.
+A hangup normally arrives as SIGHUP. It does not when the console is not in the terminal's
+session; then the only sign is that reads return end-of-file, on which Textual's input thread
+would spin. So a thread also sleeps in ``poll`` on the terminal, which wakes it with POLLHUP
+the moment the other side closes. Either way the app exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import select
 import signal
 import sys
-import termios
+import threading
 from typing import Any
 
 from textual.app import App
 
 HANGUP_STATUS = 128 + signal.SIGHUP
-CHECK_SECONDS = 1.0
 
 
 class TerminalWatch:
@@ -25,16 +27,19 @@ class TerminalWatch:
 
     def start(self) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
-        self.app.set_interval(CHECK_SECONDS, self._check)
+        threading.Thread(target=self._wait_for_hangup, name="hangup-watch", daemon=True).start()
 
     def stop(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
-    def _check(self) -> None:
-        try:
-            termios.tcgetattr(sys.__stdin__.fileno())
-        except (termios.error, OSError, ValueError, AttributeError):
-            self._hang_up()
+    def _wait_for_hangup(self) -> None:
+        poller = select.poll()
+        # Hang-up, error and invalid-descriptor events are always reported; asking for no
+        # others keeps this thread asleep until one happens.
+        poller.register(sys.__stdin__.fileno(), 0)
+        poller.poll()
+        with contextlib.suppress(RuntimeError):  # the app has already stopped
+            self.app.call_from_thread(self._hang_up)
 
     def _hang_up(self) -> None:
         self.app.exit(return_code=HANGUP_STATUS)
