@@ -234,7 +234,11 @@ class IotsecApp(App[None]):
 
     def action_show_pane(self, pane: str) -> None:
         self.query_one(TabbedContent).active = pane
-        if pane == "alerts":
+
+    @on(TabbedContent.TabActivated)
+    def _pane_shown(self, event: TabbedContent.TabActivated) -> None:
+        # However the pane was chosen (key, click, palette), its keys work at once.
+        if event.pane.id == "alerts":
             self.query_one(AlertTable).focus()
 
     def _active_pane(self) -> tuple[str, DOMNode]:

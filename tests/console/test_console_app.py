@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import inspect
 import pkgutil
+import subprocess
+import sys
+import time
 from importlib import import_module
 
 from console_helpers import console_for, inject, pane_title, request, shown_ids, wait_until
@@ -17,7 +20,7 @@ from console.keys import RESERVED
 from console.panes.part import PartPane
 from console.screens.help import HelpScreen
 from console.widgets.status_bar import StatusBar
-from tests.conftest import start_engine, write_config
+from tests.conftest import ROOT, start_engine, write_config
 
 SIZE = (80, 24)
 
@@ -221,6 +224,47 @@ async def test_only_the_newest_max_rows_alerts_are_kept(tmp_path):
         engine.stop()
 
 
+# Raises COUNT alerts through SOCKET as fast as the engine takes them, 100 requests in flight.
+STORM = """
+import asyncio, sys
+from engine.control.client import AsyncClient
+
+async def main(path, count):
+    client = AsyncClient(path, client="storm")
+    await client.connect()
+
+    def inject(n):
+        address = f"10.1.{n // 250}.{n % 250}"
+        return client.request("alerts.inject", {"title": f"storm {n}", "src": address})
+
+    for start in range(0, count, 100):
+        await asyncio.gather(*(inject(n) for n in range(start, min(count, start + 100))))
+    await client.close()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_missed_events_are_shown_and_the_alert_list_reloaded(tmp_path):
+    """A console that stops reading (here: its loop blocked for a while) loses events once the
+    engine's queue for it is full; it must say so and then catch up from the database."""
+    engine = start_engine(tmp_path, "queue_size = 2\n")
+    try:
+        app = console_for(engine.config)
+        async with app.run_test(size=(120, 24)) as pilot:
+            await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+            storm = subprocess.Popen(
+                [sys.executable, "-c", STORM, str(engine.socket), "3000"], cwd=ROOT
+            )
+            time.sleep(4)  # blocks the app's loop: nothing is read from the engine meanwhile
+            assert storm.wait(60) == 0
+            await wait_until(pilot, lambda: app.missed > 0, "events to be reported dropped")
+            assert f"missed {app.missed} here" in status_line(app)
+            await wait_until(pilot, lambda: len(shown_ids(app)) == 3000, "the reload", 30)
+    finally:
+        engine.stop()
+
+
 async def test_disconnect_is_shown_and_the_console_reconnects(tmp_path):
     engine = start_engine(tmp_path)
     first = inject(engine, title="before", src="10.0.0.1")
@@ -248,3 +292,17 @@ async def test_no_engine_and_no_spawn_says_so_and_keeps_trying(tmp_path):
         await wait_until(pilot, lambda: "disconnected" in status_line(app), "disconnected")
         assert app.link.private is None
         assert "no engine at" in app.link.state.message
+
+
+def test_the_console_path_imports_neither_scapy_nor_the_store():
+    """The console starts fast and never does the engine's work: packet dissection and the
+    database stay in the engine process."""
+    code = (
+        "import sys, console.cli, console.app\n"
+        "print(' '.join(m for m in ('scapy', 'sqlite_utils', 'engine.store', 'textual')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["textual"]
