@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Iterator
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.actions import parse as parse_action
@@ -108,9 +108,9 @@ class IotsecApp(App[None]):
         )
         self.notifier = AlertNotifier(self)
         self.terminal = TerminalWatch(self)
-        self.status: dict | None = None
+        self.status: dict[str, Any] | None = None
         self.missed = 0
-        self._resync_pending = False
+        self._resync_due = False
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -154,7 +154,6 @@ class IotsecApp(App[None]):
             self.notify(problem, severity="warning", markup=False, timeout=10)
         if not self.is_headless:
             self.terminal.start()
-        self.query_one(AlertTable).focus()
         self.link.connect()
 
     async def on_unmount(self) -> None:
@@ -172,9 +171,6 @@ class IotsecApp(App[None]):
     def alerts(self) -> AlertsPane:
         return self.query_one(AlertsPane)
 
-    def _part_panes(self) -> Iterator[PartPane]:
-        return iter(self.query(PartPane))
-
     # -- the engine ---------------------------------------------------------------------------
 
     # Engine news can still arrive while the app shuts down and its screens are being removed;
@@ -186,7 +182,7 @@ class IotsecApp(App[None]):
             return
         self.query_one(StatusBar).show_link(event.state)
         connected = event.state.phase == "connected"
-        for pane in self._part_panes():
+        for pane in self.query(PartPane):
             pane.show_status(self.status if connected else None, connected=connected)
         self.refresh_bindings()
 
@@ -194,7 +190,6 @@ class IotsecApp(App[None]):
     def _snapshot(self, event: Snapshot) -> None:
         if not self.is_running:
             return
-        self._resync_pending = False
         self.alerts.load(event.alerts)
         self._show_status(event.status)
 
@@ -204,19 +199,23 @@ class IotsecApp(App[None]):
             return
         if event.dropped:
             self.missed += event.dropped
-            if not self._resync_pending:
-                self._resync_pending = True
-                self.set_timer(RESYNC_SECONDS, self.link.resync)
+            if not self._resync_due:
+                self._resync_due = True
+                self.set_timer(RESYNC_SECONDS, self._resync)
         if event.topic == "alerts" and isinstance(event.data, list):
             self.alerts.receive(event.data)
             self.notifier.offer(event.data)
         elif event.topic == "status" and isinstance(event.data, dict):
             self._show_status(event.data)
 
-    def _show_status(self, status: dict) -> None:
+    def _resync(self) -> None:
+        self._resync_due = False
+        self.link.resync()
+
+    def _show_status(self, status: dict[str, Any]) -> None:
         self.status = status
         self.query_one(StatusBar).show_status(status, self.missed)
-        for pane in self._part_panes():
+        for pane in self.query(PartPane):
             pane.show_status(status, connected=self.link.state.phase == "connected")
 
     @on(Worker.StateChanged)
@@ -241,9 +240,11 @@ class IotsecApp(App[None]):
         if event.pane.id == "alerts":
             self.query_one(AlertTable).focus()
 
-    def _active_pane(self) -> tuple[str, DOMNode]:
+    def _active_pane(self) -> tuple[str, AlertsPane | PartPane]:
         tab = self.query_one(TabbedContent).active or "alerts"
-        return tab, self.query_one(f"TabPane#{tab}").children[0]
+        pane = self.query_one(f"TabPane#{tab}").children[0]
+        assert isinstance(pane, AlertsPane | PartPane)
+        return tab, pane
 
     def _binding_owners(self) -> Iterator[tuple[str, DOMNode, list[Binding]]]:
         """(pane id, node, bindings with an id) for the app and every node in every pane."""
@@ -267,10 +268,10 @@ class IotsecApp(App[None]):
         everywhere = [
             (self._keys(b), b.tooltip or b.description) for b in bindings_of(type(self)) if b.id
         ]
-        purpose = pane.help_text if isinstance(pane, PartPane) else AlertsPane.HELP
-        title = pane.title if isinstance(pane, PartPane) else "Alerts"
         self.push_screen(
-            HelpScreen(title, purpose, keys or [("", "no keys of its own yet")], everywhere)
+            HelpScreen(
+                pane.title, pane.help_text, keys or [("", "no keys of its own yet")], everywhere
+            )
         )
 
     def palette_commands(self) -> list[PaletteCommand]:

@@ -9,6 +9,7 @@ attempts never overlap.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,11 +164,11 @@ class EngineLink:
             self._failed(exc)
 
     def _failed(self, exc: ControlError) -> None:
-        exited = self.private.exit_status() if self.private is not None else None
-        if exited is not None:
-            tail = self.private.log_tail() if self.private is not None else ""
-            message = f"private engine exited with status {exited}" + (f": {tail}" if tail else "")
-            self._set(LinkState("failed", message, self._private_pid))
+        private = self.private
+        if private is not None and (status := private.exit_status()) is not None:
+            tail = private.log_tail()
+            message = f"private engine exited with status {status}" + (f": {tail}" if tail else "")
+            self._set(LinkState("failed", message, private.pid))
         elif exc.code == "unreachable" and not self._closing:
             self._set(LinkState("disconnected", str(exc), self._private_pid))
             # A drop seen both by a failing request and by the read loop retries once.
@@ -183,6 +184,8 @@ class EngineLink:
         except ControlError as exc:
             if exc.code != "unreachable" or not self.spawn or self.private is not None:
                 raise
+            if _not_ours(path):
+                raise  # an engine is there but refuses this user: a second one would not help
         return await self._start_private()
 
     async def _start_private(self) -> AsyncClient:
@@ -201,6 +204,7 @@ class EngineLink:
                     raise
             if time.monotonic() > deadline:
                 tail = private.log_tail()
+                await asyncio.to_thread(private.stop)
                 raise ControlError(
                     f"private engine did not start within {START_TIMEOUT:.0f} s"
                     + (f": {tail}" if tail else ""),
@@ -223,6 +227,14 @@ class EngineLink:
         self._client = None
         if not self._closing:
             self._failed(ControlError("the engine closed the connection", "unreachable"))
+
+
+def _not_ours(socket: Path) -> bool:
+    """Whether ``socket`` exists but this user may not connect to it."""
+    try:
+        return socket.exists() and not os.access(socket, os.R_OK | os.W_OK)
+    except PermissionError:
+        return True
 
 
 async def _dial(path: Path) -> AsyncClient:

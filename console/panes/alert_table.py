@@ -69,8 +69,8 @@ class AlertTable(DataTable[Text]):
     def row_under_cursor(self) -> AlertRow | None:
         if not self.row_count:
             return None
-        key = self._row_locations.get_key(self.cursor_row)
-        return self._shown.get(int(key.value)) if key is not None and key.value else None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        return self._shown.get(int(str(key.value)))
 
     def show(self, rows: Mapping[int, AlertRow]) -> None:
         """Make the table show exactly ``rows``: remove, update and add only what differs."""
@@ -196,12 +196,11 @@ class AlertTable(DataTable[Text]):
         if self._updated_cells:
             self._updated_cells = {c for c in self._updated_cells if c.row_key not in keys}
         locations = self._row_locations
-        kept = sorted(
-            (i, k) for k in locations if k not in keys and (i := locations.get(k)) is not None
-        )
+        kept = sorted((locations.get(k), k) for k in locations if k not in keys)
         self._row_locations = TwoWayDict({k: n for n, (_, k) in enumerate(kept)})
         self._require_update_dimensions = True
         self._update_count += 1
+        self.cursor_coordinate = self.cursor_coordinate
 
     def _place(self) -> None:
         """Give every row its position in the current sort order."""
@@ -236,7 +235,7 @@ class AlertTable(DataTable[Text]):
             return
         alert_id, old_index, screen_row = anchor
         key = self._keys.get(alert_id)
-        index = self._row_locations.get(key) if key is not None else None
+        index = self.get_row_index(key) if key is not None else None
         if index is None:
             self.move_cursor(row=min(old_index, self.row_count - 1))
             return

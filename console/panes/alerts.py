@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Input
 from console import severity
 from console.panes.alert_rows import AlertRow, clock
 from console.panes.alert_table import AlertTable
-from console.screens.alert_detail import AlertDetailScreen
+from console.screens.alert_detail import ACTION_COMMANDS, AlertDetailScreen
 from console.screens.prompts import ConfirmScreen, NoteScreen
 from console.screens.silence import SilenceRequest, SilenceScreen
 from console.throttle import Throttle
@@ -37,12 +37,7 @@ if TYPE_CHECKING:
 APPLY_BUDGET = 0.1
 
 # The engine command each action needs; without it the key is shown greyed out.
-NEEDS = {
-    "ack": "alerts.ack",
-    "resolve": "alerts.resolve",
-    "silence": "alerts.silence",
-    "reopen": "alerts.reopen",
-}
+NEEDS = {**ACTION_COMMANDS, "reopen": "alerts.reopen"}
 
 
 def subject(alert: dict[str, Any]) -> Content:
@@ -57,7 +52,8 @@ def subject(alert: dict[str, Any]) -> Content:
 
 
 class AlertsPane(Vertical):
-    HELP = (
+    title = "Alerts"
+    help_text = (
         "Every alert the engine raised, newest first, updated live. Acknowledge an alert to "
         "tell other operators you are on it (with a note saying what you are doing), resolve "
         "it when it is dealt with, or silence alerts like it for a while: they are still "

@@ -174,6 +174,24 @@ async def test_cursor_stays_on_its_alert_when_new_ones_arrive(engine):
         assert table(app).cursor_row == 4
 
 
+async def test_scrolled_down_the_row_under_the_cursor_stays_put_on_screen(engine):
+    ids = [inject(engine, title=f"alert {i}", src=f"10.0.0.{i}") for i in range(40)]
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 40, "forty rows")
+        await pilot.press(*["down"] * 30)
+        t = table(app)
+        assert t.scroll_y > 0
+        watched, screen_row = cursor_id(app), t.cursor_row - t.scroll_y
+        newer = [inject(engine, title=f"new {i}", src=f"10.0.1.{i}") for i in range(3)]
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 43, "the new rows")
+        await pilot.pause(0.2)
+        assert cursor_id(app) == watched
+        assert t.cursor_row - t.scroll_y == screen_row
+        assert shown_ids(app)[:3] == list(reversed(newer))
+        assert ids[0] == shown_ids(app)[-1]
+
+
 async def test_cursor_stays_when_its_alert_changes_and_moves(engine):
     ids = [inject(engine, title=f"alert {i}", src=f"10.0.0.{i}") for i in range(1, 4)]
     app = console_for(engine.config)
