@@ -59,6 +59,9 @@ class HelpScreen(ModalScreen[None]):
             yield Static("Everywhere", classes="section", markup=False)
             yield Static(_key_table(self.everywhere))
 
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()  # so the arrow keys scroll a long page
+
     def action_close(self) -> None:
         self.dismiss(None)
 
