@@ -111,7 +111,9 @@ class EngineLink:
         return await self._client.request(cmd, args)
 
     def resync(self) -> None:
-        """Fetch the whole picture again (after missed events)."""
+        """Fetch the whole picture again (after missed events); reconnecting does it anyway."""
+        if self._client is None:
+            return
         self.app.run_worker(
             self._snapshot(),
             name="Reloading alerts",

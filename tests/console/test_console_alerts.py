@@ -269,6 +269,20 @@ async def test_enter_shows_evidence_and_history(engine):
         assert not isinstance(app.screen, AlertDetailScreen)
 
 
+async def test_resolve_from_the_detail_screen(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("enter")
+        assert isinstance(app.screen, AlertDetailScreen)
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: cells(app, alert_id)[2] == "resolved", "resolved")
+    assert request(engine, "alerts.get", {"id": alert_id})["state"] == "resolved"
+
+
 async def test_untrusted_titles_are_shown_literally(engine):
     title = "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \x1b[31mred\x07"
     alert_id = inject(engine, title=title, src="10.0.0.5")
