@@ -166,11 +166,8 @@ class EngineLink:
             self._failed(exc)
 
     def _failed(self, exc: ControlError) -> None:
-        private = self.private
-        if private is not None and (status := private.exit_status()) is not None:
-            tail = private.log_tail()
-            message = f"private engine exited with status {status}" + (f": {tail}" if tail else "")
-            self._set(LinkState("failed", message, private.pid))
+        if exc.code == "unreachable" and (exited := self._private_exited()):
+            self._set(LinkState("failed", exited, self._private_pid))
         elif exc.code == "unreachable" and not self._closing:
             self._set(LinkState("disconnected", str(exc), self._private_pid))
             # A drop seen both by a failing request and by the read loop retries once.
@@ -197,8 +194,8 @@ class EngineLink:
         self._set(LinkState("starting", private_pid=private.pid))
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            if private.exit_status() is not None:
-                raise ControlError("private engine exited", "exited")
+            if exited := self._private_exited():
+                raise ControlError(exited, "exited")
             try:
                 return await _dial(private.socket)
             except ControlError as exc:
@@ -213,6 +210,14 @@ class EngineLink:
                     "timeout",
                 )
             await asyncio.sleep(0.05)
+
+    def _private_exited(self) -> str:
+        """Why the private engine is gone (with the end of its log), or "" if it is not."""
+        private = self.private
+        if private is None or (status := private.exit_status()) is None:
+            return ""
+        tail = private.log_tail()
+        return f"private engine exited with status {status}" + (f": {tail}" if tail else "")
 
     async def _snapshot(self) -> None:
         alerts = await self.request("alerts.list", {"limit": self.max_rows})

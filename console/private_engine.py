@@ -60,9 +60,11 @@ class PrivateEngine:
 
     def log_tail(self, lines: int = 3) -> str:
         """The last lines the engine wrote to stderr, for an error message."""
+        if self.directory is None:
+            return ""
         try:
             text = self.log.read_text(errors="replace")
-        except (OSError, AssertionError):
+        except OSError:
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
 

@@ -20,6 +20,7 @@ from console.keys import RESERVED
 from console.panes.part import PartPane
 from console.screens.help import HelpScreen
 from console.widgets.status_bar import StatusBar
+from engine.config import load_config
 from tests.conftest import ROOT, start_engine, write_config
 
 SIZE = (80, 24)
@@ -306,3 +307,22 @@ def test_the_console_path_imports_neither_scapy_nor_the_store():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["textual"]
+
+
+async def test_a_private_engine_that_fails_to_start_is_reported_with_its_reason(tmp_path):
+    config = tmp_path / "iotsec.toml"
+    config.write_text(
+        '[store]\npath = "/proc/iotsec/iotsec.db"\n'
+        f'[control]\nsocket = "{tmp_path / "run" / "control.sock"}"\n'
+    )
+    app = IotsecApp(load_config(config), config_path=str(config), spawn=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "✕" in status_line(app), "the failure", 15)
+        assert app.link.state.phase == "failed"
+        message = app.link.state.message
+        assert message.startswith("private engine exited with status 1: ")
+        assert "/proc/iotsec: cannot prepare directory" in message
+        assert "private engine exited" in status_line(app)
+        directory = app.link.private.directory
+    assert directory is None or not directory.exists()
+    assert app.link.private.exit_status() is not None
