@@ -6,6 +6,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +31,13 @@ def _require_root() -> None:
         pytest.skip(message)
 
 
+def _others_may_run(program: Path) -> bool:
+    """Whether a user with no special rights can execute ``program`` (every directory on the
+    way searchable, the file executable, by others)."""
+    real = program.resolve()
+    return all(p.stat().st_mode & 0o001 for p in [real, *real.parents])
+
+
 @pytest.fixture
 def viewer_socket() -> Iterator[tuple[object, Path]]:
     """A real engine, and a socket through which the engine sees user ``nobody``, a viewer.
@@ -42,8 +50,9 @@ def viewer_socket() -> Iterator[tuple[object, Path]]:
     """
     _require_root()
     nobody = pwd.getpwnam("nobody")
-    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    assert python, "a system python3 (readable by nobody) is needed for the relay"
+    candidates = [sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")]
+    python = next((p for p in candidates if p and _others_may_run(Path(p))), None)
+    assert python, f"the relay needs a python3 that user nobody may run; tried {candidates}"
     top = Path(tempfile.mkdtemp(prefix="iotsec-viewer-"))
     relay = None
     engine = None
