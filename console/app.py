@@ -150,8 +150,11 @@ class IotsecApp(App[None]):
     def on_mount(self) -> None:
         self.set_keymap(self.keymap)
         all_bindings = [b for _, _, bindings in self._binding_owners() for b in bindings]
+        # A keymap mistake is an error, but one the console survives: at 3 a.m. a typo in a
+        # key binding must not keep the on-call engineer from the alerts.
+        source = self.config.source or "config"
         for problem in keymap_problems(self.keymap, all_bindings):
-            self.notify(problem, severity="warning", markup=False, timeout=10)
+            self.notify(f"{source}: {problem}", severity="error", markup=False, timeout=15)
         if not self.is_headless:
             self.terminal.start()
         self.link.connect()

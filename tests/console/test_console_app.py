@@ -150,7 +150,9 @@ async def test_keymap_from_the_config_rebinds_by_id_and_warns_about_mistakes(tmp
         async with app.run_test(size=SIZE) as pilot:
             await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
             messages = [m for _, m, _ in notifications(app)]
-            assert "[console.keymap] 'alerts.nope' is not a binding id" in messages
+            assert (
+                f"{engine.config}: [console.keymap] 'alerts.nope' is not a binding id" in messages
+            )
             assert any("alerts.pause = 'ctrl+b'" in m for m in messages)
             await pilot.press("a")
             assert app.screen is app.screen_stack[0], "a no longer acknowledges"
