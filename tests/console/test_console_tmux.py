@@ -184,16 +184,6 @@ def test_without_an_engine_the_console_starts_a_private_one_and_stops_it(tmp_pat
     assert not socket.parent.exists()
 
 
-def test_first_frame_comes_quickly(engine, tmux):
-    started = time.monotonic()
-    tmux.start_console(engine.config)
-    tmux.wait_for(r"3 Alerts", timeout=10)
-    first_frame = time.monotonic() - started
-    print(f"first frame after {first_frame:.2f} s")
-    # The target is 1 s on a developer machine; this bound leaves room for a busy CI runner.
-    assert first_frame < 2.5
-
-
 def test_no_color_draws_without_colour_and_keeps_the_labels(engine, tmux):
     request(
         engine, "alerts.inject", {"severity": "critical", "title": "root shell", "src": "10.0.0.5"}
