@@ -90,7 +90,13 @@ def call(cmd: str, args: dict[str, Any] | None = None) -> Any:
 
 
 def emit_json(data: Any) -> None:
+    # json.dumps escapes control characters itself, so this output is safe as it is.
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def echo(text: object) -> None:
+    """Print text that carries values from the engine: control characters shown, not obeyed."""
+    click.echo("\n".join(printable(line) for line in str(text).split("\n")))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,13 +116,14 @@ def main(ctx: click.Context) -> None:
 @click.pass_obj
 def engine(settings: Settings) -> None:
     """Run the engine in the foreground (for systemd); stops cleanly on SIGTERM/SIGINT."""
+    from engine.audit import AuditKeyError
     from engine.daemon import run_engine
     from engine.store.db import StoreError
     from engine.store.schema import SchemaError
 
     try:
         sys.exit(run_engine(settings.config))
-    except (StoreError, SchemaError, ControlError, OSError) as exc:
+    except (StoreError, SchemaError, ControlError, AuditKeyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -158,7 +165,7 @@ def status(as_json: bool) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+        echo(f"{key:<{width}}  {value}")
 
 
 def _size(n: float) -> str:
@@ -178,14 +185,14 @@ def _when(ts: float) -> str:
 
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
     if not alerts:
-        click.echo("no alerts")
+        echo("no alerts")
         return
-    click.echo(
+    echo(
         f"{'ID':>6} {'SEV':<8} {'STATE':<12} {'COUNT':>6} {'LAST SEEN':<14} "
         f"{'SRC':<15} {'DST':<15} TITLE"
     )
     for a in alerts:
-        click.echo(
+        echo(
             f"{a['id']:>6} {a['severity']:<8} {a['state']:<12} {a['count']:>6} "
             f"{_when(a['last_seen']):<14} {a['src'] or '-':<15} {a['dst'] or '-':<15} "
             f"{printable(a['title'], limit=80)}"
@@ -240,21 +247,19 @@ def alerts_show(alert_id: int, as_json: bool) -> None:
         "device",
         "count",
     ):
-        click.echo(f"{key:<10} {printable(str(data[key])) or '-'}")
-    click.echo(f"{'first':<10} {_when(data['first_seen'])}")
-    click.echo(f"{'last':<10} {_when(data['last_seen'])}")
+        echo(f"{key:<10} {printable(str(data[key])) or '-'}")
+    echo(f"{'first':<10} {_when(data['first_seen'])}")
+    echo(f"{'last':<10} {_when(data['last_seen'])}")
     if data["ack_by"]:
-        click.echo(f"{'ack':<10} {data['ack_by']}: {printable(data['ack_note'])}")
-    click.echo("evidence:")
-    click.echo(
-        printable(json.dumps(data["evidence"], indent=2, sort_keys=True)).replace("\\x0a", "\n")
-    )
-    click.echo("history:")
+        echo(f"{'ack':<10} {data['ack_by']}: {printable(data['ack_note'])}")
+    echo("evidence:")
+    echo(json.dumps(data["evidence"], indent=2, sort_keys=True))
+    echo("history:")
     for h in data["history"] or [{"ts": None}]:
         if h["ts"] is None:
-            click.echo("  (none)")
+            echo("  (none)")
             break
-        click.echo(f"  {_when(h['ts'])} {h['operator']} {h['action']} {printable(h['note'])}")
+        echo(f"  {_when(h['ts'])} {h['operator']} {h['action']} {printable(h['note'])}")
 
 
 def _transition(cmd: str, alert_id: int, note: str, as_json: bool, verb: str) -> None:
@@ -262,7 +267,7 @@ def _transition(cmd: str, alert_id: int, note: str, as_json: bool, verb: str) ->
     if as_json:
         emit_json(data)
     else:
-        click.echo(f"alert {alert_id} {verb}")
+        echo(f"alert {alert_id} {verb}")
 
 
 @alerts.command("ack")
@@ -322,7 +327,7 @@ def alerts_silence(
     if as_json:
         emit_json(data)
     else:
-        click.echo(
+        echo(
             f"silence {data['id']} until {_when(data['expires'])};"
             f" {data['silenced']} open alerts silenced"
         )
@@ -338,7 +343,7 @@ def alerts_unsilence(silence_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(f"silence {silence_id} ended; {data['reopened']} alerts open again")
+        echo(f"silence {silence_id} ended; {data['reopened']} alerts open again")
 
 
 @alerts.command("silences")
@@ -351,10 +356,10 @@ def alerts_silences(as_json: bool) -> None:
         emit_json(data)
         return
     if not data:
-        click.echo("no silences")
+        echo("no silences")
     for s in data:
         match = " ".join(f"{k}={s[k]}" for k in ("rule", "src", "dst", "device") if s[k])
-        click.echo(
+        echo(
             f"{s['id']:>4}  until {_when(s['expires'])}  by {s['created_by']}  {match}  "
             f"{printable(s['comment'])}"
         )
@@ -387,7 +392,7 @@ def alerts_inject(
     if as_json:
         emit_json(data)
     else:
-        click.echo(data["id"])
+        echo(data["id"])
 
 
 # -- audit ------------------------------------------------------------------------------------
@@ -407,7 +412,7 @@ def audit(ctx: click.Context, limit: int, as_json: bool) -> None:
         emit_json(data)
         return
     for row in reversed(data):
-        click.echo(
+        echo(
             f"{row['id']:>6} {_when(row['ts'])} {row['operator']:<10} {row['command']:<18} "
             f"{printable(row['args'], limit=60)}  {printable(row['result'])}"
         )
@@ -428,12 +433,12 @@ def audit_verify(settings: Settings, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(
+        echo(
             f"checked {data['checked']} audit rows: "
             f"{'chain intact' if data['ok'] else 'PROBLEMS FOUND'}"
         )
         for p in data["problems"]:
-            click.echo(f"  row {p['id']}: {p['reason']}")
+            echo(f"  row {p['id']}: {p['reason']}")
     if not data["ok"]:
         sys.exit(1)
 
@@ -448,7 +453,7 @@ def _verify_offline(db_path: Path) -> dict[str, Any]:
     except (audit_chain.AuditKeyError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        checked, problems = audit_chain.verify(conn, key)
+        checked, problems = audit_chain.verify_all(conn, key, audit_chain.head_path(db_path))
     finally:
         conn.close()
     return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.audit import AuditKeyError
 from engine.config import ConfigError, load_config
 from engine.control.protocol import ControlError
 from engine.daemon import run_engine
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_engine(load_config(args.config).with_socket(args.socket))
-    except (ConfigError, StoreError, SchemaError, ControlError, OSError) as exc:
+    except (ConfigError, StoreError, SchemaError, ControlError, AuditKeyError, OSError) as exc:
         print(f"iotsec engine: {exc}", file=sys.stderr)
         return 1
 

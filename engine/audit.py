@@ -4,8 +4,9 @@ Edits and deletions show.
 
 Row *n* carries ``hmac = HMAC(key, prev_hmac | id | ts | operator | uid | role | command | args |
 result)`` where ``prev_hmac`` is row *n-1*'s ``hmac``; the head of the chain (last id and hmac)
-is kept in ``meta`` so cutting rows off the end is noticed too. The key lives in a 0600 file
-beside the database.
+is kept in ``meta``, and a sealed copy of it in a file beside the key (written within a second
+of each change), so cutting rows off the end is noticed even when ``meta`` is rewritten to
+match. The key lives in a 0600 file beside the database.
 """
 
 from __future__ import annotations
@@ -32,6 +33,43 @@ class AuditKeyError(Exception):
 
 def key_path(db_path: Path) -> Path:
     return Path(db_path).parent / "audit.key"
+
+
+def head_path(db_path: Path) -> Path:
+    return Path(db_path).parent / "audit.head"
+
+
+def _seal(key: bytes, head: str) -> str:
+    h = crypto_hmac.HMAC(key, hashes.SHA256())
+    h.update(b"audit-head\x1f" + head.encode())
+    return h.finalize().hex()
+
+
+def write_head(path: Path, key: bytes, head: tuple[int, str]) -> None:
+    """Keep the chain head outside the database, sealed with the key, replaced atomically."""
+    text = f"{head[0]}:{head[1]}"
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{text}:{_seal(key, text)}\n")
+    os.replace(tmp, path)
+
+
+def read_head(path: Path, key: bytes) -> tuple[int, str] | None:
+    """The head kept outside the database; None if there is none yet."""
+    try:
+        raw = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        head_id, mac, seal = raw.split(":")
+        ok = _seal(key, f"{head_id}:{mac}") == seal
+        parsed = (int(head_id), mac)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise AuditKeyError(f"{path}: the audit head file was altered (its seal does not match)")
+    return parsed
 
 
 def load_key(path: Path, *, create: bool = False) -> bytes:
@@ -88,8 +126,8 @@ class AuditEntry:
     ts: float
 
 
-def append(conn: sqlite3.Connection, key: bytes, entry: AuditEntry) -> int:
-    """Append one entry to the chain inside the caller's transaction; returns its id."""
+def append(conn: sqlite3.Connection, key: bytes, entry: AuditEntry) -> tuple[int, str]:
+    """Append one entry to the chain inside the caller's transaction; its id and HMAC."""
     head = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
     last_id, prev = (0, GENESIS)
     if head:
@@ -116,7 +154,7 @@ def append(conn: sqlite3.Connection, key: bytes, entry: AuditEntry) -> int:
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (HEAD_KEY, f"{row['id']}:{mac}"),
     )
-    return row["id"]
+    return row["id"], mac
 
 
 @dataclass(frozen=True)
@@ -125,8 +163,11 @@ class Problem:
     reason: str
 
 
-def verify(conn: sqlite3.Connection, key: bytes) -> tuple[int, list[Problem]]:
-    """Check the whole chain; returns the number of rows checked and every problem found."""
+def verify(
+    conn: sqlite3.Connection, key: bytes, outside: tuple[int, str] | None = None
+) -> tuple[int, list[Problem]]:
+    """Check the whole chain against itself, ``meta`` and the head kept ``outside`` the
+    database; returns the number of rows checked and every problem found."""
     problems: list[Problem] = []
     prev = GENESIS
     expected_id = 1
@@ -146,11 +187,7 @@ def verify(conn: sqlite3.Connection, key: bytes) -> tuple[int, list[Problem]]:
         stored_prev, stored_mac = r[8], r[9]
         checked += 1
         if row["id"] != expected_id:
-            missing = (
-                f"row {expected_id}"
-                if row["id"] == expected_id + 1
-                else f"rows {expected_id}-{row['id'] - 1}"
-            )
+            missing = _rows(expected_id, row["id"] - 1)
             problems.append(Problem(expected_id, f"{missing} deleted"))
         if stored_prev != prev:
             problems.append(Problem(row["id"], "chain broken: previous row changed or removed"))
@@ -162,15 +199,36 @@ def verify(conn: sqlite3.Connection, key: bytes) -> tuple[int, list[Problem]]:
             problems.append(Problem(row["id"], "row edited: its HMAC does not match its contents"))
         prev = stored_mac
         expected_id = row["id"] + 1
+    # Where the last row should be: the head in meta, and the sealed copy outside.
+    claims: list[tuple[int, str, str]] = []
     head = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
     if head:
-        head_id = int(head[0].split(":", 1)[0])
-        if head_id >= expected_id:
-            problems.append(
-                Problem(expected_id, f"rows {expected_id}-{head_id} deleted from the end")
-            )
-        elif head[0].split(":", 1)[1] != prev:
-            problems.append(Problem(head_id, "chain head does not match the last row"))
+        head_id, head_mac = head[0].split(":", 1)
+        claims.append((int(head_id), head_mac, "meta"))
     elif checked:
         problems.append(Problem(0, "chain head missing from meta"))
+    if outside is not None:
+        claims.append((*outside, "the head file"))
+    last = max((c[0] for c in claims), default=0)
+    if last >= expected_id:
+        problems.append(Problem(expected_id, f"{_rows(expected_id, last)} deleted from the end"))
+    else:
+        for claim_id, claim_mac, where in claims:
+            row = conn.execute("SELECT hmac FROM audit WHERE id = ?", (claim_id,)).fetchone()
+            if row is None or row[0] != claim_mac:
+                problems.append(Problem(claim_id, f"row replaced: {where} recorded another"))
     return checked, problems
+
+
+def _rows(first: int, last: int) -> str:
+    return f"row {first}" if first == last else f"rows {first}-{last}"
+
+
+def verify_all(conn: sqlite3.Connection, key: bytes, head_file: Path) -> tuple[int, list[Problem]]:
+    """:func:`verify` with the head kept in ``head_file``; a broken seal is one more problem."""
+    try:
+        outside = read_head(head_file, key)
+    except AuditKeyError as exc:
+        checked, problems = verify(conn, key)
+        return checked, [*problems, Problem(0, str(exc))]
+    return verify(conn, key, outside)

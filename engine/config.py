@@ -110,8 +110,11 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     if env:
         return Path(env)
     for candidate in paths.config_candidates():
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:
+            continue  # e.g. a home directory this user may not read: not a config
     return None
 
 
@@ -134,7 +137,43 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
 
 def parse_config(raw: dict[str, Any], where: str = "<config>") -> Config:
     """Build a :class:`Config` from parsed TOML, naming the file and key of the first problem."""
-    return _build(Config, raw, where, "", skip={"source"})
+    config = _build(Config, raw, where, "", skip={"source"})
+    _check_values(config, where)
+    return config
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def _check_values(config: Config, where: str) -> None:
+    """Values of the right type that still make no sense (zero batch sizes, unknown levels)."""
+    choices = [
+        ("engine.log_level", config.engine.log_level, LOG_LEVELS),
+        ("alerts.notify_severity", config.alerts.notify_severity, SEVERITIES),
+    ]
+    for key, value, allowed in choices:
+        if value.lower() not in allowed:
+            raise ConfigError(
+                f"{where}: {key}: expected one of {', '.join(allowed)}, got {value!r}"
+            )
+    minimums = [
+        ("store.batch_rows", config.store.batch_rows, 1),
+        ("store.retention.max_alerts", config.store.retention.max_alerts, 0),
+        ("control.max_clients", config.control.max_clients, 1),
+        ("control.queue_size", config.control.queue_size, 1),
+        ("console.max_rows", config.console.max_rows, 1),
+    ]
+    for key, value, least in minimums:
+        if value < least:
+            raise ConfigError(f"{where}: {key}: must be at least {least}, got {value}")
+    for key, seconds in [
+        ("store.batch_interval", config.store.batch_interval),
+        ("store.retention.prune_interval", config.store.retention.prune_interval),
+        ("console.refresh", config.console.refresh),
+    ]:
+        if seconds <= 0:
+            raise ConfigError(f"{where}: {key}: must be longer than zero")
 
 
 def _build(cls: type, raw: Any, where: str, prefix: str, skip: set[str] | None = None) -> Any:

@@ -23,7 +23,7 @@ from engine.config import Config
 from engine.control.server import ControlServer
 from engine.events import EventBus
 from engine.model import Alert, AlertEvent, Operator, Severity
-from engine.store.db import connect
+from engine.store.db import connect, lock_database
 from engine.store.retention import prune
 from engine.store.writer import Writer
 
@@ -52,6 +52,10 @@ class Engine:
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._key = b""
+        self._lock: int | None = None
+        # The newest audit chain head, and the one last saved outside the database.
+        self._audit_head: tuple[int, str] = (0, "")
+        self._saved_head: tuple[int, str] = (0, "")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = {}
@@ -60,7 +64,13 @@ class Engine:
 
     async def start(self) -> None:
         store = self.config.store
-        self.writer = Writer(self.db_path, max_rows=store.batch_rows, interval=store.batch_interval)
+        group = self.config.control.group
+        self.server = ControlServer(self, self.socket_path, group)
+        await self.server.claim()
+        self._lock = lock_database(self.db_path, group)
+        self.writer = Writer(
+            self.db_path, max_rows=store.batch_rows, interval=store.batch_interval, group=group
+        )
         self._key = audit.load_key(audit.key_path(self.db_path), create=True)
         self._reader = connect(self.db_path, readonly=True)
         self.alerts = AlertManager(
@@ -70,7 +80,6 @@ class Engine:
             notify_severity=Severity.parse(self.config.alerts.notify_severity),
         )
         await self.read(self.alerts.load)
-        self.server = ControlServer(self, self.socket_path, self.config.control.group)
         await self.server.start()
         self.background(self._every(1.0, self._housekeeping))
         self.background(self._every(STATUS_INTERVAL, self._publish_status))
@@ -88,10 +97,14 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.alerts is not None:
             self.alerts.flush_events()
+        if self._reader is not None:
+            # Readers close first, so the writer's connection is the last and removes the WAL.
+            self._reader.close()
         if self.writer is not None:
             self.writer.close()
-        if self._reader is not None:
-            self._reader.close()
+            self._save_audit_head()
+        if self._lock is not None:
+            os.close(self._lock)
         log.info("engine stopped")
 
     def request_stop(self) -> None:
@@ -123,6 +136,13 @@ class Engine:
     async def _housekeeping(self) -> None:
         self.alerts.expire_index()
         await self.alerts.expire_silences()
+        await asyncio.to_thread(self._save_audit_head)
+
+    def _save_audit_head(self) -> None:
+        head = self._audit_head
+        if head[0] and head != self._saved_head:
+            audit.write_head(audit.head_path(self.db_path), self._key, head)
+            self._saved_head = head
 
     async def _prune(self) -> None:
         limits = self.config.store.retention
@@ -172,13 +192,19 @@ class Engine:
         key = self._key
         while True:
             try:
-                await self.writer.run(lambda conn: audit.append(conn, key, entry))
-                return
+                head = await self.writer.run(lambda conn: audit.append(conn, key, entry))
+                break
             except queue.Full:
                 await asyncio.sleep(0.01)
+        if head[0] > self._audit_head[0]:
+            self._audit_head = head
 
     async def verify_audit(self) -> dict[str, Any]:
-        checked, problems = await self.read(lambda conn: audit.verify(conn, self._key))
+        await asyncio.to_thread(self._save_audit_head)
+        head_file = audit.head_path(self.db_path)
+        checked, problems = await self.read(
+            lambda conn: audit.verify_all(conn, self._key, head_file)
+        )
         return {
             "checked": checked,
             "ok": not problems,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+# Longer than anything sensible, short enough that a date after it can still be printed.
+MAX_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -13,12 +16,12 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(f"expected a duration such as '30m', got {text!r}")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"a duration cannot be negative: {text!r}")
-        return float(text)
+        return _checked(float(text), text)
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration such as '30m', got {text!r}")
     s = text.strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", s):
-        return float(s)
+        return _checked(float(s), text)
     pos, total = 0, 0.0
     for m in _PART.finditer(s):
         if m.start() != pos:
@@ -27,7 +30,15 @@ def parse_duration(text: str | int | float) -> float:
         pos = m.end()
     if pos != len(s) or not s:
         raise ValueError(f"expected a duration such as '90s', '15m', '2h' or '7d', got {text!r}")
-    return total
+    return _checked(total, text)
+
+
+def _checked(seconds: float, text: object) -> float:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be finite and not negative, got {text!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"a duration must be at most 100 years, got {text!r}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

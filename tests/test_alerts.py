@@ -153,3 +153,19 @@ def drain(queue: asyncio.Queue) -> list:
     while not queue.empty():
         out.append(queue.get_nowait())
     return out
+
+
+async def test_a_worse_occurrence_raises_severity_and_notifies(setup) -> None:
+    manager, bus, _clock, path = setup
+    sub = bus.subscribe("t", ["alerts"])
+    first, _ = manager.raise_alert(event(severity=Severity.LOW))
+    manager.flush_events()
+    worse, future = manager.raise_alert(event(severity=Severity.CRITICAL), wait=True)
+    await future
+    manager.flush_events()
+    assert worse.id == first.id and worse.severity is Severity.CRITICAL
+    messages = drain(sub.queue)
+    assert messages[-1]["data"][0]["notify"] is True
+    assert messages[-1]["data"][0]["severity"] == "critical"
+    conn = connect(path, readonly=True)
+    assert conn.execute("SELECT severity, count FROM alerts").fetchone() == (4, 2)

@@ -81,3 +81,38 @@ def test_key_file_is_private(engine: EngineProcess) -> None:
     key = audit.key_path(engine.db)
     assert key.stat().st_mode & 0o777 == 0o600
     assert len(key.read_bytes()) == 32
+
+
+def test_cut_off_tail_with_meta_rewritten_is_reported(engine: EngineProcess) -> None:
+    act(engine)
+    engine.stop()  # the engine saves the chain head outside the database on the way out
+    conn = sqlite3.connect(engine.db)
+    row3 = conn.execute("SELECT id, hmac FROM audit WHERE id = 3").fetchone()
+    conn.execute("DELETE FROM audit WHERE id = 4")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{row3[0]}:{row3[1]}",))
+    conn.commit()
+    conn.close()
+    code, report = verify_cli(engine)
+    assert code == 1
+    assert report["problems"] == [{"id": 4, "reason": "row 4 deleted from the end"}]
+
+
+def test_emptied_audit_table_is_reported(engine: EngineProcess) -> None:
+    act(engine)
+    engine.stop()
+    tamper(engine, "DELETE FROM audit")
+    tamper(engine, "DELETE FROM meta WHERE key = 'audit_head'")
+    code, report = verify_cli(engine)
+    assert code == 1 and report["problems"] == [
+        {"id": 1, "reason": "rows 1-4 deleted from the end"}
+    ]
+
+
+def test_a_forged_head_file_is_reported(engine: EngineProcess) -> None:
+    act(engine)
+    engine.stop()
+    head = audit.head_path(engine.db)
+    _, mac, seal = head.read_text().strip().split(":")
+    head.write_text(f"2:{mac}:{seal}\n")
+    _, report = verify_cli(engine)
+    assert any("audit head file was altered" in p["reason"] for p in report["problems"])

@@ -82,3 +82,33 @@ def test_durations() -> None:
     for bad in ("", "2x", "h", "-5"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[alerts]\nnotify_severity = 'urgent'\n", "alerts.notify_severity: expected one of"),
+        ("[engine]\nlog_level = 'loud'\n", "engine.log_level: expected one of"),
+        ("[store]\nbatch_rows = 0\n", "store.batch_rows: must be at least 1"),
+        ("[control]\nqueue_size = 0\n", "control.queue_size: must be at least 1"),
+        ("[store.retention]\nprune_interval = 0\n", "prune_interval: must be longer than zero"),
+        ("[alerts]\nfold_window = 'inf'\n", "alerts.fold_window: expected a duration"),
+    ],
+)
+def test_values_that_make_no_sense(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_unreadable_candidate_is_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("IOTSEC_CONFIG", raising=False)
+    blocked = tmp_path / "blocked"
+
+    def refuse(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr("engine.paths.config_candidates", lambda: [blocked / "iotsec.toml"])
+    monkeypatch.setattr(Path, "is_file", refuse)
+    assert load_config() == Config()

@@ -19,6 +19,8 @@ from tests.conftest import IN_CI, EngineProcess, start_engine
 VIEWER_UID = 54_322
 OPERATOR_UID = 54_323
 UNKNOWN_UID = 54_321
+# The group given access to the socket; the test's other uids are made members of it.
+SOCKET_GROUP = "root"
 
 
 def require_root() -> None:
@@ -30,11 +32,12 @@ def require_root() -> None:
 
 @pytest.fixture
 def shared_engine() -> Iterator[EngineProcess]:
-    """An engine whose socket other uids can reach (the socket's group is the engine's)."""
+    """An engine whose socket members of its group can reach, as with the iotsec group."""
     directory = Path(tempfile.mkdtemp(prefix="iotsec-ctl-"))
     directory.chmod(0o755)
     engine = start_engine(
         directory,
+        f'group = "{SOCKET_GROUP}"\n'
         f'[control.roles]\nviewer = ["{VIEWER_UID}"]\noperator = ["{OPERATOR_UID}"]\n',
     )
     yield engine
@@ -178,3 +181,17 @@ def test_unknown_uid_is_refused(shared_engine: EngineProcess) -> None:
 
 def test_socket_mode(engine: EngineProcess) -> None:
     assert engine.socket.stat().st_mode & 0o777 == 0o660
+
+
+def test_malformed_arguments_are_bad_requests(engine: EngineProcess) -> None:
+    with engine.client() as c:
+        for cmd, args, message in [
+            ("alerts.list", {"state": [5]}, "state must be a state name"),
+            ("subscribe", {"topics": [[1]]}, "topics must be a list"),
+            ("alerts.get", {"id": 1 << 70}, "id is out of range"),
+            ("alerts.inject", {"title": "x", "rule": "r" * 300}, "rule is longer than 256"),
+            ("alerts.silence", {"rule": "x", "duration": "inf"}, "expected a duration"),
+        ]:
+            with pytest.raises(ControlError, match=message) as err:
+                c.request(cmd, args)
+            assert err.value.code in ("bad_request", "invalid"), (cmd, err.value.code)

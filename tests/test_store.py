@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import threading
@@ -12,7 +13,7 @@ import pytest
 
 from engine.config import RetentionConfig
 from engine.store import schema
-from engine.store.db import StoreError, connect, open_db
+from engine.store.db import StoreError, connect, lock_database, open_db
 from engine.store.retention import prune
 from engine.store.writer import Writer
 
@@ -178,3 +179,52 @@ def test_retention_prunes_old_rows(tmp_path: Path) -> None:
     removed = prune(conn, RetentionConfig(max_alerts=1), now)
     assert removed == {"alerts": 1}
     assert {r[0] for r in conn.execute("SELECT title FROM alerts")} == {"old open"}
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    connect(shared / "iotsec.db").close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+
+
+def test_a_directory_anybody_may_write_is_refused(tmp_path: Path) -> None:
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o1777)
+    with pytest.raises(StoreError, match="anybody may write to this directory"):
+        connect(public / "iotsec.db")
+    assert stat.S_IMODE(public.stat().st_mode) == 0o1777
+    assert not (public / "iotsec.db").exists()
+
+
+def test_one_engine_per_database(tmp_path: Path) -> None:
+    path = tmp_path / "iotsec.db"
+    held = lock_database(path)
+    with pytest.raises(StoreError, match=rf"another engine \(pid {os.getpid()}\)"):
+        lock_database(path)
+    os.close(held)
+    os.close(lock_database(path))
+
+
+def test_a_refused_call_does_not_spoil_its_batch(tmp_path: Path) -> None:
+    writer = Writer(tmp_path / "iotsec.db", interval=0.05)
+
+    def refuse(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('half', 'done')")
+        raise ValueError("not applicable")
+
+    before = writer.execute("INSERT INTO meta (key, value) VALUES ('a', '1')", wait=True)
+    refused = writer.call(refuse)
+    after = writer.execute("INSERT INTO meta (key, value) VALUES ('b', '2')", wait=True)
+    before.result(5)
+    after.result(5)
+    with pytest.raises(ValueError, match="not applicable"):
+        refused.result(5)
+    assert writer.errors == 0
+    writer.close()
+    keys = {
+        r[0] for r in connect(tmp_path / "iotsec.db", readonly=True).execute("SELECT key FROM meta")
+    }
+    assert keys == {"a", "b"}  # the refused call's own write was undone

@@ -32,7 +32,10 @@ _INSERT = (
     "INSERT INTO alerts (id, severity, source, rule, title, src, dst, device, first_seen,"
     " last_seen, count, state, evidence, silence_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-_FOLD = "UPDATE alerts SET count = count + 1, last_seen = max(last_seen, ?) WHERE id = ?"
+_FOLD = (
+    "UPDATE alerts SET count = count + 1, last_seen = max(last_seen, ?),"
+    " severity = max(severity, ?) WHERE id = ?"
+)
 _COLUMNS = (
     "id, severity, source, rule, title, src, dst, device, first_seen, last_seen, count,"
     " state, evidence, ack_by, ack_note, ack_at, silence_id"
@@ -130,10 +133,11 @@ class AlertManager:
         )
         for row in cur.fetchall():
             self._remember(_row_alert(cur, row))
+        # Silences that ran out while the engine was down are loaded too, so that the first
+        # housekeeping round ends them and reopens what they hid.
         cur = conn.execute(
             "SELECT id, rule, src, dst, device, created, expires, created_by, comment"
-            " FROM silences WHERE ended IS NULL AND expires > ?",
-            (now,),
+            " FROM silences WHERE ended IS NULL"
         )
         for r in cur.fetchall():
             self._silences[r[0]] = Silence(*r)
@@ -161,9 +165,11 @@ class AlertManager:
         key = event.fold_key
         alert = self._index.get(key)
         if alert is not None and ts - alert.last_seen <= self.fold_window:
-            params: tuple[Any, ...] = (ts, alert.id)
+            params: tuple[Any, ...] = (ts, int(event.severity), alert.id)
             sql = _FOLD
-            new = False
+            created = False
+            # A worse occurrence raises the alert's severity and notifies again.
+            notify = event.severity > alert.severity
         else:
             evidence_dict = event.evidence
             evidence = _encode(evidence_dict)
@@ -192,7 +198,7 @@ class AlertManager:
                 alert.id, int(alert.severity), alert.source, alert.rule, alert.title, alert.src,
                 alert.dst, alert.device, ts, ts, 1, alert.state.value, evidence, alert.silence_id,
             )  # fmt: skip
-            new = True
+            created = notify = True
         try:
             if wait:
                 future: asyncio.Future[Any] | None = self.writer.execute_async(sql, params)
@@ -204,15 +210,16 @@ class AlertManager:
             self.dropped += 1
             return alert, None
         self.raised += 1
-        if new:
+        if created:
             self._next_id += 1
             self._remember(alert)
         else:
             self.folded += 1
             self._index.move_to_end(key)
+            alert.severity = max(alert.severity, event.severity)
         alert.count += 1
         alert.last_seen = max(alert.last_seen, ts)
-        self._queue_publish(alert, notify=new)
+        self._queue_publish(alert, notify=notify)
         return alert, future
 
     def _remember(self, alert: Alert) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import grp
+import fcntl
 import os
 import sqlite3
 from pathlib import Path
 
 import sqlite_utils
 
+from engine.fileperms import PermissionProblem, private_dir, private_file, usable_group
 from engine.store import schema
 
 GROUP = "iotsec"
@@ -18,35 +19,35 @@ class StoreError(Exception):
     """The database cannot be opened or used; the message names the file."""
 
 
-def _group_id(name: str) -> int | None:
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        return None
-
-
-def prepare_dir(directory: Path, group: str = GROUP) -> None:
-    """Create ``directory`` readable only by its owner, or also by ``group`` when it exists."""
-    gid = _group_id(group)
-    mode = 0o750 if gid is not None else 0o700
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=mode)
-        st = directory.stat()
-        if st.st_uid == os.geteuid():
-            os.chmod(directory, mode)
-            if gid is not None and st.st_gid != gid:
-                os.chown(directory, -1, gid)
-    except OSError as exc:
-        raise StoreError(f"{directory}: cannot prepare directory: {exc.strerror}") from None
-
-
-def _tighten(path: Path, group: str = GROUP) -> None:
-    gid = _group_id(group)
+def _tighten(path: Path, group: str) -> None:
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        if p.exists() and p.stat().st_uid == os.geteuid():
-            os.chmod(p, 0o640 if gid is not None else 0o600)
-            if gid is not None:
-                os.chown(p, -1, gid)
+        private_file(p, group)
+
+
+def lock_database(path: Path, group: str = GROUP) -> int:
+    """Hold ``<db>.lock`` exclusively for this process's life: one engine per database.
+
+    Alert ids are handed out in memory, so two engines on one file would collide.
+    """
+    path = Path(path)
+    try:
+        private_dir(path.parent, group)
+    except PermissionProblem as exc:
+        raise StoreError(str(exc)) from None
+    lock = Path(f"{path}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(
+            f"{path}: another engine (pid {holder}) is using this database; stop it, attach"
+            " to it with --socket, or set [store] path to another file"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def connect(path: Path, *, readonly: bool = False, group: str = GROUP) -> sqlite3.Connection:
@@ -68,8 +69,11 @@ def connect(path: Path, *, readonly: bool = False, group: str = GROUP) -> sqlite
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open database read-only: {exc}") from None
         return conn
-    prepare_dir(path.parent, group)
-    old_umask = os.umask(0o077 if _group_id(group) is None else 0o027)
+    try:
+        private_dir(path.parent, group)
+    except PermissionProblem as exc:
+        raise StoreError(str(exc)) from None
+    old_umask = os.umask(0o077 if usable_group(group) is None else 0o027)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")

@@ -25,7 +25,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from engine.store.db import connect
+from engine.store.db import GROUP, connect
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Writer:
         interval: float = 0.1,
         linger: float = 0.002,
         queue_size: int = 100_000,
+        group: str = GROUP,
     ) -> None:
         self.path = Path(path)
         self.max_rows = max_rows
@@ -65,7 +66,7 @@ class Writer:
         self._items: deque[_Item] = deque()
         self._capacity = queue_size
         self._wake = threading.Event()
-        self._conn = connect(self.path)
+        self._conn = connect(self.path, group=group)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._closed = False
         self.batches = 0
@@ -171,10 +172,8 @@ class Writer:
         else:
             self.batches += 1
             self.rows += len(batch)
-            pairs = zip(batch, results, strict=True)
-            _settle(
-                [(item.future, result, None) for item, result in pairs if item.future is not None]
-            )
+            _settle([_outcome(item, result) for item, result in zip(batch, results, strict=True)
+                     if item.future is not None])  # fmt: skip
             return
         # One item spoiled the batch: run each alone so only that one fails.
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
@@ -189,7 +188,7 @@ class Writer:
                 outcomes.append((item.future, None, exc))
                 continue
             self.rows += 1
-            outcomes.append((item.future, result, None))
+            outcomes.append(_outcome(item, result))
         _settle([o for o in outcomes if o[0] is not None])
 
     def _transaction(self, batch: list[_Item]) -> list[Any]:
@@ -201,7 +200,15 @@ class Writer:
             if key is None:
                 for item in items:
                     assert item.call is not None
-                    results.append(item.call(conn))
+                    # A call may refuse (an operator's request that does not apply): undo
+                    # just its changes and let the rest of the batch commit.
+                    conn.execute("SAVEPOINT item")
+                    try:
+                        results.append(item.call(conn))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO item")
+                        results.append(_Refused(exc))
+                    conn.execute("RELEASE item")
             elif len(items) == 1:
                 cur = conn.execute(key, items[0].params or ())
                 results.append(cur.lastrowid)
@@ -210,6 +217,19 @@ class Writer:
                 results.extend([None] * len(items))
         conn.execute("COMMIT")
         return results
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """What a call raised inside a batch that still committed."""
+
+    error: BaseException
+
+
+def _outcome(item: _Item, result: Any) -> tuple[Any, Any, BaseException | None]:
+    if isinstance(result, _Refused):
+        return item.future, None, result.error
+    return item.future, result, None
 
 
 def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
