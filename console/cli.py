@@ -155,10 +155,8 @@ def status(as_json: bool) -> None:
         ("open alerts", open_alerts),
         ("silences", str(data["alerts"]["silences"])),
         ("active bans", str(data["bans"]["active"])),
-        (
-            "writer queue",
-            f"{data['queues']['writer']['depth']}/{data['queues']['writer']['capacity']}",
-        ),
+        ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
+        ("event queues", _subscriber_queues(data["queues"]["subscribers"])),
         ("dropped", ", ".join(f"{k} {v}" for k, v in data["dropped"].items())),
         ("database", f"{data['store']['path']} ({_size(data['store']['size'])})"),
         ("control socket", f"{data['control']['socket']} ({data['control']['clients']} clients)"),
@@ -166,6 +164,13 @@ def status(as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         echo(f"{key:<{width}}  {value}")
+
+
+def _subscriber_queues(depths: dict[str, int]) -> str:
+    if not depths:
+        return "no subscribers"
+    deepest = max(depths, key=depths.__getitem__)
+    return f"{len(depths)} subscribers, deepest {depths[deepest]} ({deepest})"
 
 
 def _size(n: float) -> str:

@@ -198,6 +198,9 @@ class Engine:
                 await asyncio.sleep(0.01)
         if head[0] > self._audit_head[0]:
             self._audit_head = head
+        if self.bus.wants("audit"):
+            self.bus.publish("audit", {"id": head[0], "ts": entry.ts, "operator": entry.operator,
+                                       "command": command, "result": result})  # fmt: skip
 
     async def verify_audit(self) -> dict[str, Any]:
         await asyncio.to_thread(self._save_audit_head)

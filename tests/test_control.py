@@ -195,3 +195,18 @@ def test_malformed_arguments_are_bad_requests(engine: EngineProcess) -> None:
             with pytest.raises(ControlError, match=message) as err:
                 c.request(cmd, args)
             assert err.value.code in ("bad_request", "invalid"), (cmd, err.value.code)
+
+
+def test_other_operators_actions_arrive_on_the_audit_stream(engine: EngineProcess) -> None:
+    watcher = engine.client("watcher")
+    watcher.request("subscribe", {"topics": ["audit"]})
+    with engine.client("actor") as actor:
+        alert_id = actor.request("alerts.inject", {"title": "x"})["id"]
+        actor.request("alerts.ack", {"id": alert_id, "note": "mine"})
+    seen = []
+    while len(seen) < 2:
+        message = json.loads(watcher._file.readline())
+        assert message["event"] == "audit"
+        seen.append(message["data"]["command"])
+    assert seen == ["alerts.inject", "alerts.ack"]
+    watcher.close()
