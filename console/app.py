@@ -107,7 +107,7 @@ class IotsecApp(App[None]):
             max_rows=config.console.max_rows,
         )
         self.notifier = AlertNotifier(self)
-        self.terminal = TerminalWatch(self)
+        self.terminal = TerminalWatch(self, before_forced_exit=self.link.stop_private)
         self.status: dict[str, Any] | None = None
         self.missed = 0
         self._resync_due = False

@@ -136,6 +136,16 @@ def test_the_console_exits_when_its_terminal_goes_away(engine, tmux):
     wait_gone(pid)
 
 
+def test_the_console_exits_when_its_terminal_goes_away_while_it_is_drawing(engine, tmux):
+    """The terminal may vanish while the console is still drawing its first screens; Textual's
+    shutdown can then block writing to it, and the console must leave all the same."""
+    for delay in (0.1, 0.2, 0.3, 0.45, 0.6, 0.8):
+        pid = tmux.start_console(engine.config)
+        time.sleep(delay)
+        tmux.kill()
+        wait_gone(pid, timeout=8.0)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
