@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian packages the tests drive for real: command -> package.
-TEST_TOOLS := tmux:tmux
+TEST_TOOLS := tmux:tmux ip:iproute2 ping:iputils-ping
 
 .PHONY: run test lint format check deps engine bench clean
 

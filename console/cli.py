@@ -468,5 +468,76 @@ def _verify_offline(db_path: Path) -> dict[str, Any]:
     }
 
 
+# -- lab --------------------------------------------------------------------------------------
+
+
+@main.group()
+def lab() -> None:
+    """A small IoT network in network namespaces, for the tests and a first look (root only)."""
+
+
+def _lab_call(fn: Callable[..., Any]) -> Any:
+    from engine.lab.topology import LabError
+
+    settings = click.get_current_context().ensure_object(Settings)
+    try:
+        return fn(settings.config.lab)
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@lab.command("up")
+@global_options
+@json_option
+def lab_up(as_json: bool) -> None:
+    """Create the lab (running it again is harmless)."""
+    from engine.lab import topology
+
+    plan = _lab_call(topology.up)
+    data = _lab_call(topology.status)
+    if as_json:
+        emit_json(data)
+        return
+    echo(f"lab {plan.prefix} is up: lan {plan.lan} behind gateway {plan.gateway.address},"
+         f" outside {plan.outside}")  # fmt: skip
+    _print_hosts(data)
+
+
+@lab.command("down")
+@global_options
+@json_option
+def lab_down(as_json: bool) -> None:
+    """Remove everything the lab made: processes, namespaces, links."""
+    from engine.lab import topology
+
+    removed = _lab_call(topology.down)
+    if as_json:
+        emit_json({"removed": removed})
+    else:
+        echo(f"removed {len(removed)} namespaces" if removed else "no lab to remove")
+
+
+@lab.command("status")
+@global_options
+@json_option
+def lab_status(as_json: bool) -> None:
+    """What of the lab exists now."""
+    from engine.lab import topology
+
+    data = _lab_call(topology.status)
+    if as_json:
+        emit_json(data)
+        return
+    echo(f"lab {data['prefix']}: {'up' if data['up'] else 'not up'}"
+         f" (lan {data['lan']}, outside {data['outside']})")  # fmt: skip
+    _print_hosts(data)
+
+
+def _print_hosts(data: dict[str, Any]) -> None:
+    for host in data["hosts"]:
+        state = "present" if host["present"] else "missing"
+        echo(f"  {host['role']:<11} {host['address']:<15} {host['netns']:<18} {state}")
+
+
 if __name__ == "__main__":
     main()

@@ -86,12 +86,22 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class LabConfig:
+    # Names and ranges chosen to be unlikely on a real host; `iotsec lab up` refuses if the
+    # host already routes either range.
+    prefix: str = "iotlab"
+    lan: str = "10.253.7.0/24"
+    outside: str = "10.253.8.0/24"
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
 
     def with_socket(self, socket: str | os.PathLike[str] | None) -> Config:
