@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Debian packages the tests drive for real: command -> package.
-TEST_TOOLS := tmux:tmux ip:iproute2 ping:iputils-ping
+# Debian packages the tests and the lab drive for real.
+TEST_PACKAGES := tmux iproute2 iputils-ping busybox-static openssl
 
 .PHONY: run test lint format check deps engine bench clean
 
@@ -43,8 +43,9 @@ $(STAMP): pyproject.toml
 
 # Installs the missing Debian packages when root; otherwise says what is missing.
 deps:
-	@missing=""; for pair in $(TEST_TOOLS); do \
-		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	@command -v dpkg-query >/dev/null 2>&1 || { echo "not Debian: install $(TEST_PACKAGES) yourself"; exit 0; }; \
+	missing=""; for pkg in $(TEST_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -491,10 +491,10 @@ def _lab_call(fn: Callable[..., Any]) -> Any:
 @json_option
 def lab_up(as_json: bool) -> None:
     """Create the lab (running it again is harmless)."""
-    from engine.lab import topology
+    from engine.lab import lifecycle
 
-    plan = _lab_call(topology.up)
-    data = _lab_call(topology.status)
+    plan = _lab_call(lifecycle.up)
+    data = _lab_call(lifecycle.status)
     if as_json:
         emit_json(data)
         return
@@ -508,9 +508,9 @@ def lab_up(as_json: bool) -> None:
 @json_option
 def lab_down(as_json: bool) -> None:
     """Remove everything the lab made: processes, namespaces, links."""
-    from engine.lab import topology
+    from engine.lab import lifecycle
 
-    removed = _lab_call(topology.down)
+    removed = _lab_call(lifecycle.down)
     if as_json:
         emit_json({"removed": removed})
     else:
@@ -522,9 +522,9 @@ def lab_down(as_json: bool) -> None:
 @json_option
 def lab_status(as_json: bool) -> None:
     """What of the lab exists now."""
-    from engine.lab import topology
+    from engine.lab import lifecycle
 
-    data = _lab_call(topology.status)
+    data = _lab_call(lifecycle.status)
     if as_json:
         emit_json(data)
         return
@@ -536,6 +536,9 @@ def lab_status(as_json: bool) -> None:
 def _print_hosts(data: dict[str, Any]) -> None:
     for host in data["hosts"]:
         state = "present" if host["present"] else "missing"
+        if host.get("services"):
+            running = "running" if host["running"] else "NOT running"
+            state += f", {running} {' '.join(host['services'])}"
         echo(f"  {host['role']:<11} {host['address']:<15} {host['netns']:<18} {state}")
 
 

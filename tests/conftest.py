@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import LabConfig
 from engine.control.client import Client
 from engine.control.protocol import ControlError
+from engine.lab import lifecycle
+from engine.lab.topology import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -95,6 +99,39 @@ def start_engine(directory: Path, extra_config: str = "") -> EngineProcess:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"engine did not start: {log.read_text()}")
+
+
+# Not the default prefix and ranges, so the tests never touch a lab a user brought up.
+TEST_LAB = LabConfig(prefix="iotst", lan="10.253.17.0/24", outside="10.253.18.0/24")
+
+
+def require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail(f"needs root: {why}")
+        pytest.skip(f"needs root: {why}")
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Plan]:
+    """The whole lab for the session, removed at the end, also after failures."""
+    require_root("the lab creates network namespaces")
+    require_tool("ip")
+    try:
+        yield lifecycle.up(TEST_LAB)
+    finally:
+        lifecycle.down(TEST_LAB)
+
+
+def probe(lab: Plan, kind: str, *args: str, netns: str | None = None) -> dict:
+    """Run a client from tests/lab_probe.py in the gateway's (or ``netns``) namespace."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns or lab.gateway.netns, sys.executable,
+         str(ROOT / "tests" / "lab_probe.py"), kind, *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @pytest.fixture

@@ -7,35 +7,14 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from engine.config import LabConfig
-from engine.lab import topology
+from engine.lab import devices, lifecycle, topology
 from engine.lab.topology import LabError, Plan
-from tests.conftest import IN_CI, require_tool
-
-# Not the default prefix and ranges, so the tests never touch a lab a user brought up.
-TEST_LAB = LabConfig(prefix="iotst", lan="10.253.17.0/24", outside="10.253.18.0/24")
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the lab needs root to create network namespaces")
-        pytest.skip("the lab needs root to create network namespaces")
-
-
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Plan]:
-    """The lab's network for the whole session, removed at the end even after failures."""
-    require_root()
-    require_tool("ip")
-    try:
-        yield topology.up(TEST_LAB)
-    finally:
-        topology.down(TEST_LAB)
+from tests.conftest import TEST_LAB, probe, require_root, require_tool
 
 
 def ping(netns: str, address: str) -> bool:
@@ -82,34 +61,38 @@ def test_no_lab_namespace_routes_beyond_the_lab(lab: Plan) -> None:
 
 
 def test_up_again_is_harmless_and_repairs_a_half_made_lab(lab: Plan) -> None:
-    before = topology.status(TEST_LAB)
+    camera = lab.devices[0]
+    pids = topology.ip("netns", "pids", camera.netns).split()
     started = time.monotonic()
-    topology.up(TEST_LAB)
+    lifecycle.up(TEST_LAB)
     assert time.monotonic() - started < 2
-    assert topology.status(TEST_LAB) == before
+    assert topology.ip("netns", "pids", camera.netns).split() == pids, "restarted for nothing"
     topology.ip("netns", "del", lab.devices[-1].netns)  # as if an earlier `up` had crashed
-    assert not topology.status(TEST_LAB)["up"]
-    topology.up(TEST_LAB)
-    assert topology.status(TEST_LAB)["up"]
+    assert not lifecycle.status(TEST_LAB)["up"]
+    lifecycle.up(TEST_LAB)
+    assert lifecycle.status(TEST_LAB)["up"]
     assert ping(lab.gateway.netns, lab.devices[-1].address)
+    assert all(devices.listening(d) for d in lab.devices)
 
 
 def test_down_leaves_no_namespace_link_or_process() -> None:
-    require_root()
+    require_root("the lab creates network namespaces")
     config = LabConfig(prefix="iotdn", lan="10.253.27.0/24", outside="10.253.28.0/24")
-    plan = topology.up(config)
+    plan = lifecycle.up(config)
     try:
         sleeper = subprocess.Popen(["ip", "netns", "exec", plan.devices[0].netns, "sleep", "600"])
         time.sleep(0.2)
         started = time.monotonic()
-        removed = topology.down(config)
+        removed = lifecycle.down(config)
         assert time.monotonic() - started <= 5
         assert sorted(removed) == sorted(plan.namespaces)
         assert sleeper.wait(timeout=5) != 0
         assert topology.existing_namespaces("iotdn") == []
-        assert topology.down(config) == []  # and again: nothing left to do
+        assert not devices.state_dir(plan).exists()
+        assert "/iotdn/" not in Path("/proc/self/mounts").read_text()
+        assert lifecycle.down(config) == []  # and again: nothing left to do
     finally:
-        topology.down(config)
+        lifecycle.down(config)
 
 
 def test_bad_lab_config_is_refused() -> None:
@@ -123,7 +106,7 @@ def test_bad_lab_config_is_refused() -> None:
 
 
 def test_refuses_without_root() -> None:
-    require_root()  # to become someone else
+    require_root("to become someone else")
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -136,3 +119,23 @@ def test_refuses_without_root() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_camera_takes_the_default_root_password_on_telnet(lab: Plan) -> None:
+    camera = lab.devices[0]
+    # BusyBox login waits a few seconds before it says no.
+    wrong = probe(lab, "telnet", camera.address, "--password", "admin", "--wait", "5")
+    assert "login:" in wrong["banner"] and "Password:" in wrong["prompt"]
+    assert "Login incorrect" in wrong["after_login"]
+    right = probe(lab, "telnet", camera.address, "--password", devices.CAMERA_ROOT_PASSWORD)
+    assert "BusyBox" in right["after_login"]
+    assert "uid=0(root)" in right["output"]
+
+
+def test_the_camera_web_page_wants_admin_admin(lab: Plan) -> None:
+    camera = lab.devices[0]
+    refused = probe(lab, "http", camera.address)
+    assert refused["status"] == 401 and refused["realm"].startswith("Basic")
+    assert probe(lab, "http", camera.address, "--user", "admin", "--password", "x")["status"] == 401
+    page = probe(lab, "http", camera.address, "--user", "admin", "--password", "admin")
+    assert page["status"] == 200 and "NETSurveillance" in page["body"]

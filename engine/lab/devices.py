@@ -1,0 +1,163 @@
+"""The lab's devices: real daemons started in their namespaces, set up the way careless IoT
+vendors ship them. Their files live in the lab's state directory; `down` ends the processes by
+namespace and removes the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from engine.lab.topology import Host, LabError, Plan, in_netns
+
+STATE_ROOT = Path("/run/iotsec-lab")
+# A classic of Mirai's list, as shipped on XiongMai cameras.
+CAMERA_ROOT_PASSWORD = "xc3511"
+
+
+def state_dir(plan: Plan) -> Path:
+    return STATE_ROOT / plan.prefix
+
+
+def spawn(host: Host, argv: list[str], log: Path) -> int:
+    """Start ``argv`` in ``host``'s namespace, detached, output to ``log``; its pid."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def wait_listening(host: Host, port: int, *, udp: bool = False, timeout: float = 10.0) -> None:
+    """Block until something listens on ``port`` in ``host``'s namespace."""
+    flag = "-Hlun" if udp else "-Hltn"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = in_netns(host.netns, "ss", flag, f"sport = :{port}").stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise LabError(f"{host.role}: nothing listens on {'udp' if udp else 'tcp'}/{port} after"
+                   f" {timeout:.0f} s (see the logs in its state directory)")  # fmt: skip
+
+
+def _need(program: str, package: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        raise LabError(f"{program} is missing: install the Debian package {package}")
+    return path
+
+
+def _busybox_with(applets: set[str]) -> str:
+    busybox = _need("busybox", "busybox-static")
+    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split()
+    missing = applets - set(listed)
+    if missing:
+        raise LabError(f"this busybox lacks {', '.join(sorted(missing))}: install busybox-static")
+    return busybox
+
+
+def _md5_crypt(password: str) -> str:
+    done = subprocess.run(
+        [_need("openssl", "openssl"), "passwd", "-1", password], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise LabError(f"openssl passwd failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def start_camera(plan: Plan, host: Host) -> None:
+    """An IP camera: BusyBox telnetd with root / xc3511 and a web admin page behind basic auth
+    admin / admin, both in a chroot of their own holding only a static BusyBox."""
+    busybox = _busybox_with({"telnetd", "httpd", "login", "sh"})
+    root = state_dir(plan) / "camera"
+    for sub in ("bin", "etc", "www", "tmp", "dev"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for applet in ("sh", "login", "ls", "cat", "echo", "ps", "uname", "id"):
+        link = root / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
+    (root / "etc" / "shadow").write_text(
+        f"root:{_md5_crypt(CAMERA_ROOT_PASSWORD)}:19000:0:99999:7:::\n"
+    )
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    (root / "etc" / "issue").write_text("IPCam XM530 (BusyBox)\n")
+    (root / "etc" / "httpd.conf").write_text("/:admin:admin\n")
+    (root / "www" / "index.html").write_text(
+        "<html><head><title>IPCam admin</title></head><body><h1>NETSurveillance WEB</h1>"
+        "</body></html>\n"
+    )
+    _device_nodes(root / "dev")
+    log = state_dir(plan) / "camera.log"
+    chroot = _need("chroot", "coreutils")
+    spawn(host, [chroot, str(root), "/bin/busybox", "telnetd", "-F", "-p", "23",
+                 "-l", "/bin/login"], log)  # fmt: skip
+    spawn(host, [chroot, str(root), "/bin/busybox", "httpd", "-f", "-p", "80",
+                 "-h", "/www", "-c", "/etc/httpd.conf"], log)  # fmt: skip
+    wait_listening(host, 23)
+    wait_listening(host, 80)
+
+
+def _device_nodes(dev: Path) -> None:
+    """The few device nodes telnetd's login needs inside the chroot (ptys, null)."""
+    if not (dev / "null").exists():
+        os.mknod(dev / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    if not (dev / "ptmx").exists():
+        os.mknod(dev / "ptmx", 0o666 | 0o020000, os.makedev(5, 2))
+    pts = dev / "pts"
+    pts.mkdir(exist_ok=True)
+    if not os.path.ismount(pts):
+        done = subprocess.run(
+            ["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666", "devpts", str(pts)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise LabError(f"cannot mount a devpts for the camera: {done.stderr.strip()}")
+
+
+def stop_all(plan: Plan) -> None:
+    """Unmount what the devices mounted and remove their files (processes end with `down`)."""
+    directory = state_dir(plan)
+    if not directory.exists():
+        return
+    for mount in sorted(_mounts_under(directory), reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = str(directory) + "/"
+    with open("/proc/self/mounts") as fh:
+        return [line.split()[1] for line in fh if line.split()[1].startswith(prefix)]
+
+
+# Each device: how to start it and the services that answer once it runs.
+STARTERS = {"camera": start_camera}
+SERVICES: dict[str, list[tuple[str, int]]] = {"camera": [("tcp", 23), ("tcp", 80)]}
+
+
+def listening(host: Host) -> bool:
+    """Whether every service of ``host`` listens now."""
+    for proto, port in SERVICES.get(host.role, []):
+        flag = "-Hlun" if proto == "udp" else "-Hltn"
+        if not in_netns(host.netns, "ss", flag, f"sport = :{port}").stdout.strip():
+            return False
+    return True
+
+
+def start_all(plan: Plan) -> None:
+    directory = state_dir(plan)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for host in plan.devices:
+        starter = STARTERS.get(host.role)
+        if starter is not None:
+            starter(plan, host)
