@@ -58,6 +58,47 @@ def http(args: argparse.Namespace) -> dict:
         return {"status": exc.code, "realm": exc.headers.get("WWW-Authenticate", "")}
 
 
+def mqtt(args: argparse.Namespace) -> dict:
+    """An MQTT 3.1.1 CONNECT without credentials; the broker's CONNACK return code."""
+    client_id = b"iotsec-probe"
+    variable = b"\x00\x04MQTT\x04\x02\x00\x3c"  # protocol level 4, clean session, keepalive 60
+    payload = len(client_id).to_bytes(2, "big") + client_id
+    body = variable + payload
+    with socket.create_connection((args.address, args.port), timeout=5) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        reply = sock.recv(4)
+    return {"packet_type": reply[0] >> 4, "return_code": reply[3]}
+
+
+def tls(args: argparse.Namespace) -> dict:
+    """A TLS handshake that accepts anything, and what the certificate says."""
+    import ssl
+
+    from cryptography import x509
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((args.address, args.port), timeout=5)
+    with context.wrap_socket(raw) as sock:
+        der = sock.getpeercert(binary_form=True)
+        version = sock.version()
+    cert = x509.load_der_x509_certificate(der)
+    return {
+        "version": version,
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_after": cert.not_valid_after_utc.timestamp(),
+        "key_bits": cert.public_key().key_size,
+    }
+
+
+def banner(args: argparse.Namespace) -> dict:
+    with socket.create_connection((args.address, args.port), timeout=5) as sock:
+        first_line = sock.recv(256).split(b"\r\n", 1)[0]
+    return {"banner": first_line.decode(errors="replace")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -73,8 +114,13 @@ def main() -> None:
     h.add_argument("--port", type=int, default=80)
     h.add_argument("--user", default="")
     h.add_argument("--password", default="")
+    for kind, port in (("mqtt", 1883), ("tls", 443), ("banner", 22)):
+        p = sub.add_parser(kind)
+        p.add_argument("address")
+        p.add_argument("--port", type=int, default=port)
     args = parser.parse_args()
-    print(json.dumps({"telnet": telnet, "http": http}[args.kind](args)))
+    clients = {"telnet": telnet, "http": http, "mqtt": mqtt, "tls": tls, "banner": banner}
+    print(json.dumps(clients[args.kind](args)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import LabConfig
-from engine.lab import devices, lifecycle, topology
+from engine.lab import devices, lifecycle, processes, topology
 from engine.lab.topology import LabError, Plan
 from tests.conftest import TEST_LAB, probe, require_root, require_tool
 
@@ -86,7 +86,7 @@ def test_down_leaves_no_namespace_link_or_process() -> None:
         removed = lifecycle.down(config)
         assert time.monotonic() - started <= 5
         assert sorted(removed) == sorted(plan.namespaces)
-        assert sleeper.wait(timeout=5) != 0
+        assert not processes.alive(sleeper.pid)
         assert topology.existing_namespaces("iotdn") == []
         assert not devices.state_dir(plan).exists()
         assert "/iotdn/" not in Path("/proc/self/mounts").read_text()
@@ -139,3 +139,31 @@ def test_the_camera_web_page_wants_admin_admin(lab: Plan) -> None:
     assert probe(lab, "http", camera.address, "--user", "admin", "--password", "x")["status"] == 401
     page = probe(lab, "http", camera.address, "--user", "admin", "--password", "admin")
     assert page["status"] == 200 and "NETSurveillance" in page["body"]
+
+
+def host(lab: Plan, role: str):
+    return next(d for d in lab.devices if d.role == role)
+
+
+def test_the_broker_accepts_anonymous_clients(lab: Plan) -> None:
+    connack = probe(lab, "mqtt", host(lab, "broker").address)
+    assert connack == {"packet_type": 2, "return_code": 0}
+
+
+def test_telemetry_flows_every_second(lab: Plan) -> None:
+    log = devices.state_dir(lab) / "telemetry.log"
+    before = log.read_text().count("telemetry/sensor-01/temperature")
+    time.sleep(2.5)
+    after = log.read_text().count("telemetry/sensor-01/temperature")
+    assert after - before >= 2
+
+
+def test_the_tls_device_shows_an_expired_self_signed_certificate(lab: Plan) -> None:
+    cert = probe(lab, "tls", host(lab, "tls").address)
+    assert cert["subject"] == cert["issuer"]
+    assert cert["not_after"] < time.time()
+    assert cert["key_bits"] == 1024
+
+
+def test_the_ssh_device_is_dropbear(lab: Plan) -> None:
+    assert probe(lab, "banner", host(lab, "ssh").address)["banner"].startswith("SSH-2.0-dropbear")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+from engine.lab import processes
 from engine.lab.topology import Host, LabError, Plan, in_netns
 
 STATE_ROOT = Path("/run/iotsec-lab")
@@ -23,7 +25,11 @@ def state_dir(plan: Plan) -> Path:
 
 
 def spawn(host: Host, argv: list[str], log: Path) -> int:
-    """Start ``argv`` in ``host``'s namespace, detached, output to ``log``; its pid."""
+    """Start ``argv`` in ``host``'s namespace, detached, output to ``log``; its pid.
+
+    The pid and program are also written to the lab's ``pids`` file, so `down` finds the
+    process even when its namespace has been removed under it.
+    """
     with log.open("ab") as out:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, *argv],
@@ -32,7 +38,27 @@ def spawn(host: Host, argv: list[str], log: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    with (log.parent / PIDS).open("a") as fh:
+        fh.write(f"{proc.pid} {argv[0]}\n")
     return proc.pid
+
+
+PIDS = "pids"
+
+
+def recorded_processes(plan: Plan) -> list[int]:
+    """Processes the lab started that still run the program it started them with."""
+    try:
+        lines = (state_dir(plan) / PIDS).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for line in lines:
+        pid_text, program = line.split(" ", 1)
+        # `ip netns exec` becomes the program; until it has, it is still `ip`.
+        if processes.command_of(int(pid_text)) in (program, "ip"):
+            found.append(int(pid_text))
+    return found
 
 
 def wait_listening(host: Host, port: int, *, udp: bool = False, timeout: float = 10.0) -> None:
@@ -124,6 +150,59 @@ def _device_nodes(dev: Path) -> None:
             raise LabError(f"cannot mount a devpts for the camera: {done.stderr.strip()}")
 
 
+def start_broker(plan: Plan, host: Host) -> None:
+    """An MQTT broker that takes anonymous clients; the sensor publishes telemetry to it every
+    second and the controller subscribes."""
+    mosquitto = _need("mosquitto", "mosquitto")
+    config = state_dir(plan) / "mosquitto.conf"
+    config.write_text(
+        "listener 1883 0.0.0.0\nallow_anonymous true\npersistence false\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+        "connection_messages true\n"
+    )
+    spawn(host, [mosquitto, "-c", str(config)], state_dir(plan) / "broker.log")
+    wait_listening(host, 1883)
+    sensor = next(d for d in plan.devices if d.role == "sensor")
+    controller = next(d for d in plan.devices if d.role == "controller")
+    spawn(controller, [_need("mosquitto_sub", "mosquitto-clients"), "-h", host.address,
+                       "-i", "controller-01", "-t", "telemetry/#", "-v"],
+          state_dir(plan) / "telemetry.log")  # fmt: skip
+    spawn(sensor, [_need("mosquitto_pub", "mosquitto-clients"), "-h", host.address,
+                   "-i", "sensor-01", "-t", "telemetry/sensor-01/temperature",
+                   "-m", '{"celsius": 21.5}', "--repeat", str(TELEMETRY_REPEATS),
+                   "--repeat-delay", "1"], state_dir(plan) / "sensor.log")  # fmt: skip
+
+
+# A day of once-a-second telemetry; `down` ends it sooner.
+TELEMETRY_REPEATS = 86_400
+
+
+def start_tls(plan: Plan, host: Host) -> None:
+    """An HTTPS admin page with an expired, self-signed certificate and a 1024-bit key."""
+    from engine.lab.tls_device import make_expired_certificate
+
+    make_expired_certificate(state_dir(plan))
+    spawn(host, [sys.executable, "-m", "engine.lab.tls_device", str(state_dir(plan))],
+          state_dir(plan) / "tls.log")  # fmt: skip
+    wait_listening(host, 443)
+
+
+def start_ssh(plan: Plan, host: Host) -> None:
+    """Dropbear, the SSH server of most BusyBox devices (root logins refused: the accounts
+    behind it are the host's own)."""
+    dropbear = _need("dropbear", "dropbear-bin")
+    key = state_dir(plan) / "dropbear_ed25519_host_key"
+    if not key.exists():
+        done = subprocess.run([_need("dropbearkey", "dropbear-bin"), "-t", "ed25519", "-f",
+                               str(key)], capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            raise LabError(f"dropbearkey failed: {done.stderr.strip()}")
+    pidfile = state_dir(plan) / "dropbear.pid"
+    argv = [dropbear, "-F", "-E", "-w", "-p", "22", "-r", str(key), "-P", str(pidfile)]
+    spawn(host, argv, state_dir(plan) / "ssh.log")
+    wait_listening(host, 22)
+
+
 def stop_all(plan: Plan) -> None:
     """Unmount what the devices mounted and remove their files (processes end with `down`)."""
     directory = state_dir(plan)
@@ -141,8 +220,13 @@ def _mounts_under(directory: Path) -> list[str]:
 
 
 # Each device: how to start it and the services that answer once it runs.
-STARTERS = {"camera": start_camera}
-SERVICES: dict[str, list[tuple[str, int]]] = {"camera": [("tcp", 23), ("tcp", 80)]}
+STARTERS = {"camera": start_camera, "broker": start_broker, "tls": start_tls, "ssh": start_ssh}
+SERVICES: dict[str, list[tuple[str, int]]] = {
+    "camera": [("tcp", 23), ("tcp", 80)],
+    "broker": [("tcp", 1883)],
+    "tls": [("tcp", 443)],
+    "ssh": [("tcp", 22)],
+}
 
 
 def listening(host: Host) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.config import LabConfig
-from engine.lab import devices, topology
+from engine.lab import devices, processes, topology
 from engine.lab.topology import Plan
 
 
@@ -27,6 +27,8 @@ def up(config: LabConfig) -> Plan:
 def down(config: LabConfig) -> list[str]:
     """End the lab's processes, remove its namespaces, links, mounts and files."""
     plan = topology.Plan.from_config(config)
+    topology.require_root()
+    processes.end(devices.recorded_processes(plan))
     removed = topology.down(config)
     devices.stop_all(plan)
     return removed

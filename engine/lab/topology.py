@@ -15,16 +15,15 @@ Commands never go through a shell.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.config import LabConfig
+from engine.lab import processes
 
 # Device namespaces and the last byte of their LAN address.
 DEVICES: dict[str, int] = {
@@ -167,7 +166,9 @@ def up(config: LabConfig) -> Plan:
         ip("netns", "add", netns)
         ip("link", "set", "lo", "up", netns=netns)
     lan = plan.netns("lan")
-    ip("link", "add", "br0", "type", "bridge", netns=lan)
+    # No MAC learning: the bridge floods every frame to every port, like a hub or a SPAN
+    # port, so the gateway sees the devices' traffic with each other too.
+    ip("link", "add", "br0", "type", "bridge", "ageing_time", "0", netns=lan)
     ip("link", "set", "br0", "up", netns=lan)
     prefix_len = str(plan.lan.prefixlen)
     for host in [plan.gateway, *plan.devices]:
@@ -215,29 +216,10 @@ def down(config: LabConfig) -> list[str]:
     require_root()
     plan = Plan.from_config(config)
     removed = existing_namespaces(plan.prefix)
-    for netns in removed:
-        _end_processes(netns)
+    processes.end(int(p) for ns in removed for p in ip("netns", "pids", ns, check=False).split())
     for netns in removed:
         ip("netns", "del", netns, check=False)
     return removed
-
-
-def _end_processes(netns: str, grace: float = 2.0) -> None:
-    """SIGTERM the processes the lab started in ``netns``, then SIGKILL what is left."""
-    pids = [int(p) for p in ip("netns", "pids", netns, check=False).split()]
-    for pid in pids:
-        _signal(pid, 15)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
-        time.sleep(0.05)
-    for pid in pids:
-        _signal(pid, 9)
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
 
 
 def status(config: LabConfig) -> dict[str, Any]:
