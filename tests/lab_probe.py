@@ -99,6 +99,48 @@ def banner(args: argparse.Namespace) -> dict:
     return {"banner": first_line.decode(errors="replace")}
 
 
+def coap(args: argparse.Namespace) -> dict:
+    """GET /.well-known/core with aiocoap, as a discovery tool would."""
+    import asyncio
+
+    import aiocoap
+
+    async def get() -> dict:
+        context = await aiocoap.Context.create_client_context()
+        try:
+            request = aiocoap.Message(
+                code=aiocoap.GET, uri=f"coap://{args.address}/.well-known/core"
+            )
+            response = await asyncio.wait_for(context.request(request).response, 10)
+            return {"code": str(response.code), "payload": response.payload.decode()}
+        finally:
+            await context.shutdown()
+
+    return asyncio.run(get())
+
+
+def snmp(args: argparse.Namespace) -> dict:
+    """sysDescr.0 with community `public`, through net-snmp's snmpget (numeric, no lookups)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["snmpget", "-v2c", "-c", args.community, "-On", "-Oqv", "-t", "3", "-r", "1",
+         args.address, "1.3.6.1.2.1.1.1.0"],
+        capture_output=True, text=True, env={"MIBS": ""},
+    )  # fmt: skip
+    return {"returncode": done.returncode, "sysdescr": done.stdout.strip().strip('"')}
+
+
+def modbus(args: argparse.Namespace) -> dict:
+    from pymodbus.client import ModbusTcpClient
+
+    client = ModbusTcpClient(args.address, port=args.port, timeout=3)
+    assert client.connect(), "no Modbus connection"
+    reply = client.read_holding_registers(0, count=8)
+    client.close()
+    return {"registers": list(reply.registers)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -114,12 +156,18 @@ def main() -> None:
     h.add_argument("--port", type=int, default=80)
     h.add_argument("--user", default="")
     h.add_argument("--password", default="")
-    for kind, port in (("mqtt", 1883), ("tls", 443), ("banner", 22)):
+    for kind, port in (("mqtt", 1883), ("tls", 443), ("banner", 22), ("modbus", 502)):
         p = sub.add_parser(kind)
         p.add_argument("address")
         p.add_argument("--port", type=int, default=port)
+    c = sub.add_parser("coap")
+    c.add_argument("address")
+    s = sub.add_parser("snmp")
+    s.add_argument("address")
+    s.add_argument("--community", default="public")
     args = parser.parse_args()
-    clients = {"telnet": telnet, "http": http, "mqtt": mqtt, "tls": tls, "banner": banner}
+    clients = {"telnet": telnet, "http": http, "mqtt": mqtt, "tls": tls, "banner": banner,
+               "coap": coap, "snmp": snmp, "modbus": modbus}  # fmt: skip
     print(json.dumps(clients[args.kind](args)))
 
 

@@ -167,3 +167,25 @@ def test_the_tls_device_shows_an_expired_self_signed_certificate(lab: Plan) -> N
 
 def test_the_ssh_device_is_dropbear(lab: Plan) -> None:
     assert probe(lab, "banner", host(lab, "ssh").address)["banner"].startswith("SSH-2.0-dropbear")
+
+
+def test_the_sensor_answers_coap_discovery(lab: Plan) -> None:
+    reply = probe(lab, "coap", host(lab, "sensor").address)
+    assert reply["code"].startswith("2.05")
+    assert "</sensors/temperature>" in reply["payload"]
+
+
+def test_the_sensor_answers_snmp_with_community_public_only(lab: Plan) -> None:
+    sensor = host(lab, "sensor").address
+    reply = probe(lab, "snmp", sensor)
+    assert reply["returncode"] == 0 and "IoT sensor firmware" in reply["sysdescr"]
+    assert probe(lab, "snmp", sensor, "--community", "private")["returncode"] != 0
+
+
+def test_the_controller_serves_modbus_and_is_polled(lab: Plan) -> None:
+    assert probe(lab, "modbus", host(lab, "controller").address)["registers"][:2] == [215, 220]
+    log = devices.state_dir(lab) / "hmi.log"
+    deadline = time.monotonic() + 6
+    while "read [215, 220" not in log.read_text():
+        assert time.monotonic() < deadline, "the HMI never read the controller"
+        time.sleep(0.2)

@@ -61,8 +61,11 @@ def recorded_processes(plan: Plan) -> list[int]:
     return found
 
 
-def wait_listening(host: Host, port: int, *, udp: bool = False, timeout: float = 10.0) -> None:
-    """Block until something listens on ``port`` in ``host``'s namespace."""
+def wait_listening(
+    host: Host, port: int, *, udp: bool = False, timeout: float = 10.0, log: Path | None = None
+) -> None:
+    """Block until something listens on ``port`` in ``host``'s namespace; if nothing does,
+    the error quotes the end of the daemon's ``log``."""
     flag = "-Hlun" if udp else "-Hltn"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,8 +73,11 @@ def wait_listening(host: Host, port: int, *, udp: bool = False, timeout: float =
         if out.strip():
             return
         time.sleep(0.05)
+    tail = ""
+    if log is not None and log.exists():
+        tail = ": " + " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
     raise LabError(f"{host.role}: nothing listens on {'udp' if udp else 'tcp'}/{port} after"
-                   f" {timeout:.0f} s (see the logs in its state directory)")  # fmt: skip
+                   f" {timeout:.0f} s{tail}")  # fmt: skip
 
 
 def _need(program: str, package: str) -> str:
@@ -129,8 +135,8 @@ def start_camera(plan: Plan, host: Host) -> None:
                  "-l", "/bin/login"], log)  # fmt: skip
     spawn(host, [chroot, str(root), "/bin/busybox", "httpd", "-f", "-p", "80",
                  "-h", "/www", "-c", "/etc/httpd.conf"], log)  # fmt: skip
-    wait_listening(host, 23)
-    wait_listening(host, 80)
+    wait_listening(host, 23, log=log)
+    wait_listening(host, 80, log=log)
 
 
 def _device_nodes(dev: Path) -> None:
@@ -160,8 +166,9 @@ def start_broker(plan: Plan, host: Host) -> None:
         "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
         "connection_messages true\n"
     )
-    spawn(host, [mosquitto, "-c", str(config)], state_dir(plan) / "broker.log")
-    wait_listening(host, 1883)
+    log = state_dir(plan) / "broker.log"
+    spawn(host, [mosquitto, "-c", str(config)], log)
+    wait_listening(host, 1883, log=log)
     sensor = next(d for d in plan.devices if d.role == "sensor")
     controller = next(d for d in plan.devices if d.role == "controller")
     spawn(controller, [_need("mosquitto_sub", "mosquitto-clients"), "-h", host.address,
@@ -182,9 +189,9 @@ def start_tls(plan: Plan, host: Host) -> None:
     from engine.lab.tls_device import make_expired_certificate
 
     make_expired_certificate(state_dir(plan))
-    spawn(host, [sys.executable, "-m", "engine.lab.tls_device", str(state_dir(plan))],
-          state_dir(plan) / "tls.log")  # fmt: skip
-    wait_listening(host, 443)
+    log = state_dir(plan) / "tls.log"
+    spawn(host, [sys.executable, "-m", "engine.lab.tls_device", str(state_dir(plan))], log)
+    wait_listening(host, 443, log=log)
 
 
 def start_ssh(plan: Plan, host: Host) -> None:
@@ -199,8 +206,36 @@ def start_ssh(plan: Plan, host: Host) -> None:
             raise LabError(f"dropbearkey failed: {done.stderr.strip()}")
     pidfile = state_dir(plan) / "dropbear.pid"
     argv = [dropbear, "-F", "-E", "-w", "-p", "22", "-r", str(key), "-P", str(pidfile)]
-    spawn(host, argv, state_dir(plan) / "ssh.log")
-    wait_listening(host, 22)
+    log = state_dir(plan) / "ssh.log"
+    spawn(host, argv, log)
+    wait_listening(host, 22, log=log)
+
+
+def start_sensor(plan: Plan, host: Host) -> None:
+    """A sensor: an open CoAP server (aiocoap) and snmpd answering community `public`."""
+    log = state_dir(plan) / "sensor.log"
+    spawn(host, [sys.executable, "-m", "engine.lab.coap_device"], log)
+    config = state_dir(plan) / "snmpd.conf"
+    config.write_text(
+        "agentAddress udp:161\nrocommunity public\n"
+        "sysDescr Linux sensor 3.10.14 #1 PREEMPT armv7l (IoT sensor firmware 2.1.0)\n"
+        "sysLocation plant floor\nsysContact admin@example.invalid\n"
+    )
+    spawn(host, [_need("snmpd", "snmpd"), "-f", "-Lo", "-C", "-c", str(config),
+                 "-p", str(state_dir(plan) / "snmpd.pid")], log)  # fmt: skip
+    wait_listening(host, 5683, udp=True, log=log)
+    wait_listening(host, 161, udp=True, log=log)
+
+
+def start_controller(plan: Plan, host: Host) -> None:
+    """A PLC: Modbus/TCP (pymodbus) with no access control, polled by an HMI in the broker's
+    namespace every two seconds."""
+    log = state_dir(plan) / "controller.log"
+    spawn(host, [sys.executable, "-m", "engine.lab.modbus_device", "serve"], log)
+    wait_listening(host, 502, log=log)
+    hmi = next(d for d in plan.devices if d.role == "broker")
+    spawn(hmi, [sys.executable, "-m", "engine.lab.modbus_device", "poll", host.address],
+          state_dir(plan) / "hmi.log")  # fmt: skip
 
 
 def stop_all(plan: Plan) -> None:
@@ -220,10 +255,20 @@ def _mounts_under(directory: Path) -> list[str]:
 
 
 # Each device: how to start it and the services that answer once it runs.
-STARTERS = {"camera": start_camera, "broker": start_broker, "tls": start_tls, "ssh": start_ssh}
+# The broker before the sensor and controller: its clients run in their namespaces.
+STARTERS = {
+    "camera": start_camera,
+    "broker": start_broker,
+    "sensor": start_sensor,
+    "controller": start_controller,
+    "tls": start_tls,
+    "ssh": start_ssh,
+}
 SERVICES: dict[str, list[tuple[str, int]]] = {
     "camera": [("tcp", 23), ("tcp", 80)],
     "broker": [("tcp", 1883)],
+    "sensor": [("udp", 5683), ("udp", 161)],
+    "controller": [("tcp", 502)],
     "tls": [("tcp", 443)],
     "ssh": [("tcp", 22)],
 }
@@ -241,7 +286,6 @@ def listening(host: Host) -> bool:
 def start_all(plan: Plan) -> None:
     directory = state_dir(plan)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for host in plan.devices:
-        starter = STARTERS.get(host.role)
-        if starter is not None:
-            starter(plan, host)
+    hosts = {h.role: h for h in plan.devices}
+    for role, starter in STARTERS.items():
+        starter(plan, hosts[role])
