@@ -533,6 +533,25 @@ def lab_status(as_json: bool) -> None:
     _print_hosts(data)
 
 
+@lab.command("run")
+@global_options
+@click.argument("scenario")
+@json_option
+def lab_run(scenario: str, as_json: bool) -> None:
+    """Run a traffic scenario: normal, bruteforce, scan, mirai or modbus-write (stops by itself)."""
+    from engine.lab import scenarios
+    from engine.lab.topology import Plan
+
+    def run(config: Any) -> dict[str, Any]:
+        return scenarios.run(Plan.from_config(config), scenario)
+
+    result = _lab_call(run)
+    if as_json:
+        emit_json(result)
+    else:
+        echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
 def _print_hosts(data: dict[str, Any]) -> None:
     for host in data["hosts"]:
         state = "present" if host["present"] else "missing"
