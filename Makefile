@@ -5,15 +5,22 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian packages the tests and the lab drive for real.
-TEST_PACKAGES := tmux iproute2 iputils-ping busybox-static openssl mosquitto mosquitto-clients dropbear-bin snmpd snmp tcpdump nmap
+TEST_PACKAGES := tmux iproute2 iputils-ping busybox-static openssl mosquitto mosquitto-clients dropbear-bin snmpd snmp tcpdump nmap socat
 
-.PHONY: run test lint format check deps engine bench clean
+.PHONY: run test lint format check deps engine bench lab clean
 
 run: $(STAMP)
 	$(BIN)/iotsec console
 
 engine: $(STAMP)
 	$(BIN)/iotsec engine
+
+# The lab (root): a small IoT network in namespaces to point the console at.
+lab: $(STAMP) deps
+	$(BIN)/iotsec lab up
+	@echo
+	@echo "Next: make run (the console), sudo $(BIN)/iotsec lab run bruteforce (an attack),"
+	@echo "      picocom/screen on the serial line above, sudo $(BIN)/iotsec lab down (clean up)."
 
 test: $(STAMP) deps
 	$(BIN)/pytest -q

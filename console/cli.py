@@ -552,7 +552,31 @@ def lab_run(scenario: str, as_json: bool) -> None:
         echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
+@lab.command("unplug")
+@global_options
+def lab_unplug() -> None:
+    """Pull the serial cable of the lab's camera: its pty goes away."""
+    from engine.lab import devices
+    from engine.lab.topology import Plan
+
+    _lab_call(lambda config: devices.unplug_serial(Plan.from_config(config)))
+    echo("serial device unplugged")
+
+
+@lab.command("replug")
+@global_options
+def lab_replug() -> None:
+    """Plug the serial cable back in: the camera boots again on a new pty."""
+    from engine.lab import devices
+    from engine.lab.topology import Plan
+
+    path = _lab_call(lambda config: devices.plug_serial(Plan.from_config(config)))
+    echo(f"serial device at {path}")
+
+
 def _print_hosts(data: dict[str, Any]) -> None:
+    serial = data.get("serial")
+    echo(f"  {'serial':<11} {serial or 'unplugged'}")
     for host in data["hosts"]:
         state = "present" if host["present"] else "missing"
         if host.get("services"):

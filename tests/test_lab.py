@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import select
 import subprocess
 import time
+import tty
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,70 @@ def test_the_controller_serves_modbus_and_is_polled(lab: Plan) -> None:
     while "read [215, 220" not in log.read_text():
         assert time.monotonic() < deadline, "the HMI never read the controller"
         time.sleep(0.2)
+
+
+class SerialConsole:
+    """The technician's end of the lab's serial line."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.fd)
+
+    def read_until(self, text: str, timeout: float = 5.0) -> str:
+        seen = ""
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} never came; got {seen[-300:]!r}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                seen += os.read(self.fd, 4096).decode(errors="replace")
+        return seen
+
+    def send(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\r")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def test_the_serial_device_boots_into_a_root_shell(lab: Plan) -> None:
+    devices.unplug_serial(lab)
+    console = SerialConsole(devices.plug_serial(lab))
+    try:
+        boot = console.read_until("/ # ")
+        assert "U-Boot 2014.04" in boot and "Hit any key to stop autoboot" in boot
+        assert "BusyBox v1.20.2" in boot and "login:" not in boot
+        console.send("id")
+        assert "uid=0(root)" in console.read_until("/ # ")
+    finally:
+        console.close()
+
+
+def test_a_key_during_the_countdown_stops_in_u_boot(lab: Plan) -> None:
+    devices.unplug_serial(lab)
+    console = SerialConsole(devices.plug_serial(lab))
+    try:
+        console.read_until("autoboot: ")
+        console.send("")
+        console.read_until("XM530 # ")
+        console.send("printenv")
+        env = console.read_until("XM530 # ")
+        assert "bootargs=" in env and "mtdparts=" in env
+        console.send("boot")
+        console.read_until("Starting kernel")
+    finally:
+        console.close()
+
+
+def test_unplug_and_replug(lab: Plan) -> None:
+    path = devices.serial_path(lab)
+    devices.unplug_serial(lab)
+    assert not path.exists()
+    assert lifecycle.status(TEST_LAB)["serial"] is None
+    devices.plug_serial(lab)
+    console = SerialConsole(path)
+    try:
+        assert "U-Boot" in console.read_until("/ # ")
+    finally:
+        console.close()

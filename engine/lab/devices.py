@@ -238,6 +238,48 @@ def start_controller(plan: Plan, host: Host) -> None:
           state_dir(plan) / "hmi.log")  # fmt: skip
 
 
+SERIAL_LINK = "ttyLAB0"
+
+
+def serial_path(plan: Plan) -> Path:
+    """The pty a serial console opens to talk to the lab's camera UART."""
+    return state_dir(plan) / SERIAL_LINK
+
+
+def plug_serial(plan: Plan) -> Path:
+    """Power the serial device: a socat pty pair whose far end is the camera's UART."""
+    path = serial_path(plan)
+    if path.exists():
+        return path
+    socat = _need("socat", "socat")
+    device = f"{sys.executable} -m engine.lab.serial_device"
+    log = state_dir(plan) / "serial.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [socat, f"PTY,link={path},rawer,echo=0", f"EXEC:{device}"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    (state_dir(plan) / "serial.pid").write_text(f"{proc.pid}\n")
+    with (state_dir(plan) / PIDS).open("a") as fh:
+        fh.write(f"{proc.pid} {socat}\n")
+    deadline = time.monotonic() + 5
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise LabError(f"socat did not create {path}: {log.read_text()[-300:]}")
+        time.sleep(0.02)
+    return path
+
+
+def unplug_serial(plan: Plan) -> None:
+    """Pull the cable: the pty disappears until :func:`plug_serial`."""
+    pidfile = state_dir(plan) / "serial.pid"
+    if pidfile.exists():
+        processes.end([int(pidfile.read_text())], grace=1.0)
+        pidfile.unlink()
+    serial_path(plan).unlink(missing_ok=True)
+
+
 def stop_all(plan: Plan) -> None:
     """Unmount what the devices mounted and remove their files (processes end with `down`)."""
     directory = state_dir(plan)
@@ -289,3 +331,4 @@ def start_all(plan: Plan) -> None:
     hosts = {h.role: h for h in plan.devices}
     for role, starter in STARTERS.items():
         starter(plan, hosts[role])
+    plug_serial(plan)

@@ -44,4 +44,6 @@ def status(config: LabConfig) -> dict[str, Any]:
         host["services"] = [f"{p}/{n}" for p, n in services]
         device = next((d for d in plan.devices if d.role == role), None)
         host["running"] = bool(device and present[role] and devices.listening(device))
+    serial = devices.serial_path(plan)
+    data["serial"] = str(serial) if serial.exists() else None
     return data
