@@ -18,7 +18,7 @@ import pytest
 from engine.config import LabConfig
 from engine.control.client import Client
 from engine.control.protocol import ControlError
-from engine.lab import lifecycle
+from engine.lab import lifecycle, topology
 from engine.lab.topology import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +121,21 @@ def lab() -> Iterator[Plan]:
         yield lifecycle.up(TEST_LAB)
     finally:
         lifecycle.down(TEST_LAB)
+
+
+# The network alone (no daemons), for tests that need only namespaces and addresses.
+NETWORK_LAB = LabConfig(prefix="iotnw", lan="10.253.37.0/24", outside="10.253.38.0/24")
+
+
+@pytest.fixture(scope="session")
+def lab_network() -> Iterator[Plan]:
+    """A smaller part of the lab: its namespaces, bridge and routes without any daemon."""
+    require_root("the lab creates network namespaces")
+    require_tool("ip")
+    try:
+        yield topology.up(NETWORK_LAB)
+    finally:
+        topology.down(NETWORK_LAB)
 
 
 def probe(lab: Plan, kind: str, *args: str, netns: str | None = None) -> dict:

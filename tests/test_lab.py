@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import LabConfig
-from engine.lab import devices, lifecycle, processes, topology
+from engine.lab import devices, lifecycle, packages, processes, topology
 from engine.lab.topology import LabError, Plan
 from tests.conftest import TEST_LAB, probe, require_root, require_tool
 
@@ -28,19 +28,22 @@ def routes(netns: str | None) -> list[dict]:
     return json.loads(topology.ip("-j", "route", "show", netns=netns) or "[]")
 
 
-def test_the_gateway_reaches_every_device_and_the_outside(lab: Plan) -> None:
+def test_the_gateway_reaches_every_device_and_the_outside(lab_network: Plan) -> None:
+    lab = lab_network
     for host in [*lab.devices, lab.attacker]:
         assert ping(lab.gateway.netns, host.address), f"{host.role} at {host.address}"
 
 
-def test_the_outside_reaches_devices_only_through_the_gateway(lab: Plan) -> None:
+def test_the_outside_reaches_devices_only_through_the_gateway(lab_network: Plan) -> None:
+    lab = lab_network
     camera = lab.devices[0]
     assert ping(lab.attacker.netns, camera.address)
     trace = topology.in_netns(lab.attacker.netns, "ip", "route", "get", camera.address).stdout
     assert f"via {lab.outside_address(topology.GATEWAY_HOST)}" in trace
 
 
-def test_nothing_of_the_lab_is_in_the_host_namespace(lab: Plan) -> None:
+def test_nothing_of_the_lab_is_in_the_host_namespace(lab_network: Plan) -> None:
+    lab = lab_network
     lab_nets = (lab.lan, lab.outside)
     for link in json.loads(topology.ip("-j", "addr", "show") or "[]"):
         for addr in link.get("addr_info", []):
@@ -54,7 +57,8 @@ def test_nothing_of_the_lab_is_in_the_host_namespace(lab: Plan) -> None:
     assert not {"br0", "ext0", "lan0"} & names and not any(n.startswith("p-") for n in names)
 
 
-def test_no_lab_namespace_routes_beyond_the_lab(lab: Plan) -> None:
+def test_no_lab_namespace_routes_beyond_the_lab(lab_network: Plan) -> None:
+    lab = lab_network
     for netns in lab.namespaces:
         for route in routes(netns):
             assert route["dst"] != "default", f"{netns} has a default route"
@@ -258,3 +262,9 @@ def test_unplug_and_replug(lab: Plan) -> None:
         assert "U-Boot" in console.read_until("/ # ")
     finally:
         console.close()
+
+
+def test_missing_packages_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine with none of the lab's programs
+    needed = packages.missing()
+    assert {"mosquitto", "snmpd", "dropbear-bin", "socat", "nmap", "busybox-static"} <= set(needed)

@@ -59,8 +59,11 @@ def test_bruteforce_guesses_telnet_and_ssh_from_outside(lab: Plan, tmp_path: Pat
     assert attempts == len(scenarios.BRUTEFORCE_PASSWORDS) + 4
     assert counted[0] >= attempts
     assert result["elapsed"] <= scenarios.SCENARIO_SECONDS
+    # lines the log-watch part can read, on both devices
     ssh_log = (devices.state_dir(lab) / "ssh.log").read_text()
-    assert f"from {lab.attacker.address}" in ssh_log  # lines the log-watch part can read
+    assert f"from <{lab.attacker.address}:" in ssh_log
+    camera_log = devices.state_dir(lab) / "camera" / "var" / "log" / "messages"
+    assert camera_log.read_text().count("invalid password for 'root'") >= 3
 
 
 def test_scan_probes_many_ports_of_many_hosts(lab: Plan, tmp_path: Path) -> None:

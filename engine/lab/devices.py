@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.lab import processes
+from engine.lab import packages, processes
 from engine.lab.topology import Host, LabError, Plan, in_netns
 
 STATE_ROOT = Path("/run/iotsec-lab")
@@ -89,10 +89,10 @@ def _need(program: str, package: str) -> str:
 
 def _busybox_with(applets: set[str]) -> str:
     busybox = _need("busybox", "busybox-static")
-    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True).stdout.split()
-    missing = applets - set(listed)
-    if missing:
-        raise LabError(f"this busybox lacks {', '.join(sorted(missing))}: install busybox-static")
+    if not packages.busybox_has(applets):
+        raise LabError(
+            f"this busybox lacks one of {', '.join(sorted(applets))}: install busybox-static"
+        )
     return busybox
 
 
@@ -108,9 +108,9 @@ def _md5_crypt(password: str) -> str:
 def start_camera(plan: Plan, host: Host) -> None:
     """An IP camera: BusyBox telnetd with root / xc3511 and a web admin page behind basic auth
     admin / admin, both in a chroot of their own holding only a static BusyBox."""
-    busybox = _busybox_with({"telnetd", "httpd", "login", "sh"})
+    busybox = _busybox_with(packages.BUSYBOX_APPLETS)
     root = state_dir(plan) / "camera"
-    for sub in ("bin", "etc", "www", "tmp", "dev"):
+    for sub in ("bin", "etc", "www", "tmp", "dev", "var/log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     shutil.copy2(busybox, root / "bin" / "busybox")
     for applet in ("sh", "login", "ls", "cat", "echo", "ps", "uname", "id"):
@@ -131,6 +131,9 @@ def start_camera(plan: Plan, host: Host) -> None:
     _device_nodes(root / "dev")
     log = state_dir(plan) / "camera.log"
     chroot = _need("chroot", "coreutils")
+    # syslogd first: login's failures land in the camera's /var/log/messages, for log watching.
+    spawn(host, [chroot, str(root), "/bin/busybox", "syslogd", "-n", "-O", "/var/log/messages"],
+          log)  # fmt: skip
     spawn(host, [chroot, str(root), "/bin/busybox", "telnetd", "-F", "-p", "23",
                  "-l", "/bin/login"], log)  # fmt: skip
     spawn(host, [chroot, str(root), "/bin/busybox", "httpd", "-f", "-p", "80",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.config import LabConfig
-from engine.lab import devices, processes, topology
+from engine.lab import devices, packages, processes, topology
 from engine.lab.topology import Plan
 
 
@@ -14,6 +14,8 @@ def up(config: LabConfig) -> Plan:
     plan = topology.Plan.from_config(config)
     if topology.status(config)["up"] and all(devices.listening(h) for h in plan.devices):
         return plan
+    topology.require_root()
+    packages.ensure_installed()
     down(config)  # whatever is there is incomplete (an earlier crash): start clean
     topology.up(config)
     try:

