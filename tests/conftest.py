@@ -26,14 +26,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 IN_CI = bool(os.environ.get("CI"))
 
 
+def unavailable(reason: str) -> None:
+    """Something a test needs is missing: under CI that fails the test, locally it skips it
+    with the reason (CI must run every test)."""
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def require_tool(name: str) -> str:
-    """The path of a tool a test needs: missing fails under CI, skips with the reason locally."""
+    """The path of a tool a test needs (see :func:`unavailable`)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (make test installs it when run as root)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (make test installs it when run as root)")
     return path
 
 
@@ -107,9 +112,7 @@ TEST_LAB = LabConfig(prefix="iotst", lan="10.253.17.0/24", outside="10.253.18.0/
 
 def require_root(why: str) -> None:
     if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail(f"needs root: {why}")
-        pytest.skip(f"needs root: {why}")
+        unavailable(f"needs root: {why}")
 
 
 @pytest.fixture(scope="session")

@@ -14,20 +14,13 @@ import pytest
 
 from engine.control.client import Client
 from engine.control.protocol import ControlError
-from tests.conftest import IN_CI, EngineProcess, start_engine
+from tests.conftest import EngineProcess, require_root, start_engine
 
 VIEWER_UID = 54_322
 OPERATOR_UID = 54_323
 UNKNOWN_UID = 54_321
 # The group given access to the socket; the test's other uids are made members of it.
 SOCKET_GROUP = "root"
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("this test switches uids and needs root")
-        pytest.skip("needs root to connect as other uids")
 
 
 @pytest.fixture
@@ -144,7 +137,7 @@ def test_unknown_requests_get_clear_errors(engine: EngineProcess) -> None:
 
 
 def test_viewer_reads_but_cannot_change(shared_engine: EngineProcess) -> None:
-    require_root()
+    require_root("the test connects as other uids")
     with shared_engine.client() as admin:
         alert_id = admin.request("alerts.inject", {"title": "camera telnet open"})["id"]
     out = as_user(shared_engine, VIEWER_UID, [
@@ -164,7 +157,7 @@ def test_viewer_reads_but_cannot_change(shared_engine: EngineProcess) -> None:
 
 
 def test_operator_acks_with_their_name(shared_engine: EngineProcess) -> None:
-    require_root()
+    require_root("the test connects as other uids")
     with shared_engine.client() as admin:
         alert_id = admin.request("alerts.inject", {"title": "mqtt anonymous"})["id"]
     out = as_user(shared_engine, OPERATOR_UID, [["alerts.ack", {"id": alert_id, "note": "n"}]])
@@ -173,7 +166,7 @@ def test_operator_acks_with_their_name(shared_engine: EngineProcess) -> None:
 
 
 def test_unknown_uid_is_refused(shared_engine: EngineProcess) -> None:
-    require_root()
+    require_root("the test connects as other uids")
     out = as_user(shared_engine, UNKNOWN_UID, [["alerts.list", {}]])
     assert out[0]["code"] == "unauthorized"
     assert f"uid {UNKNOWN_UID}" in out[0]["refused"] and "[control.roles]" in out[0]["refused"]

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.content import Content
 from textual.pilot import Pilot
 
@@ -15,7 +14,7 @@ from console.app import IotsecApp
 from console.panes.alert_table import AlertTable
 from engine.config import load_config
 from engine.store.db import connect
-from tests.conftest import IN_CI, SHARED_DATA
+from tests.conftest import SHARED_DATA, unavailable
 
 TELNET_RULES = SHARED_DATA / "rules" / "emerging-telnet.rules"
 
@@ -76,10 +75,7 @@ def cursor_id(app: IotsecApp) -> int | None:
 def rule_titles(count: int) -> list[str]:
     """Real Suricata rule messages (Emerging Threats telnet rules) to use as alert titles."""
     if not TELNET_RULES.is_file():
-        message = f"{TELNET_RULES} is missing (the shared test data sits next to the project)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{TELNET_RULES} is missing (the shared test data sits next to the project)")
     text = TELNET_RULES.read_text()
     titles = [part.split('"')[0] for part in text.split('msg:"')[1:]]
     return titles[:count]

@@ -18,17 +18,13 @@ from textual.widgets._footer import FooterKey
 
 from console.screens.prompts import NoteScreen
 from console.widgets.status_bar import StatusBar
-from tests.conftest import IN_CI, start_engine
+from tests.conftest import require_root, start_engine
 
 RELAY = Path(__file__).with_name("socket_relay.py")
 
 
 def _require_root() -> None:
-    if os.geteuid() != 0:
-        message = "a viewer connection needs a second uid, which needs root to set up"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("a viewer connection needs a second uid, which needs root to set up")
 
 
 def _others_may_run(program: Path) -> bool:
