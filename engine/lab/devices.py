@@ -16,6 +16,7 @@ from engine.lab import packages, processes
 from engine.lab.topology import Host, LabError, Plan, in_netns
 
 STATE_ROOT = Path("/run/iotsec-lab")
+PIDS = "pids"
 # A classic of Mirai's list, as shipped on XiongMai cameras.
 CAMERA_ROOT_PASSWORD = "xc3511"
 
@@ -38,12 +39,13 @@ def spawn(host: Host, argv: list[str], log: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    with (log.parent / PIDS).open("a") as fh:
-        fh.write(f"{proc.pid} {argv[0]}\n")
+    _record(log.parent, proc.pid, argv[0])
     return proc.pid
 
 
-PIDS = "pids"
+def _record(directory: Path, pid: int, program: str) -> None:
+    with (directory / PIDS).open("a") as fh:
+        fh.write(f"{pid} {program}\n")
 
 
 def recorded_processes(plan: Plan) -> list[int]:
@@ -264,8 +266,7 @@ def plug_serial(plan: Plan) -> Path:
             start_new_session=True,
         )  # fmt: skip
     (state_dir(plan) / "serial.pid").write_text(f"{proc.pid}\n")
-    with (state_dir(plan) / PIDS).open("a") as fh:
-        fh.write(f"{proc.pid} {socat}\n")
+    _record(state_dir(plan), proc.pid, socat)
     deadline = time.monotonic() + 5
     while not path.exists():
         if time.monotonic() > deadline:
