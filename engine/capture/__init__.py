@@ -1,0 +1,1 @@
+"""Capture: frames from files and interfaces, decoded once into the engine's own small types."""
