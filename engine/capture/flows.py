@@ -1,0 +1,132 @@
+"""The flow table: bidirectional 5-tuple flows, as Zeek's conn.log keeps them.
+
+A flow remembers who spoke first (the initiator), packets and bytes each way, first and last
+time, and for TCP a coarse connection state. Flows end when idle for ``idle_timeout``, when
+open longer than ``active_timeout`` (a long flow is then reported in slices), or when the table
+is full and the least recently seen one is evicted (and counted).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from engine.capture.decode import TCP, Packet
+
+SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
+
+FlowKey = tuple[int, str, int, str, int]
+
+
+@dataclass(slots=True)
+class Flow:
+    proto: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    start: float
+    last: float
+    packets_out: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    bytes_in: int = 0
+    state: str = ""
+
+    @property
+    def packets(self) -> int:
+        return self.packets_out + self.packets_in
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_out + self.bytes_in
+
+
+def flow_key(packet: Packet) -> FlowKey:
+    """The same key for both directions of a conversation."""
+    a, b = (packet.src, packet.sport), (packet.dst, packet.dport)
+    low, high = (a, b) if a <= b else (b, a)
+    return (packet.proto, low[0], low[1], high[0], high[1])
+
+
+class FlowTable:
+    def __init__(
+        self,
+        *,
+        max_flows: int = 100_000,
+        idle_timeout: float = 300.0,
+        active_timeout: float = 3600.0,
+    ) -> None:
+        self.max_flows = max_flows
+        self.idle_timeout = idle_timeout
+        self.active_timeout = active_timeout
+        self._flows: OrderedDict[FlowKey, Flow] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def add(self, packet: Packet) -> tuple[Flow, list[Flow]]:
+        """Account ``packet`` to its flow; returns the flow and any flows this packet ended."""
+        key = flow_key(packet)
+        ended: list[Flow] = []
+        flow = self._flows.get(key)
+        if flow is not None and (
+            packet.ts - flow.last > self.idle_timeout
+            or packet.ts - flow.start > self.active_timeout
+        ):
+            ended.append(self._flows.pop(key))
+            flow = None
+        if flow is None:
+            flow = Flow(packet.proto, packet.src, packet.sport, packet.dst, packet.dport,
+                        packet.ts, packet.ts)  # fmt: skip
+            self._flows[key] = flow
+            if len(self._flows) > self.max_flows:
+                _, oldest = self._flows.popitem(last=False)
+                self.evicted += 1
+                ended.append(oldest)
+        else:
+            self._flows.move_to_end(key)
+        if packet.src == flow.src and packet.sport == flow.sport:
+            flow.packets_out += 1
+            flow.bytes_out += packet.length
+        else:
+            flow.packets_in += 1
+            flow.bytes_in += packet.length
+        flow.last = max(flow.last, packet.ts)
+        if packet.proto == TCP:
+            flow.state = _tcp_state(flow.state, packet.flags, packet.src == flow.src)
+        return flow, ended
+
+    def expire(self, now: float) -> list[Flow]:
+        """End and return the flows idle since before ``now - idle_timeout``."""
+        ended = []
+        horizon = now - self.idle_timeout
+        while self._flows:
+            key, flow = next(iter(self._flows.items()))
+            if flow.last >= horizon:
+                break
+            del self._flows[key]
+            ended.append(flow)
+        return ended
+
+    def drain(self) -> list[Flow]:
+        """End every flow (at the end of a file, or when capture stops)."""
+        flows = list(self._flows.values())
+        self._flows.clear()
+        return flows
+
+
+def _tcp_state(state: str, flags: int, from_initiator: bool) -> str:
+    """A coarse connection state: S0 (SYN seen), SF (established), FIN, RST, or OTH."""
+    if flags & RST:
+        return "RST"
+    if flags & FIN:
+        return "FIN" if state in ("SF", "FIN") else state or "OTH"
+    if flags & SYN and not flags & ACK:
+        return state or "S0"
+    if flags & SYN and flags & ACK:
+        return "S1" if state == "S0" else state or "OTH"
+    if state in ("S0", "S1") and from_initiator:
+        return "SF"
+    return state or "OTH"
