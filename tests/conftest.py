@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,15 +115,21 @@ def require_root(why: str) -> None:
         unavailable(f"needs root: {why}")
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Plan]:
-    """The whole lab for the session, removed at the end, also after failures."""
+def _session_lab(up: Callable[[LabConfig], Plan], down: Callable[[LabConfig], object],
+                 config: LabConfig) -> Iterator[Plan]:  # fmt: skip
+    """A lab made with ``up`` for the session, removed with ``down`` also after failures."""
     require_root("the lab creates network namespaces")
     require_tool("ip")
     try:
-        yield lifecycle.up(TEST_LAB)
+        yield up(config)
     finally:
-        lifecycle.down(TEST_LAB)
+        down(config)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Plan]:
+    """The whole lab for the session."""
+    yield from _session_lab(lifecycle.up, lifecycle.down, TEST_LAB)
 
 
 # The network alone (no daemons), for tests that need only namespaces and addresses.
@@ -133,12 +139,7 @@ NETWORK_LAB = LabConfig(prefix="iotnw", lan="10.253.37.0/24", outside="10.253.38
 @pytest.fixture(scope="session")
 def lab_network() -> Iterator[Plan]:
     """A smaller part of the lab: its namespaces, bridge and routes without any daemon."""
-    require_root("the lab creates network namespaces")
-    require_tool("ip")
-    try:
-        yield topology.up(NETWORK_LAB)
-    finally:
-        topology.down(NETWORK_LAB)
+    yield from _session_lab(topology.up, topology.down, NETWORK_LAB)
 
 
 def probe(lab: Plan, kind: str, *args: str, netns: str | None = None) -> dict:

@@ -10,38 +10,21 @@ import socket
 import urllib.error
 import urllib.request
 
-IAC, DONT, DO, WONT, WILL = 255, 254, 253, 252, 251
-
-
-def telnet_read(sock: socket.socket, wait: float) -> str:
-    """Read what arrives within ``wait`` seconds, refusing every telnet option offered."""
-    sock.settimeout(wait)
-    text = bytearray()
-    try:
-        while data := sock.recv(4096):
-            i = 0
-            while i < len(data):
-                if data[i] == IAC and i + 2 < len(data) and data[i + 1] in (DO, DONT, WILL, WONT):
-                    answer = WONT if data[i + 1] in (DO, DONT) else DONT
-                    sock.sendall(bytes([IAC, answer, data[i + 2]]))
-                    i += 3
-                    continue
-                text.append(data[i])
-                i += 1
-    except TimeoutError:
-        pass
-    return text.decode(errors="replace")
+from engine.lab.scenarios import telnet_read
 
 
 def telnet(args: argparse.Namespace) -> dict:
+    def read(sock: socket.socket, wait: float) -> str:
+        return telnet_read(sock, wait).decode(errors="replace")
+
     with socket.create_connection((args.address, args.port), timeout=5) as sock:
-        banner = telnet_read(sock, 1.0)
+        banner = read(sock, 1.0)
         sock.sendall(args.user.encode() + b"\r\n")
-        prompt = telnet_read(sock, 1.0)
+        prompt = read(sock, 1.0)
         sock.sendall(args.password.encode() + b"\r\n")
-        after_login = telnet_read(sock, args.wait)
+        after_login = read(sock, args.wait)
         sock.sendall(args.command.encode() + b"\r\n")
-        output = telnet_read(sock, 1.0)
+        output = read(sock, 1.0)
     return {"banner": banner, "prompt": prompt, "after_login": after_login, "output": output}
 
 

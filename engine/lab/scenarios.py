@@ -136,7 +136,7 @@ def run(plan: Plan, name: str) -> dict[str, Any]:
 # -- clients, run inside a namespace ---------------------------------------------------------
 
 
-def _telnet_read(sock: socket.socket, wait: float, until: tuple[bytes, ...] = ()) -> bytes:
+def telnet_read(sock: socket.socket, wait: float, until: tuple[bytes, ...] = ()) -> bytes:
     """What arrives within ``wait`` seconds (or until one of ``until`` shows), refusing every
     telnet option the server offers."""
     sock.settimeout(wait)
@@ -168,17 +168,17 @@ def telnet_guess(address: str, port: int, pairs: list[str], after: str) -> dict[
         try:
             with socket.create_connection((address, port), timeout=3) as sock:
                 attempts += 1
-                _telnet_read(sock, 0.5)
+                telnet_read(sock, 0.5)
                 sock.sendall(user.encode() + b"\r\n")
-                _telnet_read(sock, 0.5)
+                telnet_read(sock, 0.5)
                 sock.sendall(password.encode() + b"\r\n")
                 # Wait for the verdict: BusyBox login logs a failure only after its delay.
-                reply = _telnet_read(sock, 5.0, until=(b"incorrect", b"# ", b"$ "))
+                reply = telnet_read(sock, 5.0, until=(b"incorrect", b"# ", b"$ "))
                 if b"#" in reply or b"$" in reply:
                     successes += 1
                     for command in filter(None, after.split(";")):
                         sock.sendall(command.encode() + b"\r\n")
-                        _telnet_read(sock, 0.2)
+                        telnet_read(sock, 0.2)
         except OSError:
             attempts += 1  # refused or closed: the probe still went out
     return {"attempts": attempts, "successes": successes}
