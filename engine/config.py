@@ -79,6 +79,22 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    # Interfaces the engine captures on from start-up; empty: start from the console or CLI.
+    interfaces: tuple[str, ...] = ()
+    bpf: str = ""
+    max_flows: int = 100_000
+    idle_timeout: Duration = Duration(120)
+    active_timeout: Duration = Duration(3600)
+    # Recent raw packets kept for drill-down and saving (bytes), and the kernel ring per
+    # interface (bytes).
+    ring_bytes: int = 32 << 20
+    buffer_bytes: int = 32 << 20
+    # Write a summary row per ended flow to the store.
+    store_flows: bool = True
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     max_rows: int = 5000
@@ -100,6 +116,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -173,6 +190,9 @@ def _check_values(config: Config, where: str) -> None:
         ("control.max_clients", config.control.max_clients, 1),
         ("control.queue_size", config.control.queue_size, 1),
         ("console.max_rows", config.console.max_rows, 1),
+        ("capture.max_flows", config.capture.max_flows, 1),
+        ("capture.ring_bytes", config.capture.ring_bytes, 0),
+        ("capture.buffer_bytes", config.capture.buffer_bytes, 2 << 20),
     ]
     for key, value, least in minimums:
         if value < least:
@@ -181,6 +201,8 @@ def _check_values(config: Config, where: str) -> None:
         ("store.batch_interval", config.store.batch_interval),
         ("store.retention.prune_interval", config.store.retention.prune_interval),
         ("console.refresh", config.console.refresh),
+        ("capture.idle_timeout", config.capture.idle_timeout),
+        ("capture.active_timeout", config.capture.active_timeout),
     ]:
         if seconds <= 0:
             raise ConfigError(f"{where}: {key}: must be longer than zero")

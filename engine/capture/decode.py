@@ -29,7 +29,7 @@ _ntop = socket.inet_ntop
 class Packet:
     """What the engine needs of one frame; ``payload`` is the transport payload."""
 
-    __slots__ = ("dport", "dst", "dst_mac", "flags", "ip_version", "length", "payload",
+    __slots__ = ("app", "dport", "dst", "dst_mac", "flags", "ip_version", "length", "payload",
                  "proto", "sport", "src", "src_mac", "ts", "vlan")  # fmt: skip
 
     def __init__(self, ts: float, length: int) -> None:
@@ -43,6 +43,7 @@ class Packet:
         self.sport = self.dport = 0
         self.flags = 0
         self.payload = b""
+        self.app = ""  # the protocol tag, once the pipeline knows the packet's flow
 
     @property
     def is_arp(self) -> bool:

@@ -9,13 +9,14 @@ is full and the least recently seen one is evicted (and counted).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from engine.capture.decode import TCP, Packet
 
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 
-FlowKey = tuple[int, str, int, str, int]
+FlowKey = tuple  # (proto, lower address, its port, higher address, its port)
 
 
 @dataclass(slots=True)
@@ -32,6 +33,16 @@ class Flow:
     packets_in: int = 0
     bytes_in: int = 0
     state: str = ""
+    # What the protocol tagger learnt: the tag, its details, and how many payloads it read.
+    app: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    inspected: int = 0
+    tagged: bool = False  # the tag came from a payload, not just a port
+    iface: str = ""
+    # Bytes at the last rate tick, and bytes per second since the tick before.
+    mark: int = 0
+    rate: float = 0.0
+    key: FlowKey = ()
 
     @property
     def packets(self) -> int:
@@ -62,6 +73,7 @@ class FlowTable:
         self.active_timeout = active_timeout
         self._flows: OrderedDict[FlowKey, Flow] = OrderedDict()
         self.evicted = 0
+        self.started = 0
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -79,8 +91,9 @@ class FlowTable:
             flow = None
         if flow is None:
             flow = Flow(packet.proto, packet.src, packet.sport, packet.dst, packet.dport,
-                        packet.ts, packet.ts)  # fmt: skip
+                        packet.ts, packet.ts, key=key)  # fmt: skip
             self._flows[key] = flow
+            self.started += 1
             if len(self._flows) > self.max_flows:
                 _, oldest = self._flows.popitem(last=False)
                 self.evicted += 1
@@ -109,6 +122,13 @@ class FlowTable:
             del self._flows[key]
             ended.append(flow)
         return ended
+
+    def active(self) -> list[Flow]:
+        """The open flows, least recently seen first."""
+        return list(self._flows.values())
+
+    def get(self, key: FlowKey) -> Flow | None:
+        return self._flows.get(key)
 
     def drain(self) -> list[Flow]:
         """End every flow (at the end of a file, or when capture stops)."""

@@ -1,0 +1,135 @@
+"""The capture pipeline: frames in, decoded packets accounted to flows, tagged, remembered in the
+ring, and counted. Live capture and file replay feed the same pipeline.
+
+It is not thread-safe by itself: its owner holds ``lock`` while feeding a batch, and readers
+(the control API) hold it while they look.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from engine.capture import protocols
+from engine.capture.decode import Decoder, Packet
+from engine.capture.facts import FactFinder
+from engine.capture.flows import Flow, FlowTable
+from engine.capture.ring import PacketRing
+
+RATE_HISTORY = 60
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        max_flows: int = 100_000,
+        idle_timeout: float = 300.0,
+        active_timeout: float = 3600.0,
+        ring_bytes: int = 32 << 20,
+        facts: bool = True,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.decoder = Decoder()
+        self.flows = FlowTable(
+            max_flows=max_flows, idle_timeout=idle_timeout, active_timeout=active_timeout
+        )
+        self.ring = PacketRing(ring_bytes) if ring_bytes else None
+        self._facts = FactFinder() if facts else None
+        self.frames = 0
+        self.bytes = 0
+        self.first_ts = 0.0
+        self.last_ts = 0.0
+        self.protocols: dict[str, int] = {}
+        # Filled here, emptied by the owner: flows that ended, facts found.
+        self.ended: list[Flow] = []
+        self.facts: list[dict[str, Any]] = []
+        self.pps: deque[float] = deque(maxlen=RATE_HISTORY)
+        self.bps: deque[float] = deque(maxlen=RATE_HISTORY)
+        self._tick = (0.0, 0, 0)  # time, frames, bytes at the last rate tick
+
+    def feed(self, ts: float, linktype: int, data: bytes, wire_length: int,
+             iface: str = "") -> Packet | None:  # fmt: skip
+        """Account one frame; returns its decoded packet (None if it could not be decoded)."""
+        self.frames += 1
+        self.bytes += wire_length
+        if not self.first_ts:
+            self.first_ts = ts
+        if ts > self.last_ts:
+            self.last_ts = ts
+        packet = self.decoder.decode(data, linktype, ts, wire_length)
+        if packet is None:
+            if self.ring is not None:
+                self.ring.add(ts, linktype, data, wire_length, iface, ())
+            return None
+        flow, ended = self.flows.add(packet)
+        if ended:
+            self.ended.extend(ended)
+        if not flow.app:
+            flow.app = protocols.port_tag(packet.proto, flow.sport, flow.dport)
+            flow.iface = iface
+        if packet.payload and flow.inspected < protocols.INSPECT_PACKETS:
+            self._inspect(flow, packet, iface)
+        app = packet.app = flow.app
+        counts = self.protocols
+        counts[app] = counts.get(app, 0) + 1
+        if self._facts is not None:
+            fact = self._facts.host(packet, iface)
+            if fact is not None:
+                self.facts.append(fact)
+        if self.ring is not None:
+            self.ring.add(ts, linktype, data, wire_length, iface, flow.key)
+        return packet
+
+    def _inspect(self, flow: Flow, packet: Packet, iface: str) -> None:
+        flow.inspected += 1
+        tag, found = protocols.inspect(packet.proto, packet.sport, packet.dport, packet.payload)
+        if not tag or (flow.tagged and tag != flow.app):
+            return
+        if tag != flow.app:
+            # The packets counted so far under the port's guess move to the payload's tag.
+            earlier = flow.packets - 1
+            if earlier:
+                left = self.protocols.get(flow.app, 0) - earlier
+                if left > 0:
+                    self.protocols[flow.app] = left
+                else:
+                    self.protocols.pop(flow.app, None)
+                self.protocols[tag] = self.protocols.get(tag, 0) + earlier
+            flow.app = tag
+        flow.tagged = True
+        if found:
+            protocols.merge(flow.details, found)
+            if self._facts is not None:
+                fact = self._facts.announced(tag, found, packet, iface)
+                if fact is not None:
+                    self.facts.append(fact)
+
+    def expire(self, now: float) -> None:
+        """End the flows idle too long (by capture time, so replays age flows as live ones do)."""
+        ended = self.flows.expire(now)
+        if ended:
+            self.ended.extend(ended)
+
+    def finish(self) -> None:
+        """End every flow: the capture or the file is over."""
+        self.ended.extend(self.flows.drain())
+
+    def tick(self, now: float) -> None:
+        """Take the rate sample since the last tick (packets/s, bytes/s, and each flow's rate)."""
+        then, frames, size = self._tick
+        self._tick = (now, self.frames, self.bytes)
+        if not then or now <= then:
+            return
+        elapsed = now - then
+        self.pps.append((self.frames - frames) / elapsed)
+        self.bps.append((self.bytes - size) / elapsed)
+        for flow in self.flows.active():
+            total = flow.bytes_out + flow.bytes_in
+            flow.rate = (total - flow.mark) / elapsed
+            flow.mark = total
+
+    @property
+    def malformed(self) -> int:
+        return self.decoder.malformed
