@@ -79,6 +79,7 @@ def status(as_json: bool) -> None:
         ("open alerts", open_alerts),
         ("silences", str(data["alerts"]["silences"])),
         ("active bans", str(data["bans"]["active"])),
+        ("capture", _capture_line(data["capture"])),
         ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
         ("event queues", _subscriber_queues(data["queues"]["subscribers"])),
         ("dropped", ", ".join(f"{k} {v}" for k, v in data["dropped"].items())),
@@ -88,6 +89,18 @@ def status(as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         echo(f"{key:<{width}}  {value}")
+
+
+def _capture_line(capture: dict[str, Any]) -> str:
+    where = ", ".join(capture["interfaces"]) or "no interface"
+    line = f"{capture['state']} on {where}"
+    if capture["bpf"]:
+        line += f" ({capture['bpf']})"
+    line += (f", {capture['packets']} packets, drops kernel {capture['kernel_drops']} "
+             f"queue {capture['queue_drops']}")  # fmt: skip
+    if capture["reason"]:
+        line += f"; {capture['reason']}"
+    return line
 
 
 def _subscriber_queues(depths: dict[str, int]) -> str:

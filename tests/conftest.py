@@ -82,11 +82,14 @@ def write_config(directory: Path, extra: str = "") -> Path:
     return config
 
 
-def start_engine(directory: Path, extra_config: str = "") -> EngineProcess:
+def start_engine(
+    directory: Path, extra_config: str = "", prefix: tuple[str, ...] = ()
+) -> EngineProcess:
+    """An engine on its own files; ``prefix`` wraps the command (``ip netns exec NS``, ...)."""
     config = write_config(directory, extra_config)
     log = directory / "engine.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "--config", str(config)],
+        [*prefix, sys.executable, "-m", "engine", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
     )

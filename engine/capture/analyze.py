@@ -151,6 +151,7 @@ def analyze(
     clock: tuple[float, float] | None = None  # (first capture time, wall time it maps to)
     try:
         for name in files:
+            label = Path(name).name
             try:
                 for n, frame in enumerate(read_frames(Path(name)), 1):
                     if realtime:
@@ -160,14 +161,14 @@ def analyze(
                         if delay > 0:
                             time.sleep(delay)
                     packet = pipeline.feed(frame.ts, frame.linktype, frame.data,
-                                           frame.wire_length, Path(name).name)  # fmt: skip
+                                           frame.wire_length, label)  # fmt: skip
                     if out is not None and (
                         wanted is None or (packet is not None and wanted.matches(packet))
                     ):
                         if writer is None:
                             writer = open_writer(out, str(write_to), frame.linktype)
                         writer.write(frame.ts, frame.data, frame.wire_length, frame.linktype,
-                                     Path(name).name)  # fmt: skip
+                                     label)  # fmt: skip
                     if n % SWEEP_EVERY == 0:
                         pipeline.expire(pipeline.last_ts)
                         analysis.collect()

@@ -20,6 +20,13 @@ LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = 
 # IPv6 extension headers that are skipped to reach the transport header.
 IPV6_EXTENSIONS = {0, 43, 60, 51}
 IPV6_FRAGMENT = 44
+# ICMP message types and the type that answers them (echo, timestamp, information, address
+# mask, router and neighbour discovery), both ways.
+_PAIRS = {ICMP: [(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)],
+          ICMPV6: [(128, 129), (133, 134), (135, 136)]}  # fmt: skip
+ICMP_ANSWERS = {
+    proto: {**dict(pairs), **{b: a for a, b in pairs}} for proto, pairs in _PAIRS.items()
+}
 
 _U16 = struct.Struct("!H")
 _PORTS = struct.Struct("!HH")
@@ -158,8 +165,12 @@ class Decoder:
         elif proto in (ICMP, ICMPV6):
             if end < offset + 4:
                 raise ValueError("short icmp")
-            # ICMP type and code take the place of the ports.
-            packet.sport, packet.dport = data[offset], data[offset + 1]
+            # As Zeek does: the type is the source "port" and the type that answers it the
+            # destination one, so an echo and its reply are one flow; the code goes in flags.
+            kind = data[offset]
+            packet.sport = kind
+            packet.dport = ICMP_ANSWERS[proto].get(kind, kind)
+            packet.flags = data[offset + 1]
             packet.payload = data[offset + 4 : end]
         return packet
 

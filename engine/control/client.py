@@ -75,6 +75,19 @@ class Client:
             if message.get("id") in (request_id, None):
                 return _result(message)
 
+    def next_event(self) -> dict[str, Any]:
+        """The next event after ``subscribe`` (waits up to the connection's timeout)."""
+        while True:
+            try:
+                line = self._file.readline(MAX_LINE)
+            except OSError as exc:
+                raise ControlError(f"{self.path}: connection lost: {exc}", "unreachable") from None
+            if not line:
+                raise ControlError(f"{self.path}: engine closed the connection", "unreachable")
+            message = decode(line)
+            if "event" in message:
+                return message
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._file.close()

@@ -264,7 +264,8 @@ def _int(args: dict[str, Any], key: str) -> int:
 
 
 # Longest value accepted for a text argument; names and ids are short, prose may be longer.
-TEXT_LIMITS = {"title": 1024, "note": 4096, "comment": 1024, "ssh_client": 256}
+TEXT_LIMITS = {"title": 1024, "note": 4096, "comment": 1024, "ssh_client": 256, "filter": 1024,
+               "bpf": 1024, "path": 4096}  # fmt: skip
 NAME_LIMIT = 256
 
 
@@ -476,3 +477,79 @@ async def _audit_list(session: Session, args: dict[str, Any]) -> list[dict[str, 
 async def _audit_verify(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Check the audit chain for edited or deleted rows."""
     return await session.engine.verify_audit()
+
+
+# -- traffic ---------------------------------------------------------------------------------
+
+
+def _limit(args: dict[str, Any], default: int = 200, most: int = 5000) -> int:
+    return min(_int({"limit": args.get("limit", default)}, "limit"), most)
+
+
+@command("capture.status")
+async def _capture_status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Capture state, interfaces, counters, drops and rates."""
+    return session.engine.capture.status()
+
+
+@command("capture.start", Role.OPERATOR, changes_state=True)
+async def _capture_start(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Start live capture on interfaces, with an optional BPF filter."""
+    interfaces = args.get("interfaces")
+    if (
+        not isinstance(interfaces, list)
+        or not interfaces
+        or not all(isinstance(i, str) and 0 < len(i) < 16 and "/" not in i for i in interfaces)
+    ):
+        raise ControlError("interfaces must be a list of interface names", "bad_request")
+    return await session.engine.capture.start(interfaces, _str(args, "bpf"))
+
+
+@command("capture.stop", Role.OPERATOR, changes_state=True)
+async def _capture_stop(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Stop live capture (flows in progress end and are stored)."""
+    return await session.engine.capture.stop()
+
+
+@command("capture.replay", Role.ADMIN, changes_state=True)
+async def _capture_replay(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Feed a pcap or pcapng file (a path on the engine's host) through the live pipeline."""
+    path = _str(args, "path")
+    if not path.startswith("/"):
+        raise ControlError("path must be absolute (it is read by the engine)", "bad_request")
+    return await session.engine.capture.replay(path, bool(args.get("realtime")))
+
+
+@command("traffic.flows")
+async def _traffic_flows(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Open and recently ended flows, or top talkers, sorted, with an optional display filter."""
+    return await session.engine.capture.flows(
+        _str(args, "mode", "flows"), _str(args, "sort", "bytes"), _limit(args),
+        _str(args, "filter"),
+    )  # fmt: skip
+
+
+@command("traffic.packets")
+async def _traffic_packets(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recent packets of one flow, or those a display filter selects, oldest first."""
+    return await session.engine.capture.packets(_str(args, "flow"), _str(args, "filter"),
+                                                _limit(args))  # fmt: skip
+
+
+@command("traffic.packet")
+async def _traffic_packet(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """One recent packet in detail: scapy's layers and a hex dump."""
+    return await session.engine.capture.packet(_int(args, "id"))
+
+
+@command("traffic.export", Role.OPERATOR)
+async def _traffic_export(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Prepare a pcap of recent packets (by flow, host, time or filter) for download."""
+    host = _address(args, "host")
+    return await session.engine.capture.export({**args, "host": host})
+
+
+@command("traffic.chunk", Role.OPERATOR)
+async def _traffic_chunk(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """One base64 chunk of a prepared export."""
+    return session.engine.capture.chunk(_int(args, "export"), _int(args, "index"))

@@ -173,6 +173,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX alert_history_alert ON alert_history (alert_id, ts);
         """,
     ),
+    (
+        "flow directions and details",
+        """
+        ALTER TABLE flows ADD COLUMN packets_out INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE flows ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE flows ADD COLUMN packets_in INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE flows ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE flows ADD COLUMN iface TEXT NOT NULL DEFAULT '';
+        ALTER TABLE flows ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+        CREATE INDEX flows_app ON flows (app, start);
+        """,
+    ),
 ]
 
 LATEST = len(MIGRATIONS)
