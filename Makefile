@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/console_first_frame.py
 	$(BIN)/python bench/console_cpu.py
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/lab_up_down.py
+	$(BIN)/python bench/traffic_offline.py
+	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/traffic_live.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
