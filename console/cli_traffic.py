@@ -19,9 +19,17 @@ from engine.capture.filter import Filter, FilterError, parse_filter
 from engine.capture.flows import Flow
 
 
+def _endpoint(address: str, port: int, proto: str) -> str:
+    if proto not in ("tcp", "udp"):
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def _flow_line(flow: Flow) -> str:
     record = flow_record(flow)
-    ends = f"{record['src']}:{record['sport']} -> {record['dst']}:{record['dport']}"
+    proto = record["proto"]
+    ends = (f"{_endpoint(record['src'], record['sport'], proto)} -> "
+            f"{_endpoint(record['dst'], record['dport'], proto)}")  # fmt: skip
     facts = " ".join(f"{k}={v}" for k, v in flow.details.items() if not isinstance(v, list))
     return (
         f"{record['proto']:<6} {flow.app:<8} {ends:<47} {record['packets']:>7} pkts "
