@@ -128,9 +128,9 @@ class CaptureService:
         if live is not None:
             await asyncio.to_thread(live.stop)
             self._kernel_drops_done += live.kernel_drops
-            with self.pipeline.lock:
-                self.pipeline.finish()
             log.info("capture stopped")
+        with self.pipeline.lock:
+            self.pipeline.finish()  # flows in progress (live or replayed) end and are stored
         if self.state == "running":
             self.state = "stopped"
         await self.tick()
