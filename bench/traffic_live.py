@@ -1,10 +1,13 @@
-"""Live capture loss: `iotsec capture` on one end of a veth pair while UDP arrives at 100,000/s.
+"""Live capture loss: the engine, and `iotsec capture`, on one end of a veth pair while UDP
+arrives at 100,000/s.
 
 Two network namespaces of its own (iotbench<pid>s and iotbench<pid>r, 10.253.99.0/30, no other
-route), a veth pair between them; `iotsec capture --iface ... --bpf 'udp port 9999' --json` runs
-in the receiver, paced senders (bench/udp_send.py; two share the rate, leaving headroom on a
-small machine) send small datagrams from the other for the given seconds, then the capture gets
-SIGINT and its final stats line is compared with what was sent. Target: loss <= 1 %.
+route), a veth pair between them. In the receiver, first an engine (`python -m engine`, capture
+started through its control socket with `capture.start`, the ring of recent packets and the
+facts on, as in production), then `iotsec capture --iface ... --bpf 'udp port 9999' --json`;
+for each, paced senders (bench/udp_send.py; two share the rate, leaving headroom on a small
+machine) send small datagrams from the other namespace for the given seconds, and what the
+capture counted is compared with what was sent. Target: loss <= 1 %.
 Needs root (it makes namespaces); both namespaces and every process it started are removed at
 the end, whatever happens.
 
@@ -26,6 +29,8 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.control.client import Client
+from engine.control.protocol import ControlError
 from engine.lab.processes import alive, end
 from engine.lab.topology import LabError, ip
 
@@ -101,6 +106,37 @@ def start_capture(iotsec: Path, recv: str, errors: IO[bytes]) -> subprocess.Pope
     return proc
 
 
+def start_engine(recv: str, directory: Path, errors: IO[bytes]) -> subprocess.Popen[bytes]:
+    """An engine of its own in the receiver namespace, capturing once its socket answers."""
+    config = directory / "iotsec.toml"
+    config.write_text(f'[store]\npath = "{directory / "db" / "iotsec.db"}"\n'
+                      f'[control]\nsocket = "{directory / "control.sock"}"\n')  # fmt: skip
+    argv = ["ip", "netns", "exec", recv, sys.executable, "-m", "engine", "--config", str(config)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with Client(directory / "control.sock") as client:
+                client.request("capture.start", {"interfaces": [RECV_IF],
+                                                 "bpf": f"udp port {PORT}"})  # fmt: skip
+            return proc
+        except ControlError as exc:
+            if exc.code != "unreachable" or proc.poll() is not None:
+                raise RuntimeError(f"the engine did not start capturing: {exc}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError("the engine did not answer within 20 s") from None
+            time.sleep(0.1)
+
+
+def stop_engine(proc: subprocess.Popen[bytes], directory: Path) -> dict[str, Any]:
+    """Stop the engine's capture (its counts), then the engine."""
+    with Client(directory / "control.sock") as client:
+        status = client.request("capture.stop")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    return status
+
+
 def blast(send: str, rate: int, seconds: float, senders: int) -> list[dict[str, Any]]:
     """Run ``senders`` paced senders in the sender namespace, each with a share of ``rate``,
     all starting at the same moment; their reports."""
@@ -139,36 +175,41 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/traffic_live.py: terminated"))
     iotsec = Path(sys.executable).with_name("iotsec")
     send, recv = f"iotbench{os.getpid()}s", f"iotbench{os.getpid()}r"
-    capture = None
+    results: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = []
+    running: list[subprocess.Popen[bytes]] = []
     try:
         make_namespaces(send, recv)
-        with tempfile.TemporaryFile() as errors:
-            capture = start_capture(iotsec, recv, errors)
+        with tempfile.TemporaryFile() as errors, tempfile.TemporaryDirectory() as tmp:
+            engine = start_engine(recv, Path(tmp), errors)
+            running.append(engine)
             reports = blast(send, args.rate, args.seconds, args.senders)
             time.sleep(1.0)  # let the capture drain what the kernel still holds
-            stats = stop_capture(capture)
-    except (LabError, RuntimeError) as exc:
+            results.append(("engine (capture.start)", reports, stop_engine(engine, Path(tmp))))
+            capture = start_capture(iotsec, recv, errors)
+            running.append(capture)
+            reports = blast(send, args.rate, args.seconds, args.senders)
+            time.sleep(1.0)
+            results.append(("iotsec capture", reports, stop_capture(capture)))
+    except (LabError, RuntimeError, ControlError) as exc:
         sys.exit(f"bench/traffic_live.py: {exc}")
     finally:
-        if capture is not None and alive(capture.pid):
-            end([capture.pid])
+        end(p.pid for p in running if alive(p.pid))
         remove_namespaces(send, recv)
-    sent = sum(r["sent"] for r in reports)
-    span = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
-    captured = stats["packets"]
-    loss = 100 * (sent - captured) / sent if sent else 0.0
-    print(f"{args.senders} senders asked for {args.rate:,}/s for {args.seconds:g} s; "
-          f"capture on {', '.join(i['name'] for i in stats['interfaces'])}")  # fmt: skip
-    print(f"sent          {sent:>12,}  ({sent / span:,.0f}/s achieved, "
-          f"{sum(r['failed'] for r in reports):,} sends failed)")  # fmt: skip
-    if sent / span < 0.95 * args.rate:
-        print(f"  the senders fell short of {args.rate:,}/s: try --senders {args.senders + 1}")
-    print(f"captured      {captured:>12,}")
-    print(f"kernel_drops  {stats['kernel_drops']:>12,}")
-    print(f"queue_drops   {stats['queue_drops']:>12,}")
-    print(f"malformed     {stats['malformed']:>12,}")
-    print(f"loss          {loss:>11.2f}%  (target <= {TARGET_LOSS:g}%: "
-          f"{'met' if loss <= TARGET_LOSS else 'NOT met'})")  # fmt: skip
+    print(f"{args.senders} senders asked for {args.rate:,}/s for {args.seconds:g} s each run; "
+          f"capture on {RECV_IF} (udp port {PORT})")  # fmt: skip
+    print(f"{'capturer':<24}{'sent':>11}{'sent/s':>10}{'captured':>11}{'kernel':>8}"
+          f"{'queue':>7}{'loss':>8}  target <= {TARGET_LOSS:g}%")  # fmt: skip
+    for name, reports, stats in results:
+        sent = sum(r["sent"] for r in reports)
+        span = max(r["ended"] for r in reports) - min(r["started"] for r in reports)
+        captured = stats["packets"]
+        loss = 100 * (sent - captured) / sent if sent else 0.0
+        verdict = "met" if loss <= TARGET_LOSS else "NOT met"
+        drops = f"{stats['kernel_drops']:>8,}{stats['queue_drops']:>7,}"
+        print(f"{name:<24}{sent:>11,}{sent / span:>10,.0f}{captured:>11,}{drops}"
+              f"{loss:>7.2f}%  {verdict}")  # fmt: skip
+        if sent / span < 0.95 * args.rate:
+            print(f"  the senders fell short of {args.rate:,}/s: try --senders {args.senders + 1}")
 
 
 if __name__ == "__main__":
