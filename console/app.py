@@ -28,6 +28,8 @@ from console.notifier import AlertNotifier
 from console.panes.alert_table import AlertTable
 from console.panes.alerts import AlertsPane
 from console.panes.part import PartPane
+from console.panes.traffic import TrafficPane
+from console.panes.traffic_table import FlowTable
 from console.screens.help import HelpScreen, KeyRow
 from console.terminal import TerminalWatch
 from console.widgets.status_bar import StatusBar
@@ -116,13 +118,7 @@ class IotsecApp(App[None]):
         yield StatusBar(id="status")
         with TabbedContent(initial="alerts", id="panes"):
             with TabPane("1 Traffic", id="traffic"):
-                yield PartPane(
-                    title="Traffic",
-                    part="capture",
-                    subject="Capture",
-                    purpose="Live traffic: flows and protocol tags (MQTT, CoAP, Modbus, DNS,"
-                    " Telnet, ...) as the engine captures them.",
-                )
+                yield TrafficPane(refresh=self.config.console.refresh, id="traffic-pane")
             with TabPane("2 Devices", id="devices"):
                 yield PartPane(
                     title="Devices",
@@ -174,6 +170,10 @@ class IotsecApp(App[None]):
     def alerts(self) -> AlertsPane:
         return self.query_one(AlertsPane)
 
+    @property
+    def traffic(self) -> TrafficPane:
+        return self.query_one(TrafficPane)
+
     # -- the engine ---------------------------------------------------------------------------
 
     # Engine news can still arrive while the app shuts down and its screens are being removed;
@@ -187,6 +187,7 @@ class IotsecApp(App[None]):
         connected = event.state.phase == "connected"
         for pane in self.query(PartPane):
             pane.show_status(self.status if connected else None, connected=connected)
+        self.traffic.show_link(connected)
         self.refresh_bindings()
 
     @on(Snapshot)
@@ -242,11 +243,15 @@ class IotsecApp(App[None]):
         # However the pane was chosen (key, click, palette), its keys work at once.
         if event.pane.id == "alerts":
             self.query_one(AlertTable).focus()
+        elif event.pane.id == "traffic":
+            self.query_one(FlowTable).focus()
+        # Traffic is polled only while it is in view.
+        self.traffic.in_view(event.pane.id == "traffic")
 
-    def _active_pane(self) -> tuple[str, AlertsPane | PartPane]:
+    def _active_pane(self) -> tuple[str, AlertsPane | TrafficPane | PartPane]:
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]
-        assert isinstance(pane, AlertsPane | PartPane)
+        assert isinstance(pane, AlertsPane | TrafficPane | PartPane)
         return tab, pane
 
     def _binding_owners(self) -> Iterator[tuple[str, DOMNode, list[Binding]]]:

@@ -32,6 +32,20 @@ LABEL_ROOM = len(GAP) + 1  # a column is at least its label, the gap and the sor
 ADDRESS_NARROW, ADDRESS_WIDE, WIDE_SCREEN = 15 + len(GAP), 39 + len(GAP), 120
 
 
+def set_column_widths(table: DataTable[Text], widths: Mapping[str, int]) -> None:
+    """Give columns (by key) these widths, and have the table lay out again if any changed."""
+    resized = False
+    for key, width in widths.items():
+        column = table.columns[ColumnKey(key)]
+        if column.width != width:
+            column.width = width
+            resized = True
+    if resized:
+        table._require_update_dimensions = True
+        table._update_count += 1
+        table.refresh()
+
+
 class AlertTable(DataTable[Text]):
     """A DataTable of :class:`AlertRow`, keyed by alert id."""
 
@@ -155,16 +169,7 @@ class AlertTable(DataTable[Text]):
                 widths[column.key] = max(floor, min(cap, longest))
         used = sum(widths.values()) + 2 * self.cell_padding * len(COLUMNS)
         widths["title"] = max(TITLE_MIN, available - used)
-        resized = False
-        for key, width in widths.items():
-            column = self.columns[ColumnKey(key)]
-            if column.width != width:
-                column.width = width
-                resized = True
-        if resized:
-            self._require_update_dimensions = True
-            self._update_count += 1
-            self.refresh()
+        set_column_widths(self, widths)
 
     def _label_columns(self) -> None:
         arrow = "▼" if self.descending else "▲"

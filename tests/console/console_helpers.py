@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,22 @@ TELNET_RULES = SHARED_DATA / "rules" / "emerging-telnet.rules"
 def console_for(config_path: Path, socket: Path | None = None) -> IotsecApp:
     """The console app as ``iotsec console --no-spawn --config config_path`` builds it."""
     return IotsecApp(load_config(config_path).with_socket(socket), config_path=str(config_path))
+
+
+@contextlib.contextmanager
+def in_utc() -> Iterator[None]:
+    """Local time is UTC inside (so times on screen are the same on every machine)."""
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old_tz is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old_tz
+        time.tzset()
 
 
 async def wait_until(

@@ -17,7 +17,6 @@ from textual.widgets import Static
 import console
 from console.app import IotsecApp
 from console.keys import RESERVED
-from console.panes.part import PartPane
 from console.screens.help import HelpScreen
 from console.widgets.status_bar import StatusBar
 from engine.config import load_config
@@ -41,12 +40,10 @@ def failures(app: IotsecApp) -> list[tuple[str, str, str]]:
 async def test_other_panes_say_honestly_that_their_part_is_not_running(engine):
     app = console_for(engine.config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: "capture: not started" in status_line(app), "status")
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
         await pilot.press("1")
-        traffic = app.query_one("#traffic PartPane", PartPane)
         assert app.query_one("#panes").active == "traffic"
-        text = str(traffic.query_one("#state", Static).render())
-        assert text == "Capture is not running in this engine (part 'capture': not started)."
+        assert app.query_one("#flow-table").has_focus
         await pilot.press("2")
         devices = str(app.query_one("#devices PartPane").query_one("#state", Static).render())
         assert "(part 'scan': not started)" in devices
@@ -65,7 +62,7 @@ async def test_status_bar_counts_open_alerts_by_severity(engine):
     async with app.run_test(size=(120, 24)) as pilot:
         await wait_until(pilot, lambda: "open:" in status_line(app), "status")
         line = status_line(app)
-        assert line.startswith("● engine │ capture: not started │ open: CRIT 1 HIGH 2")
+        assert line.startswith("● engine │ capture: stopped │ open: CRIT 1 HIGH 2")
         assert "bans 0" in line and "dropped 0" in line
 
 
@@ -84,8 +81,18 @@ async def test_help_is_per_pane(engine):
         await pilot.press("1", "f1")
         assert isinstance(app.screen, HelpScreen)
         assert app.screen.pane == "Traffic"
-        assert "Capture is not running" in app.screen.purpose
-        assert "a" not in dict(app.screen.keys)
+        assert "\n\nNow: ■ stopped" in app.screen.purpose
+        keys = app.screen.keys
+        assert "a" not in dict(keys)
+        assert dict(keys)["/"].startswith("Display filter")
+        assert (
+            "⏎",
+            "In the flows: go down to the recent packets of the one under the cursor",
+        ) in keys
+        assert (
+            "⏎",
+            "In the packets: open the one under the cursor (its layers and a hex dump)",
+        ) in keys
 
 
 async def test_palette_offers_every_action_by_name(engine):

@@ -8,12 +8,18 @@ the new SVGs before committing them.
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Iterator
 
 import pytest
-from console_helpers import console_for, pane_title, rule_titles, seed_alerts, shown_ids, wait_until
+from console_helpers import (
+    console_for,
+    in_utc,
+    pane_title,
+    rule_titles,
+    seed_alerts,
+    shown_ids,
+    wait_until,
+)
 
 from console.widgets.status_bar import StatusBar
 from engine.model import Severity
@@ -52,20 +58,13 @@ def _seed() -> list[dict]:
 
 @pytest.fixture
 def seeded_engine(tmp_path) -> Iterator[EngineProcess]:
-    old_tz = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    seed_alerts(tmp_path / "state" / "iotsec.db", _seed())
-    engine = start_engine(tmp_path)
-    try:
-        yield engine
-    finally:
-        engine.stop()
-        if old_tz is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old_tz
-        time.tzset()
+    with in_utc():
+        seed_alerts(tmp_path / "state" / "iotsec.db", _seed())
+        engine = start_engine(tmp_path)
+        try:
+            yield engine
+        finally:
+            engine.stop()
 
 
 def _loaded(app) -> bool:

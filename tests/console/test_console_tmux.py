@@ -100,7 +100,7 @@ def wait_gone(pid: int, timeout: float = 5.0) -> float:
 
 def test_acknowledge_in_tmux_then_quit(engine, tmux):
     pid = tmux.start_console(engine.config)
-    tmux.wait_for(r"● engine │ capture: not started")
+    tmux.wait_for(r"● engine │ capture: stopped")
     alert_id = int(
         engine.cli(
             "alerts",
