@@ -133,3 +133,26 @@ def test_realtime_replays_at_the_captured_pace(tmp_path: Path) -> None:
     summary = analyze_json("--realtime", str(out))
     assert time.monotonic() - started >= 0.9
     assert summary["packets"] == 4 and summary["duration"] == pytest.approx(0.9)
+
+
+def test_a_split_analysis_equals_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.capture import analyze as module
+    from engine.capture import shard
+
+    # In capture-time order: a split is exact only while time never runs backwards.
+    files = sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
+    one = module.analyze(files)
+    monkeypatch.setattr(module, "SHARD_MIN_BYTES", 0)
+    monkeypatch.setattr(module, "processes", lambda: 2)
+    shards: list[int] = []
+
+    def counted(count: int, work):
+        results = shard.run_sharded(count, work)
+        shards.append(len(results))
+        return results
+
+    monkeypatch.setattr(module, "run_sharded", counted)
+    split = module.analyze(files)
+    assert shards == [2]  # it did run in two processes
+    assert split == one
+    assert split["packets"] == sum(COUNTS.values())

@@ -1,25 +1,37 @@
 """Offline analysis of capture files (``iotsec analyze``): stream pcap/pcapng files through the
 capture pipeline, at full speed or in real time, and summarise them: packets, bytes, flows, top
 talkers, protocols, malformed frames, and the flows that carry secrets in clear.
+
+A large file read at full speed is analysed by several processes when the machine has the
+cores, each accounting a share of the flows (see :mod:`engine.capture.shard`); the summary is
+the same as one process's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from engine.capture.decode import Packet
 from engine.capture.filter import Filter
 from engine.capture.flows import Flow
-from engine.capture.pcapfile import CaptureFileError, read_frames
+from engine.capture.pcapfile import CaptureFileError, read_records
 from engine.capture.pcapwrite import PcapngWriter, PcapWriter, open_writer
 from engine.capture.pipeline import Pipeline
+from engine.capture.shard import Shard, Unshardable, processes, run_sharded
 
 # How often (in frames) ended flows are collected and idle ones expired.
 SWEEP_EVERY = 4096
 TOP = 10
+MAX_CLEARTEXT = 100
+MAX_TALKERS = 50_000
+# Below this many bytes of input, starting more processes costs more than it saves.
+SHARD_MIN_BYTES = 8 << 20
 
 
 @dataclass
@@ -28,6 +40,28 @@ class Talker:
     bytes: int = 0
     flows: int = 0
     apps: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Tally:
+    """What one process counted; the shards' tallies of one analysis add up (:func:`merge`)."""
+
+    packets: int = 0
+    bytes: int = 0
+    start: float = 0.0  # the first capture time that is not 0
+    end: float = 0.0
+    flows: int = 0
+    flows_evicted: int = 0
+    decoded: int = 0
+    malformed: int = 0
+    fragments: int = 0
+    unsupported: int = 0
+    protocols: dict[str, int] = field(default_factory=dict)
+    talkers: dict[str, Talker] = field(default_factory=dict)
+    # The first flows that carried secrets, each after its place in the order of the report
+    # (sweep, then end time), by which the shards' lists merge into one.
+    cleartext: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def flow_record(flow: Flow) -> dict[str, Any]:
@@ -63,66 +97,146 @@ def cleartext(flow: Flow) -> list[str]:
 
 
 class Analysis:
-    """The running summary of one ``analyze`` run."""
+    """The running summary of one ``analyze`` run (or of one shard of it)."""
 
     def __init__(self, pipeline: Pipeline, on_flow: Callable[[Flow], None] | None) -> None:
         self.pipeline = pipeline
         self.on_flow = on_flow
-        self.flows = 0
-        self.talkers: dict[str, Talker] = {}
-        self.cleartext: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self.written = 0
+        self.tally = Tally()
+        self.sweeps = 0
 
     def collect(self) -> None:
+        """Account the flows that ended since the last sweep."""
         ended, self.pipeline.ended = self.pipeline.ended, []
+        # By end time, not in the order their end was noticed: shards notice in another order,
+        # and this is the order of the flow list and of the cleartext list.
+        ended.sort(key=_end_order)
+        self.sweeps += 1
+        tally = self.tally
         for flow in ended:
-            self.flows += 1
-            for host in {flow.src, flow.dst}:
-                talker = self.talkers.get(host)
+            tally.flows += 1
+            for host in (flow.src, flow.dst) if flow.src != flow.dst else (flow.src,):
+                talker = tally.talkers.get(host)
                 if talker is None:
-                    talker = self.talkers[host] = Talker()
+                    talker = tally.talkers[host] = Talker()
                 talker.packets += flow.packets
                 talker.bytes += flow.bytes
                 talker.flows += 1
                 talker.apps.add(flow.app)
             secrets = cleartext(flow)
-            if secrets and len(self.cleartext) < 100:
-                self.cleartext.append({**flow_record(flow), "cleartext": secrets})
+            if secrets and len(tally.cleartext) < MAX_CLEARTEXT:
+                record = {**flow_record(flow), "cleartext": secrets}
+                tally.cleartext.append(((self.sweeps, *_end_order(flow)), record))
             if self.on_flow is not None:
                 self.on_flow(flow)
+        if len(tally.talkers) > MAX_TALKERS:
+            # Memory stays bounded whatever the file: the lighter half of the hosts is let go,
+            # so a host first seen after that may rank a little low (as iftop's tables do).
+            kept = sorted(tally.talkers.items(), key=lambda kv: -kv[1].bytes)[: MAX_TALKERS // 2]
+            tally.talkers = dict(kept)
 
-    def summary(self, files: list[str]) -> dict[str, Any]:
-        p = self.pipeline
-        top = sorted(self.talkers.items(), key=lambda kv: kv[1].bytes, reverse=True)[:TOP]
-        return {
-            "files": files,
-            "packets": p.frames,
-            "bytes": p.bytes,
-            "start": p.first_ts or None,
-            "end": p.last_ts or None,
-            "duration": round(p.last_ts - p.first_ts, 6) if p.frames else 0.0,
-            "flows": self.flows,
-            "flows_evicted": p.flows.evicted,
-            "decoded": p.decoder.decoded,
-            "malformed": p.decoder.malformed,
-            "fragments": p.decoder.fragments,
-            "unsupported": p.decoder.unsupported,
-            "protocols": dict(sorted(p.protocols.items(), key=lambda kv: -kv[1])),
-            "top_talkers": [
-                {
-                    "host": host,
-                    "packets": t.packets,
-                    "bytes": t.bytes,
-                    "flows": t.flows,
-                    "apps": sorted(t.apps),
-                }
-                for host, t in top
-            ],
-            "cleartext": self.cleartext,
-            "errors": self.errors,
-            **({"written": self.written} if self.written else {}),
-        }
+    def finish(self) -> Tally:
+        """The tally, with the pipeline's counts; call once every frame was fed."""
+        p, tally = self.pipeline, self.tally
+        tally.packets, tally.bytes = p.frames, p.bytes
+        tally.start, tally.end = p.first_ts, p.last_ts
+        tally.flows_evicted = p.flows.evicted
+        d = p.decoder
+        tally.decoded, tally.malformed = d.decoded, d.malformed
+        tally.fragments, tally.unsupported = d.fragments, d.unsupported
+        tally.protocols = dict(p.protocols)
+        return tally
+
+
+def _end_order(flow: Flow) -> tuple[Any, ...]:
+    """The order of flows that ended in one sweep: by end time (and start, and key, as two
+    flows of one sweep may end at the same time)."""
+    return flow.last, flow.start, flow.key
+
+
+def merge(tallies: list[Tally]) -> Tally:
+    """The tally of a whole analysis from the tallies of its shards."""
+    total = Tally(errors=tallies[0].errors)  # every shard read the same files
+    for t in tallies:
+        total.packets += t.packets
+        total.bytes += t.bytes
+        total.flows += t.flows
+        total.flows_evicted += t.flows_evicted
+        total.decoded += t.decoded
+        total.malformed += t.malformed
+        total.fragments += t.fragments
+        total.unsupported += t.unsupported
+        for tag, count in t.protocols.items():
+            total.protocols[tag] = total.protocols.get(tag, 0) + count
+        for host, talker in t.talkers.items():
+            sum_ = total.talkers.setdefault(host, Talker())
+            sum_.packets += talker.packets
+            sum_.bytes += talker.bytes
+            sum_.flows += talker.flows
+            sum_.apps |= talker.apps
+        total.cleartext.extend(t.cleartext)
+    total.start = min((t.start for t in tallies if t.start), default=0.0)
+    total.end = max(t.end for t in tallies)
+    total.cleartext = sorted(total.cleartext, key=lambda item: item[0])[:MAX_CLEARTEXT]
+    return total
+
+
+def summary(files: list[str], t: Tally, written: int = 0) -> dict[str, Any]:
+    """The summary ``analyze`` returns. Ties are ordered by name, so that it does not depend on
+    the order things were seen in."""
+    top = sorted(t.talkers.items(), key=lambda kv: (-kv[1].bytes, kv[0]))[:TOP]
+    return {
+        "files": files,
+        "packets": t.packets,
+        "bytes": t.bytes,
+        "start": t.start or None,
+        "end": t.end or None,
+        "duration": round(t.end - t.start, 6) if t.packets else 0.0,
+        "flows": t.flows,
+        "flows_evicted": t.flows_evicted,
+        "decoded": t.decoded,
+        "malformed": t.malformed,
+        "fragments": t.fragments,
+        "unsupported": t.unsupported,
+        "protocols": dict(sorted(t.protocols.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "top_talkers": [
+            {
+                "host": host,
+                "packets": talker.packets,
+                "bytes": talker.bytes,
+                "flows": talker.flows,
+                "apps": sorted(talker.apps),
+            }
+            for host, talker in top
+        ],
+        "cleartext": [record for _, record in t.cleartext],
+        "errors": t.errors,
+        **({"written": written} if written else {}),
+    }
+
+
+class _Saver:
+    """Writes the frames that pass the display filter to ``name`` (pcapng if so named)."""
+
+    def __init__(self, name: str, wanted: Filter | None) -> None:
+        self.name = name
+        self.wanted = wanted
+        self.out: BinaryIO = open(name, "wb")  # noqa: SIM115 - closed by close()
+        self.writer: PcapWriter | PcapngWriter | None = None
+
+    def save(self, packet: Packet | None, ts: float, linktype: int, data: bytes,
+             wire_length: int, iface: str) -> None:  # fmt: skip
+        if self.wanted is None or (packet is not None and self.wanted.matches(packet)):
+            if self.writer is None:
+                self.writer = open_writer(self.out, self.name, linktype)
+            self.writer.write(ts, data, wire_length, linktype, iface)
+
+    def close(self) -> int:
+        """Close the file; how many frames it holds."""
+        if self.writer is None:  # nothing matched: still leave a valid, empty file
+            open_writer(self.out, self.name, 1)
+        self.out.close()
+        return self.writer.count if self.writer is not None else 0
 
 
 def analyze(
@@ -136,50 +250,90 @@ def analyze(
     idle_timeout: float = 300.0,
     active_timeout: float = 3600.0,
 ) -> dict[str, Any]:
-    """Stream every file through one pipeline and return the summary.
+    """Stream every file through the capture pipeline and return the summary.
 
     A damaged file is reported in ``errors`` (what was read before the damage counts) and the
     next file is read. ``write_to`` receives the frames that pass ``display_filter``.
     """
-    pipeline = Pipeline(max_flows=max_flows, idle_timeout=idle_timeout,
-                        active_timeout=active_timeout, ring_bytes=0, facts=False)  # fmt: skip
-    analysis = Analysis(pipeline, on_flow)
     files = [str(p) for p in paths]
-    out = open(write_to, "wb") if write_to else None  # noqa: SIM115 - closed below
-    writer: PcapWriter | PcapngWriter | None = None
-    wanted = display_filter if display_filter else None
-    clock: tuple[float, float] | None = None  # (first capture time, wall time it maps to)
+    timeouts = {"idle_timeout": idle_timeout, "active_timeout": active_timeout}
+    # Pacing needs every frame, and flows or frames handed out one by one would come from
+    # each shard in its own order: only a full-speed run that does neither is split.
+    count = _shards(files) if not realtime and write_to is None and on_flow is None else 1
+    if count > 1:
+        work = _shard_work(files, count, max_flows, timeouts)
+        try:
+            return summary(files, merge(run_sharded(count, work)))
+        except Unshardable:
+            pass  # then in one process, from the start
+    pipeline = Pipeline(max_flows=max_flows, ring_bytes=0, facts=False, **timeouts)
+    analysis = Analysis(pipeline, on_flow)
+    saver = _Saver(str(write_to), display_filter or None) if write_to else None
     try:
-        for name in files:
-            label = Path(name).name
-            try:
-                for n, frame in enumerate(read_frames(Path(name)), 1):
-                    if realtime:
-                        if clock is None:
-                            clock = (frame.ts, time.monotonic())
-                        delay = (frame.ts - clock[0]) - (time.monotonic() - clock[1])
-                        if delay > 0:
-                            time.sleep(delay)
-                    packet = pipeline.feed(frame.ts, frame.linktype, frame.data,
-                                           frame.wire_length, label)  # fmt: skip
-                    if out is not None and (
-                        wanted is None or (packet is not None and wanted.matches(packet))
-                    ):
-                        if writer is None:
-                            writer = open_writer(out, str(write_to), frame.linktype)
-                        writer.write(frame.ts, frame.data, frame.wire_length, frame.linktype,
-                                     label)  # fmt: skip
-                    if n % SWEEP_EVERY == 0:
-                        pipeline.expire(pipeline.last_ts)
-                        analysis.collect()
-            except CaptureFileError as exc:
-                analysis.errors.append(str(exc))
-        pipeline.finish()
-        analysis.collect()
+        _stream(files, analysis, realtime=realtime, save=saver.save if saver else None)
     finally:
-        if out is not None:
-            if writer is None:  # nothing matched: still leave a valid, empty file
-                open_writer(out, str(write_to), 1)
-            out.close()
-    analysis.written = writer.count if writer is not None else 0
-    return analysis.summary(files)
+        written = saver.close() if saver is not None else 0
+    return summary(files, analysis.finish(), written)
+
+
+def _shards(files: list[str]) -> int:
+    """How many processes to analyse ``files`` with."""
+    size = 0
+    for name in files:
+        with contextlib.suppress(OSError):  # reported when it is read
+            size += os.stat(name).st_size
+    return processes() if size >= SHARD_MIN_BYTES else 1
+
+
+def _shard_work(
+    files: list[str], count: int, max_flows: int, timeouts: dict[str, float]
+) -> Callable[[int], Tally]:
+    def work(index: int) -> Tally:
+        # The shards share the flow table's size: while none fills its share, the whole table
+        # never filled, and no flow was evicted (that would depend on the other shards' flows).
+        share = max_flows // count + (index < max_flows % count)
+        pipeline = Pipeline(max_flows=share, ring_bytes=0, facts=False, **timeouts)
+        analysis = Analysis(pipeline, None)
+        _stream(files, analysis, shard=Shard(index, count))
+        if pipeline.flows.evicted:
+            raise Unshardable("a shard's flow table filled up")
+        return analysis.finish()
+
+    return work
+
+
+def _stream(
+    files: list[str],
+    analysis: Analysis,
+    *,
+    shard: Shard | None = None,
+    realtime: bool = False,
+    save: Callable[[Packet | None, float, int, bytes, int, str], None] | None = None,
+) -> None:
+    """Feed every frame of ``files`` (or those of ``shard``) through the analysis's pipeline,
+    in real time if asked, and sweep ended and idle flows every SWEEP_EVERY frames of a file."""
+    pipeline = analysis.pipeline
+    feed = pipeline.feed
+    clock: tuple[float, float] | None = None  # (first capture time, wall time it maps to)
+    for name in files:
+        label = Path(name).name
+        try:
+            for n, (ts, linktype, data, wire_length) in enumerate(read_records(name), 1):
+                if realtime:
+                    if clock is None:
+                        clock = (ts, time.monotonic())
+                    delay = (ts - clock[0]) - (time.monotonic() - clock[1])
+                    if delay > 0:
+                        time.sleep(delay)
+                if shard is None or shard.owns(ts, data, linktype):
+                    packet = feed(ts, linktype, data, wire_length, label)
+                    if save is not None:
+                        save(packet, ts, linktype, data, wire_length, label)
+                if n % SWEEP_EVERY == 0:
+                    # A shard expires by the latest time of all frames, as one process would.
+                    pipeline.expire(pipeline.last_ts if shard is None else shard.last_ts)
+                    analysis.collect()
+        except CaptureFileError as exc:
+            analysis.tally.errors.append(str(exc))
+    pipeline.finish()
+    analysis.collect()

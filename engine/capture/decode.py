@@ -12,6 +12,7 @@ import socket
 import struct
 
 ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_VLAN, ETH_QINQ = 0x0800, 0x86DD, 0x0806, 0x8100, 0x88A8
+VLAN_TAGS = frozenset((ETH_VLAN, ETH_QINQ))
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 # Link types (pcap LINKTYPE_*) the decoder understands.
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = (
@@ -30,7 +31,15 @@ ICMP_ANSWERS = {
 
 _U16 = struct.Struct("!H")
 _PORTS = struct.Struct("!HH")
+# Only the fields the decoder reads: one unpack instead of several indexings per header.
+_ETHERNET = struct.Struct("!6s6sH")  # destination, source, ethertype
+_VLAN = struct.Struct("!HH")  # tag control (priority, VLAN id), inner ethertype
+_IPV4 = struct.Struct("!BxHxxHxBxx8s")  # version+IHL, total length, fragment, proto, addresses
+_TCP = struct.Struct("!HH8xBB")  # ports, data offset, flags
 _ntop = socket.inet_ntop
+_new_packet = object.__new__
+# How many address pairs the decoder keeps the text of (a few MB at most).
+NAMES_KEPT = 16_384
 
 
 class Packet:
@@ -65,121 +74,137 @@ class Decoder:
         self.malformed = 0
         self.fragments = 0
         self.unsupported = 0
+        # The text of raw address pairs seen before: most traffic is between a few hundred
+        # hosts, and one dict hit costs less than two inet_ntop calls and their slices.
+        self._names: dict[bytes, tuple[str, str]] = {}
 
     def decode(self, data: bytes, linktype: int, ts: float = 0.0, length: int = 0) -> Packet | None:
         """The decoded frame, or None when it was malformed, a fragment or not IP/ARP."""
+        # One function from the link layer to the transport, the fields in locals until the
+        # packet is built at the end: this runs for every frame, and each call or attribute
+        # store saved here shows in the packet rate.
         try:
-            packet = self._decode(data, linktype, ts, length or len(data))
-        except (struct.error, IndexError, ValueError):
-            packet = None
-            self.malformed += 1
-        else:
-            if packet is not None:
+            vlan = 0
+            if linktype == LINK_ETHERNET:
+                dst_mac, src_mac, ethertype = _ETHERNET.unpack_from(data)
+                offset = 14
+                while ethertype in VLAN_TAGS:
+                    vlan, ethertype = _VLAN.unpack_from(data, offset)
+                    vlan &= 0x0FFF
+                    offset += 4
+            else:
+                link = _link(data, linktype)
+                if link is None:
+                    self.unsupported += 1
+                    return None
+                ethertype, offset, src_mac = link
+                dst_mac = b""
+
+            size = len(data)
+            if ethertype == ETH_IPV4:
+                first, total, fragment, proto, raw = _IPV4.unpack_from(data, offset)
+                header = (first & 0x0F) * 4
+                if first >> 4 != 4 or header < 20 or size < offset + header:
+                    raise ValueError("bad ipv4 header")
+                if fragment & 0x3FFF:  # more fragments, or an offset: not the whole datagram
+                    self.fragments += 1
+                    return None
+                end = offset + total if header <= total and offset + total < size else size
+                ip_version = 4
+                offset += header
+            elif ethertype == ETH_IPV6:
+                if size < offset + 40 or data[offset] >> 4 != 6:
+                    raise ValueError("bad ipv6 header")
+                end = min(offset + 40 + _U16.unpack_from(data, offset + 4)[0], size)
+                ip_version, proto = 6, data[offset + 6]
+                raw = data[offset + 8 : offset + 40]
+                offset += 40
+                while proto in IPV6_EXTENSIONS:
+                    proto, offset = data[offset], offset + (data[offset + 1] + 1) * 8
+                if proto == IPV6_FRAGMENT:
+                    self.fragments += 1
+                    return None
+            elif ethertype == ETH_ARP:
+                packet = _arp(data, offset, Packet(ts, length or size), dst_mac, vlan)
                 self.decoded += 1
+                return packet
+            else:
+                self.unsupported += 1
+                return None
+
+            if proto == TCP:
+                if end < offset + 20:
+                    raise ValueError("short tcp")
+                sport, dport, header, flags = _TCP.unpack_from(data, offset)
+                header = (header >> 4) * 4
+                if header < 20 or end < offset + header:
+                    raise ValueError("bad tcp header")
+                payload = data[offset + header : end]
+            elif proto == UDP:
+                if end < offset + 8:
+                    raise ValueError("short udp")
+                sport, dport = _PORTS.unpack_from(data, offset)
+                flags = 0
+                payload = data[offset + 8 : end]
+            elif proto in (ICMP, ICMPV6):
+                if end < offset + 4:
+                    raise ValueError("short icmp")
+                # As Zeek does: the type is the source "port" and the type that answers it the
+                # destination one, so an echo and its reply are one flow; the code goes in flags.
+                sport = data[offset]
+                dport = ICMP_ANSWERS[proto].get(sport, sport)
+                flags = data[offset + 1]
+                payload = data[offset + 4 : end]
+            else:
+                sport = dport = flags = 0
+                payload = b""
+        except (struct.error, IndexError, ValueError):
+            self.malformed += 1
+            return None
+        names = self._names.get(raw) or self._name(raw)
+        self.decoded += 1
+        # Every slot is set here, so Packet.__init__'s defaults (each overwritten) are skipped.
+        packet = _new_packet(Packet)
+        packet.ts, packet.length, packet.app = ts, length or size, ""
+        packet.src_mac, packet.dst_mac, packet.vlan = src_mac, dst_mac, vlan
+        packet.ip_version, packet.proto, packet.flags = ip_version, proto, flags
+        packet.src, packet.dst = names
+        packet.sport, packet.dport, packet.payload = sport, dport, payload
         return packet
 
-    def _decode(self, data: bytes, linktype: int, ts: float, length: int) -> Packet | None:
-        packet = Packet(ts, length)
-        if linktype == LINK_ETHERNET:
-            if len(data) < 14:
-                raise ValueError("short ethernet")
-            packet.dst_mac, packet.src_mac = data[0:6], data[6:12]
-            ethertype = _U16.unpack_from(data, 12)[0]
-            offset = 14
-            while ethertype in (ETH_VLAN, ETH_QINQ):
-                packet.vlan = _U16.unpack_from(data, offset)[0] & 0x0FFF
-                ethertype = _U16.unpack_from(data, offset + 2)[0]
-                offset += 4
-        elif linktype == LINK_SLL:
-            ethertype, offset = _U16.unpack_from(data, 14)[0], 16
-            packet.src_mac = data[6:12]
-        elif linktype == LINK_SLL2:
-            ethertype, offset = _U16.unpack_from(data, 0)[0], 20
-            packet.src_mac = data[12:18]
-        elif linktype in (LINK_RAW, LINK_IPV4, LINK_IPV6):
-            ethertype, offset = (ETH_IPV6 if data[0] >> 4 == 6 else ETH_IPV4), 0
-        elif linktype == LINK_NULL:
-            family = int.from_bytes(data[0:4], "little")
-            ethertype, offset = (ETH_IPV4 if family == 2 else ETH_IPV6), 4
-        else:
-            self.unsupported += 1
-            return None
-        if ethertype == ETH_IPV4:
-            return self._ipv4(packet, data, offset)
-        if ethertype == ETH_IPV6:
-            return self._ipv6(packet, data, offset)
-        if ethertype == ETH_ARP:
-            return self._arp(packet, data, offset)
-        self.unsupported += 1
-        return None
+    def _name(self, raw: bytes) -> tuple[str, str]:
+        """The text of a raw (source, destination) address pair, remembered (boundedly)."""
+        half = len(raw) // 2
+        family = socket.AF_INET if half == 4 else socket.AF_INET6
+        names = _ntop(family, raw[:half]), _ntop(family, raw[half:])
+        if len(self._names) >= NAMES_KEPT:
+            self._names.clear()
+        self._names[raw] = names
+        return names
 
-    def _ipv4(self, packet: Packet, data: bytes, offset: int) -> Packet | None:
-        first = data[offset]
-        header = (first & 0x0F) * 4
-        if first >> 4 != 4 or header < 20 or len(data) < offset + header:
-            raise ValueError("bad ipv4 header")
-        total = _U16.unpack_from(data, offset + 2)[0]
-        end = min(offset + total, len(data)) if total >= header else len(data)
-        fragment = _U16.unpack_from(data, offset + 6)[0]
-        packet.ip_version = 4
-        packet.proto = data[offset + 9]
-        packet.src = _ntop(socket.AF_INET, data[offset + 12 : offset + 16])
-        packet.dst = _ntop(socket.AF_INET, data[offset + 16 : offset + 20])
-        if fragment & 0x3FFF:  # more fragments, or an offset: not the whole datagram
-            self.fragments += 1
-            return None
-        return self._transport(packet, data, offset + header, end)
 
-    def _ipv6(self, packet: Packet, data: bytes, offset: int) -> Packet | None:
-        if len(data) < offset + 40 or data[offset] >> 4 != 6:
-            raise ValueError("bad ipv6 header")
-        end = min(offset + 40 + _U16.unpack_from(data, offset + 4)[0], len(data))
-        packet.ip_version = 6
-        packet.src = _ntop(socket.AF_INET6, data[offset + 8 : offset + 24])
-        packet.dst = _ntop(socket.AF_INET6, data[offset + 24 : offset + 40])
-        proto, offset = data[offset + 6], offset + 40
-        while proto in IPV6_EXTENSIONS:
-            proto, offset = data[offset], offset + (data[offset + 1] + 1) * 8
-        if proto == IPV6_FRAGMENT:
-            self.fragments += 1
-            return None
-        packet.proto = proto
-        return self._transport(packet, data, offset, end)
+def _link(data: bytes, linktype: int) -> tuple[int, int, bytes] | None:
+    """The ethertype, where its payload starts and the source MAC, for the link types other
+    than Ethernet; None for a link type the decoder does not know."""
+    if linktype == LINK_SLL:
+        return _U16.unpack_from(data, 14)[0], 16, data[6:12]
+    if linktype == LINK_SLL2:
+        return _U16.unpack_from(data, 0)[0], 20, data[12:18]
+    if linktype in (LINK_RAW, LINK_IPV4, LINK_IPV6):
+        return (ETH_IPV6 if data[0] >> 4 == 6 else ETH_IPV4), 0, b""
+    if linktype == LINK_NULL:
+        family = int.from_bytes(data[0:4], "little")
+        return (ETH_IPV4 if family == 2 else ETH_IPV6), 4, b""
+    return None
 
-    def _transport(self, packet: Packet, data: bytes, offset: int, end: int) -> Packet:
-        proto = packet.proto
-        if proto == TCP:
-            if end < offset + 20:
-                raise ValueError("short tcp")
-            packet.sport, packet.dport = _PORTS.unpack_from(data, offset)
-            header = (data[offset + 12] >> 4) * 4
-            if header < 20 or end < offset + header:
-                raise ValueError("bad tcp header")
-            packet.flags = data[offset + 13]
-            packet.payload = data[offset + header : end]
-        elif proto == UDP:
-            if end < offset + 8:
-                raise ValueError("short udp")
-            packet.sport, packet.dport = _PORTS.unpack_from(data, offset)
-            packet.payload = data[offset + 8 : end]
-        elif proto in (ICMP, ICMPV6):
-            if end < offset + 4:
-                raise ValueError("short icmp")
-            # As Zeek does: the type is the source "port" and the type that answers it the
-            # destination one, so an echo and its reply are one flow; the code goes in flags.
-            kind = data[offset]
-            packet.sport = kind
-            packet.dport = ICMP_ANSWERS[proto].get(kind, kind)
-            packet.flags = data[offset + 1]
-            packet.payload = data[offset + 4 : end]
-        return packet
 
-    def _arp(self, packet: Packet, data: bytes, offset: int) -> Packet:
-        if len(data) < offset + 28:
-            raise ValueError("short arp")
-        packet.proto = ETH_ARP
-        packet.flags = _U16.unpack_from(data, offset + 6)[0]  # 1 request, 2 reply
-        packet.src = _ntop(socket.AF_INET, data[offset + 14 : offset + 18])
-        packet.dst = _ntop(socket.AF_INET, data[offset + 24 : offset + 28])
-        packet.src_mac = data[offset + 8 : offset + 14]
-        return packet
+def _arp(data: bytes, offset: int, packet: Packet, dst_mac: bytes, vlan: int) -> Packet:
+    if len(data) < offset + 28:
+        raise ValueError("short arp")
+    packet.dst_mac, packet.vlan = dst_mac, vlan
+    packet.proto = ETH_ARP
+    packet.flags = _U16.unpack_from(data, offset + 6)[0]  # 1 request, 2 reply
+    packet.src = _ntop(socket.AF_INET, data[offset + 14 : offset + 18])
+    packet.dst = _ntop(socket.AF_INET, data[offset + 24 : offset + 28])
+    packet.src_mac = data[offset + 8 : offset + 14]
+    return packet

@@ -53,13 +53,6 @@ class Flow:
         return self.bytes_out + self.bytes_in
 
 
-def flow_key(packet: Packet) -> FlowKey:
-    """The same key for both directions of a conversation."""
-    a, b = (packet.src, packet.sport), (packet.dst, packet.dport)
-    low, high = (a, b) if a <= b else (b, a)
-    return (packet.proto, low[0], low[1], high[0], high[1])
-
-
 class FlowTable:
     def __init__(
         self,
@@ -80,35 +73,46 @@ class FlowTable:
 
     def add(self, packet: Packet) -> tuple[Flow, list[Flow]]:
         """Account ``packet`` to its flow; returns the flow and any flows this packet ended."""
-        key = flow_key(packet)
+        ts = packet.ts
+        src = packet.src
+        sport = packet.sport
+        dst = packet.dst
+        dport = packet.dport
+        # The same key for both directions of a conversation: the lower (address, port) first,
+        # compared without building the two pairs (this runs for every packet).
+        if src < dst or (src == dst and sport <= dport):
+            key = (packet.proto, src, sport, dst, dport)
+        else:
+            key = (packet.proto, dst, dport, src, sport)
         ended: list[Flow] = []
-        flow = self._flows.get(key)
+        flows = self._flows
+        flow = flows.get(key)
         if flow is not None and (
-            packet.ts - flow.last > self.idle_timeout
-            or packet.ts - flow.start > self.active_timeout
+            ts - flow.last > self.idle_timeout or ts - flow.start > self.active_timeout
         ):
-            ended.append(self._flows.pop(key))
+            ended.append(flows.pop(key))
             flow = None
         if flow is None:
-            flow = Flow(packet.proto, packet.src, packet.sport, packet.dst, packet.dport,
-                        packet.ts, packet.ts, key=key)  # fmt: skip
-            self._flows[key] = flow
+            flow = Flow(packet.proto, src, sport, dst, dport, ts, ts, key=key)
+            flows[key] = flow
             self.started += 1
-            if len(self._flows) > self.max_flows:
-                _, oldest = self._flows.popitem(last=False)
+            if len(flows) > self.max_flows:
+                _, oldest = flows.popitem(last=False)
                 self.evicted += 1
                 ended.append(oldest)
         else:
-            self._flows.move_to_end(key)
-        if packet.src == flow.src and packet.sport == flow.sport:
+            flows.move_to_end(key)
+        initiator = src == flow.src
+        if initiator and sport == flow.sport:
             flow.packets_out += 1
             flow.bytes_out += packet.length
         else:
             flow.packets_in += 1
             flow.bytes_in += packet.length
-        flow.last = max(flow.last, packet.ts)
+        if ts > flow.last:
+            flow.last = ts
         if packet.proto == TCP:
-            flow.state = _tcp_state(flow.state, packet.flags, packet.src == flow.src)
+            flow.state = _TCP_STATES[flow.state, packet.flags & _TCP_FLAGS, initiator]
         return flow, ended
 
     def expire(self, now: float) -> list[Flow]:
@@ -150,3 +154,15 @@ def _tcp_state(state: str, flags: int, from_initiator: bool) -> str:
     if state in ("S0", "S1") and from_initiator:
         return "SF"
     return state or "OTH"
+
+
+# Every (state, flags, from the initiator) and the state it leads to, worked out once: a dict
+# hit is much cheaper than the call, and the table is small (7 states, 16 flag sets, 2 ways).
+_TCP_FLAGS = SYN | FIN | RST | ACK
+_TCP_STATES = {
+    (state, flags, initiator): _tcp_state(state, flags, initiator)
+    for state in ("", "S0", "S1", "SF", "FIN", "RST", "OTH")
+    for flags in range(_TCP_FLAGS + 1)
+    if not flags & ~_TCP_FLAGS
+    for initiator in (False, True)
+}
