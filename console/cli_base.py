@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.config import Config, ConfigError, load_config
-from engine.control.client import Client
 from engine.control.protocol import ControlError
 from engine.text import printable
+
+if TYPE_CHECKING:
+    from engine.control.client import Client
 
 
 class Settings:
@@ -34,6 +36,10 @@ class Settings:
         return self._config
 
     def client(self) -> Client:
+        # Imported here: the client pulls in asyncio, which commands without an engine
+        # (analyze, capture, lab) need not pay for at start-up.
+        from engine.control.client import Client
+
         try:
             return Client(self.config.control.socket_path())
         except ControlError as exc:
