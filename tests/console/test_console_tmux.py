@@ -206,3 +206,24 @@ def test_no_color_draws_without_colour_and_keeps_the_labels(engine, tmux):
     hues = {str(n) for n in [*range(31, 37), *range(41, 47), *range(91, 97), *range(101, 107)]}
     assert not hues & set(params), f"colour codes on screen: {sorted(hues & set(params))}"
     assert "38" not in params and "48" not in params, "no 256-colour or true-colour codes"
+
+
+def test_traffic_drill_down_in_tmux(engine, tmux):
+    """An on-call engineer's path at 80x24: the flow list, the flow's packets, one packet."""
+    from tests.test_capture_decode import pcap
+
+    request(engine, "capture.replay", {"path": str(pcap("sv_mqtt311_pub_userpass.pcap"))})
+    pid = tmux.start_console(engine.config)
+    tmux.wait_for(r"● engine │ capture: stopped")
+    tmux.keys("1")
+    tmux.wait_for(r"mqtt\s+\[::1\]:38458\s+\[::1\]:1883\s+12")
+    tmux.keys("Enter")  # into the flow's packets
+    tmux.wait_for(r"Packets 12")
+    # The list starts at the newest packet; the fourth from the top is the CONNECT.
+    tmux.keys(*["Up"] * 11, "Down", "Down", "Down", "Enter")
+    tmux.wait_for(r"Packet #4 .* 131 bytes")
+    tmux.wait_for(r"▼ Ethernet")
+    tmux.keys("Escape")
+    tmux.wait_for(r"Packets 12")
+    tmux.keys("q")
+    wait_gone(pid)
