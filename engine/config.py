@@ -95,6 +95,18 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    # Packet rule files in Suricata syntax (globs allowed); empty: the shipped pack,
+    # rules/packet/*.rules.
+    rule_files: tuple[str, ...] = ()
+    # Address and port variables ($HOME_NET, $EXTERNAL_NET, $HTTP_PORTS, $MODBUS_CLIENTS, ...):
+    # these override and extend the defaults.
+    vars: dict[str, str] = field(default_factory=dict)
+    # Bytes of each direction of a TCP flow that content rules see, reassembled in order.
+    stream_depth: int = 65536
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     max_rows: int = 5000
@@ -117,6 +129,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -193,6 +206,7 @@ def _check_values(config: Config, where: str) -> None:
         ("capture.max_flows", config.capture.max_flows, 1),
         ("capture.ring_bytes", config.capture.ring_bytes, 0),
         ("capture.buffer_bytes", config.capture.buffer_bytes, 2 << 20),
+        ("detect.stream_depth", config.detect.stream_depth, 0),
     ]
     for key, value, least in minimums:
         if value < least:
