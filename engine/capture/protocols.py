@@ -373,6 +373,18 @@ def dns_message(payload: bytes, *, mdns: bool) -> dict[str, Any]:
     return found
 
 
+def dns_query_name(payload: bytes) -> bytes | None:
+    """The first question's name of a DNS message, as Suricata's dns.query buffer holds it
+    (dotted, without the trailing dot), or None when there is none or it does not parse."""
+    try:
+        if len(payload) < 12 or not struct.unpack_from("!H", payload, 4)[0]:
+            return None
+        name, _ = _dns_name(payload, 12)
+    except (Malformed, IndexError, struct.error):
+        return None
+    return name.encode("ascii", "replace")
+
+
 def ssdp_message(payload: bytes) -> dict[str, Any]:
     """SSDP: NOTIFY / M-SEARCH / response with the headers that identify the device."""
     lines = payload.split(b"\r\n")
