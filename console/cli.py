@@ -24,6 +24,7 @@ from console.cli_base import (
     json_option,
     main,
 )
+from console.cli_rules import rules  # noqa: F401 - registers rules
 from engine.control.protocol import ControlError
 from engine.durations import format_duration
 from engine.text import printable

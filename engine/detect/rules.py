@@ -217,6 +217,10 @@ class Rule:
         return any(bit.command == "noalert" for bit in self.flowbits)
 
 
+class RuleError(ValueError):
+    """A rule (or a part of one) that cannot be used; the message is its Rejection's reason."""
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A rule that did not load, and why: file, line, sid (0 if it had none) and the keyword."""
@@ -227,5 +231,5 @@ class Rejection:
     reason: str
 
     def __str__(self) -> str:
-        sid = f" sid {self.sid}" if self.sid else ""
-        return f"{self.file}:{self.line}:{sid}: {self.reason}"
+        sid = f" sid {self.sid}:" if self.sid else ""
+        return f"{self.file}:{self.line}:{sid} {self.reason}"
