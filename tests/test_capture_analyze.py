@@ -4,15 +4,19 @@ that tshark reads back, damaged and truncated input, and real-time replay."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from engine.capture.decode import LINK_ETHERNET, LINK_RAW
+from engine.capture.flows import Flow
 from engine.capture.pcapfile import read_frames
-from engine.capture.pcapwrite import PcapWriter
+from engine.capture.pcapwrite import PcapngWriter, PcapWriter
 from tests.conftest import ROOT, require_tool
 from tests.test_capture_decode import COUNTS, pcap
 from tests.test_capture_flows import endpoint, tshark_conversations
@@ -156,3 +160,128 @@ def test_a_split_analysis_equals_one_process(monkeypatch: pytest.MonkeyPatch) ->
     assert shards == [2]  # it did run in two processes
     assert split == one
     assert split["packets"] == sum(COUNTS.values())
+
+
+# Header bytes of an Ethernet frame (IPv4 or IPv6) and values that make them say something
+# else: another ethertype, IP version or header length, length, fragment, protocol or next
+# header, ICMP type, TCP header length or flags.
+GARBLE = {
+    12: (0x08, 0x86, 0x81), 13: (0x00, 0xDD), 14: (0x45, 0x46, 0x44, 0x65), 16: (0, 1),
+    17: (0, 19, 20, 28), 18: (0, 0x20), 19: (0, 8), 20: (0, 6, 17, 43, 44, 58, 60, 0x20),
+    21: (1,), 23: (1, 2, 6, 17, 58), 34: (0, 3, 8, 128, 129), 46: (0x40, 0x50, 0xF0),
+    47: (0x02, 0x12, 0x10, 0x11, 0x04), 54: (128, 129, 135),
+}  # fmt: skip
+
+
+def _reframed(data: bytes, linktype: int, rng: random.Random) -> list[tuple[bytes, int]]:
+    """A frame as captures also hold it: cut short, padded, with header bytes garbled, as raw
+    IP, the other way, as ICMP echoes, with a VLAN tag, with IPv4 options; each as (bytes, link
+    type)."""
+    variants = [(data, linktype), (data[: rng.randrange(len(data) + 1)], linktype)]
+    variants.append((data + bytes(rng.randrange(1, 30)), linktype))
+    garbled = bytearray(data)
+    for at in [*rng.sample(sorted(GARBLE), 2), rng.randrange(len(data))]:
+        if at < len(garbled):
+            garbled[at] = rng.choice(GARBLE.get(at, (rng.randrange(256),)))
+    variants.append((bytes(garbled), linktype))
+    if linktype == LINK_ETHERNET and len(data) > 54:
+        variants.append((data[14:], LINK_RAW))
+        # From the destination to the source, the ports as they were: a flow of its own.
+        a, b, c = (26, 30, 34) if data[12:14] == b"\x08\x00" else (22, 38, 54)
+        back = data[:a] + data[b:c] + data[a:b] + data[c:]
+        variants.append((back, linktype))
+        if data[12:15] == b"\x08\x00\x45":  # as an ICMP echo request, and its reply
+            for way, kind in ((data, 8), (back, 0)):
+                variants.append((way[:23] + b"\x01" + way[24:34] + bytes((kind,)) + way[35:], 1))
+        variants.append((data[:12] + b"\x81\x00\x00\x07" + data[12:], linktype))
+        if data[12:15] == b"\x08\x00\x45":
+            total = int.from_bytes(data[16:18], "big") + 4
+            options = b"\x01\x01\x01\x00"  # no-operations, then the end of the options
+            head = b"\x46" + data[15:16] + total.to_bytes(2, "big")
+            variants.append((data[:14] + head + data[18:34] + options + data[34:], linktype))
+    return variants
+
+
+def _write_reframed(path: Path, steps: tuple[float, ...], rng: random.Random) -> None:
+    """The real captures' frames, each followed by its reframed copies, as pcapng, each frame
+    ``rng.choice(steps)`` seconds after the one before; it ends in a frame cut inside its
+    headers (nothing may be read past the end of a file)."""
+    with path.open("wb") as fh:
+        writer, ts = PcapngWriter(fh), 1000.0
+        for frame in (f for name in sorted(COUNTS) for f in read_frames(pcap(name))):
+            for data, linktype in _reframed(frame.data, frame.linktype, rng):
+                ts += rng.choice(steps)
+                writer.write(ts, data, rng.choice((frame.wire_length, len(data))), linktype)
+                last = data
+        writer.write(ts, last[:37], 60, LINK_ETHERNET)
+
+
+LIMITS = {"idle_timeout": 2.0, "active_timeout": 9.0, "max_flows": 8}
+
+
+@pytest.mark.parametrize("limits", [{}, LIMITS])
+def test_the_fast_path_equals_frame_by_frame_analysis(tmp_path: Path, limits: dict) -> None:
+    """At full speed, the common frames are accounted without a Packet (engine.capture.fastpath);
+    analysed frame by frame through the pipeline (as when saving the frames), the same files
+    give the same summary and the same flows, field by field: real captures, and their frames
+    cut short, padded, garbled, as raw IP, the other way, as ICMP echoes, VLAN-tagged and with
+    IPv4 options, in pcap and pcapng files. Short timeouts and a small flow table also end
+    flows in between."""
+    from engine.capture import analyze as module
+
+    rng = random.Random(5)
+    frames = [f for name in sorted(COUNTS) for f in read_frames(pcap(name))]
+    common = tmp_path / "common.pcap"
+    with common.open("wb") as fh:
+        writer, ts = PcapWriter(fh, LINK_ETHERNET), 1000.0
+        # The frames as they are, shuffled: more of them than are read between two sweeps,
+        # more flows at once than the small table holds, nearly all of the common kind (so
+        # that nothing but the fast path ends a flow between two of them).
+        for frame in rng.sample(frames * 16, len(frames) * 16):
+            if frame.linktype == LINK_ETHERNET:
+                ts += rng.choice((0.0, 0.001, 0.01, 0.01, 3.0))
+                writer.write(ts, frame.data, frame.wire_length, LINK_ETHERNET)
+    # Reframed, three times over, with capture time that sometimes runs backwards.
+    reframed = [tmp_path / f"reframed{n}.pcapng" for n in range(3)]
+    for path in reframed:
+        _write_reframed(path, (0.0, 0.001, 0.5, 1.0, -1.0), rng)
+    files = [common, *reframed, *(pcap(name) for name in sorted(COUNTS))]
+
+    def analysed(**how: object) -> tuple[dict, list]:
+        flows: list = []
+
+        def on_flow(flow: Flow) -> None:
+            flows.append((module.flow_record(flow), flow.key, flow.inspected, flow.tagged))
+
+        summary = module.analyze(files, **limits, **how, on_flow=on_flow)
+        summary.pop("written", None)
+        return summary, flows
+
+    fast = analysed()
+    assert fast == analysed(write_to=tmp_path / "every.pcapng")  # saved: frame by frame
+    assert fast[0]["malformed"] > 100 and fast[0]["flows"] > 50
+
+
+def test_a_split_analysis_of_reframed_frames_equals_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard owns a common frame by its raw headers and any other by its decoded packet: the
+    frames of one flow, some of either kind, land in one shard all the same."""
+    from engine.capture import analyze as module
+    from engine.capture import shard
+
+    path = tmp_path / "reframed.pcapng"
+    _write_reframed(path, (0.0, 0.001, 0.5), random.Random(6))  # time never runs backwards
+    one = module.analyze([path])
+    monkeypatch.setattr(module, "SHARD_MIN_BYTES", 0)
+    monkeypatch.setattr(module, "processes", lambda: 2)
+    shards: list[int] = []
+
+    def counted(count: int, work: Callable[[int], object]) -> list:
+        results = shard.run_sharded(count, work)
+        shards.append(len(results))
+        return results
+
+    monkeypatch.setattr(module, "run_sharded", counted)
+    assert module.analyze([path]) == one
+    assert shards == [2]

@@ -2,9 +2,10 @@
 capture pipeline, at full speed or in real time, and summarise them: packets, bytes, flows, top
 talkers, protocols, malformed frames, and the flows that carry secrets in clear.
 
-A large file read at full speed is analysed by several processes when the machine has the
-cores, each accounting a share of the flows (see :mod:`engine.capture.shard`); the summary is
-the same as one process's.
+At full speed, frames go through the fast path (:mod:`engine.capture.fastpath`), and a large
+file is analysed by several processes when the machine has the cores, each accounting a share
+of the flows (see :mod:`engine.capture.shard`); the summary is the same as one process's, and
+as that of frames fed one by one (in real time, or when they are saved).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from engine.capture.decode import Packet
+from engine.capture.fastpath import FastPath
 from engine.capture.filter import Filter
 from engine.capture.flows import Flow
 from engine.capture.pcapfile import CaptureFileError, read_records
-from engine.capture.pcapwrite import PcapngWriter, PcapWriter, open_writer
 from engine.capture.pipeline import Pipeline
 from engine.capture.shard import Shard, Unshardable, processes, run_sharded
+
+if TYPE_CHECKING:
+    from engine.capture.pcapwrite import PcapngWriter, PcapWriter
 
 # How often (in frames) ended flows are collected and idle ones expired.
 SWEEP_EVERY = 4096
@@ -115,6 +119,9 @@ class Analysis:
         tally = self.tally
         for flow in ended:
             tally.flows += 1
+            # Each flow's packets under its last tag: what the pipeline would have counted as
+            # they came, as it moves a flow's earlier packets to the tag its payload shows.
+            tally.protocols[flow.app] = tally.protocols.get(flow.app, 0) + flow.packets
             for host in (flow.src, flow.dst) if flow.src != flow.dst else (flow.src,):
                 talker = tally.talkers.get(host)
                 if talker is None:
@@ -144,7 +151,6 @@ class Analysis:
         d = p.decoder
         tally.decoded, tally.malformed = d.decoded, d.malformed
         tally.fragments, tally.unsupported = d.fragments, d.unsupported
-        tally.protocols = dict(p.protocols)
         return tally
 
 
@@ -228,15 +234,21 @@ class _Saver:
              wire_length: int, iface: str) -> None:  # fmt: skip
         if self.wanted is None or (packet is not None and self.wanted.matches(packet)):
             if self.writer is None:
-                self.writer = open_writer(self.out, self.name, linktype)
+                self.writer = _open_writer(self.out, self.name, linktype)
             self.writer.write(ts, data, wire_length, linktype, iface)
 
     def close(self) -> int:
         """Close the file; how many frames it holds."""
         if self.writer is None:  # nothing matched: still leave a valid, empty file
-            open_writer(self.out, self.name, 1)
+            _open_writer(self.out, self.name, 1)
         self.out.close()
         return self.writer.count if self.writer is not None else 0
+
+
+def _open_writer(out: BinaryIO, name: str, linktype: int) -> PcapWriter | PcapngWriter:
+    from engine.capture.pcapwrite import open_writer  # only when saving: analyze starts sooner
+
+    return open_writer(out, name, linktype)
 
 
 def analyze(
@@ -266,14 +278,24 @@ def analyze(
             return summary(files, merge(run_sharded(count, work)))
         except Unshardable:
             pass  # then in one process, from the start
-    pipeline = Pipeline(max_flows=max_flows, ring_bytes=0, facts=False, **timeouts)
-    analysis = Analysis(pipeline, on_flow)
+    analysis = Analysis(_pipeline(max_flows, timeouts), on_flow)
     saver = _Saver(str(write_to), display_filter or None) if write_to else None
     try:
-        _stream(files, analysis, realtime=realtime, save=saver.save if saver else None)
+        if realtime or saver is not None:
+            _replay(files, analysis, realtime=realtime, save=saver.save if saver else None)
+        else:
+            _stream(files, analysis)
     finally:
         written = saver.close() if saver is not None else 0
     return summary(files, analysis.finish(), written)
+
+
+def _pipeline(max_flows: int, timeouts: dict[str, float]) -> Pipeline:
+    """A pipeline for an analysis: no packet ring and no facts, and the protocols counted from
+    the flows (:meth:`Analysis.collect`)."""
+    return Pipeline(
+        max_flows=max_flows, ring_bytes=0, facts=False, count_protocols=False, **timeouts
+    )
 
 
 def _shards(files: list[str]) -> int:
@@ -292,26 +314,37 @@ def _shard_work(
         # The shards share the flow table's size: while none fills its share, the whole table
         # never filled, and no flow was evicted (that would depend on the other shards' flows).
         share = max_flows // count + (index < max_flows % count)
-        pipeline = Pipeline(max_flows=share, ring_bytes=0, facts=False, **timeouts)
-        analysis = Analysis(pipeline, None)
+        analysis = Analysis(_pipeline(share, timeouts), None)
         _stream(files, analysis, shard=Shard(index, count))
-        if pipeline.flows.evicted:
+        if analysis.pipeline.flows.evicted:
             raise Unshardable("a shard's flow table filled up")
         return analysis.finish()
 
     return work
 
 
-def _stream(
+def _stream(files: list[str], analysis: Analysis, *, shard: Shard | None = None) -> None:
+    """Feed every frame of ``files`` (or those of ``shard``) through the analysis's pipeline at
+    full speed, and sweep ended and idle flows every SWEEP_EVERY frames of a file."""
+    fast = FastPath(analysis.pipeline, shard)
+    for name in files:
+        try:
+            fast.read(name, Path(name).name, SWEEP_EVERY, analysis.collect)
+        except CaptureFileError as exc:
+            analysis.tally.errors.append(str(exc))
+    analysis.pipeline.finish()
+    analysis.collect()
+
+
+def _replay(
     files: list[str],
     analysis: Analysis,
     *,
-    shard: Shard | None = None,
-    realtime: bool = False,
-    save: Callable[[Packet | None, float, int, bytes, int, str], None] | None = None,
+    realtime: bool,
+    save: Callable[[Packet | None, float, int, bytes, int, str], None] | None,
 ) -> None:
-    """Feed every frame of ``files`` (or those of ``shard``) through the analysis's pipeline,
-    in real time if asked, and sweep ended and idle flows every SWEEP_EVERY frames of a file."""
+    """What :func:`_stream` does, frame by frame through Pipeline.feed: in real time if asked,
+    and handing each frame and its packet to ``save``."""
     pipeline = analysis.pipeline
     feed = pipeline.feed
     clock: tuple[float, float] | None = None  # (first capture time, wall time it maps to)
@@ -325,13 +358,11 @@ def _stream(
                     delay = (ts - clock[0]) - (time.monotonic() - clock[1])
                     if delay > 0:
                         time.sleep(delay)
-                if shard is None or shard.owns(ts, data, linktype):
-                    packet = feed(ts, linktype, data, wire_length, label)
-                    if save is not None:
-                        save(packet, ts, linktype, data, wire_length, label)
+                packet = feed(ts, linktype, data, wire_length, label)
+                if save is not None:
+                    save(packet, ts, linktype, data, wire_length, label)
                 if n % SWEEP_EVERY == 0:
-                    # A shard expires by the latest time of all frames, as one process would.
-                    pipeline.expire(pipeline.last_ts if shard is None else shard.last_ts)
+                    pipeline.expire(pipeline.last_ts)
                     analysis.collect()
         except CaptureFileError as exc:
             analysis.tally.errors.append(str(exc))

@@ -172,8 +172,12 @@ class Decoder:
         packet.sport, packet.dport, packet.payload = sport, dport, payload
         return packet
 
+    def names(self, raw: bytes) -> tuple[str, str]:
+        """The text of a raw (source, destination) address pair (4 or 16 bytes each)."""
+        return self._names.get(raw) or self._name(raw)
+
     def _name(self, raw: bytes) -> tuple[str, str]:
-        """The text of a raw (source, destination) address pair, remembered (boundedly)."""
+        """:meth:`names` the first time ``raw`` is seen, remembered (boundedly)."""
         half = len(raw) // 2
         family = socket.AF_INET if half == 4 else socket.AF_INET6
         names = _ntop(family, raw[:half]), _ntop(family, raw[half:])

@@ -9,6 +9,7 @@ is full and the least recently seen one is evicted (and counted).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,12 @@ class FlowTable:
         self.idle_timeout = idle_timeout
         self.active_timeout = active_timeout
         self._flows: OrderedDict[FlowKey, Flow] = OrderedDict()
+        # For a loop that finds flows by keys of its own (engine.capture.fastpath): its dicts
+        # of them, emptied whenever a flow ends (one started in its place is another flow), and
+        # what makes the flow of a key the most recently seen (the dict's own method: the loop
+        # calls it for every packet).
+        self._caches: list[dict[Any, Any]] = []
+        self.touch: Callable[[FlowKey], None] = self._flows.move_to_end
         self.evicted = 0
         self.started = 0
 
@@ -73,35 +80,8 @@ class FlowTable:
 
     def add(self, packet: Packet) -> tuple[Flow, list[Flow]]:
         """Account ``packet`` to its flow; returns the flow and any flows this packet ended."""
-        ts = packet.ts
-        src = packet.src
-        sport = packet.sport
-        dst = packet.dst
-        dport = packet.dport
-        # The same key for both directions of a conversation: the lower (address, port) first,
-        # compared without building the two pairs (this runs for every packet).
-        if src < dst or (src == dst and sport <= dport):
-            key = (packet.proto, src, sport, dst, dport)
-        else:
-            key = (packet.proto, dst, dport, src, sport)
-        ended: list[Flow] = []
-        flows = self._flows
-        flow = flows.get(key)
-        if flow is not None and (
-            ts - flow.last > self.idle_timeout or ts - flow.start > self.active_timeout
-        ):
-            ended.append(flows.pop(key))
-            flow = None
-        if flow is None:
-            flow = Flow(packet.proto, src, sport, dst, dport, ts, ts, key=key)
-            flows[key] = flow
-            self.started += 1
-            if len(flows) > self.max_flows:
-                _, oldest = flows.popitem(last=False)
-                self.evicted += 1
-                ended.append(oldest)
-        else:
-            flows.move_to_end(key)
+        src, sport, ts = packet.src, packet.sport, packet.ts
+        flow, ended = self.find(packet.proto, src, sport, packet.dst, packet.dport, ts)
         initiator = src == flow.src
         if initiator and sport == flow.sport:
             flow.packets_out += 1
@@ -112,8 +92,51 @@ class FlowTable:
         if ts > flow.last:
             flow.last = ts
         if packet.proto == TCP:
-            flow.state = _TCP_STATES[flow.state, packet.flags & _TCP_FLAGS, initiator]
+            flow.state = TCP_NEXT_STATE[flow.state, packet.flags & STATE_FLAGS, initiator]
         return flow, ended
+
+    def find(self, proto: int, src: str, sport: int, dst: str, dport: int,
+             ts: float) -> tuple[Flow, list[Flow]]:  # fmt: skip
+        """The flow of a packet with these fields at ``ts`` (started if there is none, or if
+        its flow timed out), now the most recently seen; and the flows this ended."""
+        # The same key for both directions of a conversation: the lower (address, port) first,
+        # compared without building the two pairs (this runs for every packet).
+        if src < dst or (src == dst and sport <= dport):
+            key = (proto, src, sport, dst, dport)
+        else:
+            key = (proto, dst, dport, src, sport)
+        ended: list[Flow] = []
+        flows = self._flows
+        flow = flows.get(key)
+        if flow is not None and (
+            ts - flow.last > self.idle_timeout or ts - flow.start > self.active_timeout
+        ):
+            ended.append(flows.pop(key))
+            flow = None
+        if flow is None:
+            flow = Flow(proto, src, sport, dst, dport, ts, ts, key=key)
+            flows[key] = flow
+            self.started += 1
+            if len(flows) > self.max_flows:
+                _, oldest = flows.popitem(last=False)
+                self.evicted += 1
+                ended.append(oldest)
+        else:
+            self.touch(key)
+        if ended:
+            self._empty_caches()
+        return flow, ended
+
+    def cache(self) -> dict[Any, Any]:
+        """A new dict for flows by keys of the caller's own, that the table empties whenever a
+        flow ends."""
+        cache: dict[Any, Any] = {}
+        self._caches.append(cache)
+        return cache
+
+    def _empty_caches(self) -> None:
+        for cache in self._caches:
+            cache.clear()
 
     def expire(self, now: float) -> list[Flow]:
         """End and return the flows idle since before ``now - idle_timeout``."""
@@ -125,6 +148,8 @@ class FlowTable:
                 break
             del self._flows[key]
             ended.append(flow)
+        if ended:
+            self._empty_caches()
         return ended
 
     def active(self) -> list[Flow]:
@@ -138,6 +163,7 @@ class FlowTable:
         """End every flow (at the end of a file, or when capture stops)."""
         flows = list(self._flows.values())
         self._flows.clear()
+        self._empty_caches()
         return flows
 
 
@@ -158,11 +184,11 @@ def _tcp_state(state: str, flags: int, from_initiator: bool) -> str:
 
 # Every (state, flags, from the initiator) and the state it leads to, worked out once: a dict
 # hit is much cheaper than the call, and the table is small (7 states, 16 flag sets, 2 ways).
-_TCP_FLAGS = SYN | FIN | RST | ACK
-_TCP_STATES = {
+STATE_FLAGS = SYN | FIN | RST | ACK
+TCP_NEXT_STATE = {
     (state, flags, initiator): _tcp_state(state, flags, initiator)
     for state in ("", "S0", "S1", "SF", "FIN", "RST", "OTH")
-    for flags in range(_TCP_FLAGS + 1)
-    if not flags & ~_TCP_FLAGS
+    for flags in range(STATE_FLAGS + 1)
+    if not flags & ~STATE_FLAGS
     for initiator in (False, True)
 }

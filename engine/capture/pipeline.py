@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.capture import protocols
 from engine.capture.decode import Decoder, Packet
-from engine.capture.facts import FactFinder
 from engine.capture.flows import Flow, FlowTable
-from engine.capture.ring import PacketRing
+
+if TYPE_CHECKING:
+    from engine.capture.facts import FactFinder
+    from engine.capture.ring import PacketRing
 
 RATE_HISTORY = 60
 
@@ -29,19 +31,33 @@ class Pipeline:
         active_timeout: float = 3600.0,
         ring_bytes: int = 32 << 20,
         facts: bool = True,
+        count_protocols: bool = True,
     ) -> None:
         self.lock = threading.Lock()
         self.decoder = Decoder()
         self.flows = FlowTable(
             max_flows=max_flows, idle_timeout=idle_timeout, active_timeout=active_timeout
         )
-        self.ring = PacketRing(ring_bytes) if ring_bytes else None
-        self._facts = FactFinder() if facts else None
+        # Imported only when kept: an offline analysis keeps neither, and starts sooner.
+        self.ring: PacketRing | None = None
+        self._facts: FactFinder | None = None
+        if ring_bytes:
+            from engine.capture.ring import PacketRing
+
+            self.ring = PacketRing(ring_bytes)
+        if facts:
+            from engine.capture.facts import FactFinder
+
+            self._facts = FactFinder()
         self.frames = 0
         self.bytes = 0
         self.first_ts = 0.0
         self.last_ts = 0.0
+        # Packets per protocol tag as they come (a flow's earlier packets move to the tag its
+        # payload shows), for the live view. An offline analysis counts the same from its flows
+        # as they end, and does without (count_protocols=False).
         self.protocols: dict[str, int] = {}
+        self.count_protocols = count_protocols
         # Filled here, emptied by the owner: flows that ended, facts found.
         self.ended: list[Flow] = []
         self.facts: list[dict[str, Any]] = []
@@ -58,6 +74,12 @@ class Pipeline:
             self.first_ts = ts
         if ts > self.last_ts:
             self.last_ts = ts
+        return self.account(ts, linktype, data, wire_length, iface)
+
+    def account(self, ts: float, linktype: int, data: bytes, wire_length: int,
+                iface: str = "") -> Packet | None:  # fmt: skip
+        """What :meth:`feed` does but count the frame and its time: for a reader that counts
+        the frames itself (:mod:`engine.capture.fastpath`)."""
         packet = self.decoder.decode(data, linktype, ts, wire_length)
         if packet is None:
             if self.ring is not None:
@@ -70,10 +92,15 @@ class Pipeline:
             flow.app = protocols.port_tag(packet.proto, flow.sport, flow.dport)
             flow.iface = iface
         if packet.payload and flow.inspected < protocols.INSPECT_PACKETS:
-            self._inspect(flow, packet, iface)
+            found = self.inspect(flow, packet.proto, packet.sport, packet.dport, packet.payload)
+            if found and self._facts is not None:
+                fact = self._facts.announced(flow.app, found, packet, iface)
+                if fact is not None:
+                    self.facts.append(fact)
         app = packet.app = flow.app
-        counts = self.protocols
-        counts[app] = counts.get(app, 0) + 1
+        if self.count_protocols:
+            counts = self.protocols
+            counts[app] = counts.get(app, 0) + 1
         if self._facts is not None:
             fact = self._facts.host(packet, iface)
             if fact is not None:
@@ -82,15 +109,18 @@ class Pipeline:
             self.ring.add(ts, linktype, data, wire_length, iface, flow.key)
         return packet
 
-    def _inspect(self, flow: Flow, packet: Packet, iface: str) -> None:
+    def inspect(self, flow: Flow, proto: int, sport: int, dport: int,
+                payload: bytes) -> dict[str, Any]:  # fmt: skip
+        """Tag ``flow`` by one of its payloads; what the payload showed (merged into the flow's
+        details), or nothing when it showed nothing or another protocol than the flow's tag."""
         flow.inspected += 1
-        tag, found = protocols.inspect(packet.proto, packet.sport, packet.dport, packet.payload)
+        tag, found = protocols.inspect(proto, sport, dport, payload)
         if not tag or (flow.tagged and tag != flow.app):
-            return
+            return {}
         if tag != flow.app:
             # The packets counted so far under the port's guess move to the payload's tag.
             earlier = flow.packets - 1
-            if earlier:
+            if earlier and self.count_protocols:
                 left = self.protocols.get(flow.app, 0) - earlier
                 if left > 0:
                     self.protocols[flow.app] = left
@@ -101,10 +131,14 @@ class Pipeline:
         flow.tagged = True
         if found:
             protocols.merge(flow.details, found)
-            if self._facts is not None:
-                fact = self._facts.announced(tag, found, packet, iface)
-                if fact is not None:
-                    self.facts.append(fact)
+        return found
+
+    @property
+    def needs_packets(self) -> bool:
+        """Whether feeding it needs every frame's Packet: it keeps them in its ring, finds facts
+        in them or counts them by protocol as they come (the fast path feeds only a pipeline
+        that does none of these, see :mod:`engine.capture.fastpath`)."""
+        return self.ring is not None or self._facts is not None or self.count_protocols
 
     def expire(self, now: float) -> None:
         """End the flows idle too long (by capture time, so replays age flows as live ones do)."""

@@ -1,13 +1,15 @@
 """Sharding an offline analysis over processes: every process reads all the frames but accounts
 only the flows that hash to its shard, so the shards' counts add up to one process's counts.
 
-The hash is symmetric (both directions of a conversation land in one shard) and cheap for the
-common frame (Ethernet, IPv4 without options or IPv6 without extension headers); other frames
-are decoded to find their flow. A split is exact only while capture time never runs backwards
-(expiry walks the flows least recently seen first and stops at the first active one, so each
-shard expires what one process would only when that order is time order) and while no shard's
-flow table fills up (which flow is evicted depends on all of them). :class:`Unshardable` says
-when it is not, and the caller then analyses in one process.
+The hash (the mix) is symmetric, so both directions of a conversation land in one shard: the
+XOR of the addresses (IPv6 ones as 64-bit words) and, for TCP and UDP, of the ports, modulo
+MIX_PRIME. The fast path (:mod:`engine.capture.fastpath`) mixes the raw headers of the common
+frame; :meth:`Shard.owns` decodes any other frame to mix the same fields. A split is exact only
+while capture time never runs backwards (expiry walks the flows least recently seen first and
+stops at the first active one, so each shard expires what one process would only when that
+order is time order) and while no shard's flow table fills up (which flow is evicted depends on
+all of them). :class:`Unshardable` says when it is not, and the caller then analyses in one
+process.
 """
 
 from __future__ import annotations
@@ -16,37 +18,18 @@ import os
 import pickle
 import signal
 import socket
-import struct
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
-from engine.capture.decode import (
-    ETH_IPV4,
-    ETH_IPV6,
-    IPV6_EXTENSIONS,
-    IPV6_FRAGMENT,
-    LINK_ETHERNET,
-    TCP,
-    UDP,
-    Decoder,
-)
+from engine.capture.decode import TCP, UDP, Decoder
 
 T = TypeVar("T")
 
-# Fields at fixed offsets of an Ethernet frame: ethertype, IPv4 version+IHL, protocol, the
-# addresses and the ports when the IPv4 header has no options (20 bytes) ...
-_ETHERNET_IPV4 = struct.Struct("!12xHB8xB2xIIHH")
-# ... and ethertype, next header, both addresses as 64-bit words and the ports for IPv6.
-_ETHERNET_IPV6 = struct.Struct("!12xH6xB1x4QHH")
-# ICMP's "ports" (its type and the type that answers it) are not in its header as such: ICMP
-# flows, like those of other protocols, hash by their addresses only.
 _WITH_PORTS = frozenset((TCP, UDP))
-_NOT_TRANSPORTS = IPV6_EXTENSIONS | {IPV6_FRAGMENT}  # the transport is further in: decode
 _MASK64 = (1 << 64) - 1
-# The mix of addresses and ports is reduced modulo a prime first, so that every bit of it counts.
-_PRIME = 251
+# The mix is reduced modulo a prime first, so that every bit of it counts.
+MIX_PRIME = 251
 # Each process reads every frame, which bounds what more processes can gain.
 MAX_PROCESSES = 4
 
@@ -56,39 +39,20 @@ class Unshardable(Exception):
 
 
 class Shard:
-    """Which frames shard ``index`` of ``count`` accounts; it also checks that capture time
-    never runs backwards, and keeps the latest capture time of all frames (for expiry)."""
+    """Which frames shard ``index`` of ``count`` accounts."""
 
     def __init__(self, index: int, count: int) -> None:
-        self.last_ts = 0.0
-        # Whether each value of the mix modulo the prime is this shard's: one index per frame
+        # Whether each value of the mix modulo MIX_PRIME is this shard's: one index per frame
         # instead of a second modulo and a comparison.
-        self._mine = [mix % count == index for mix in range(_PRIME)]
-        self._decoder = Decoder()  # for the uncommon frames; its counts are not reported
+        self.mine = [mix % count == index for mix in range(MIX_PRIME)]
+        self._decoder = Decoder()  # its counts are not reported
 
-    def owns(self, ts: float, data: bytes, linktype: int) -> bool:
-        """Whether this shard accounts the frame (runs for every frame of every shard)."""
-        if ts < self.last_ts:
-            raise Unshardable("capture time runs backwards")
-        self.last_ts = ts
-        if linktype == LINK_ETHERNET and len(data) >= 38:
-            ethertype, first, proto, src, dst, sport, dport = _ETHERNET_IPV4.unpack_from(data)
-            if ethertype == ETH_IPV4 and first == 0x45:
-                mix = src ^ dst ^ (sport ^ dport if proto in _WITH_PORTS else 0)
-                return self._mine[mix % _PRIME]
-            if ethertype == ETH_IPV6 and len(data) >= 58:
-                _, proto, a, b, c, d, sport, dport = _ETHERNET_IPV6.unpack_from(data)
-                if proto not in _NOT_TRANSPORTS:
-                    mix = a ^ b ^ c ^ d ^ (sport ^ dport if proto in _WITH_PORTS else 0)
-                    return self._mine[mix % _PRIME]
-        return self._mine[self._decoded_mix(data, linktype) % _PRIME]
-
-    def _decoded_mix(self, data: bytes, linktype: int) -> int:
-        """The same mix as :meth:`owns` makes from raw headers, from the decoded packet; 0
-        for a frame that is in no flow."""
+    def owns(self, data: bytes, linktype: int) -> bool:
+        """Whether this shard accounts a frame, by its decoded addresses and ports; a frame in no
+        flow (not decoded) is shard 0's."""
         packet = self._decoder.decode(data, linktype)
         if packet is None:
-            return 0
+            return self.mine[0]
         family = socket.AF_INET6 if packet.ip_version == 6 else socket.AF_INET
         mix = 0
         for address in (packet.src, packet.dst):
@@ -96,7 +60,7 @@ class Shard:
             mix ^= (value >> 64) ^ (value & _MASK64) if family == socket.AF_INET6 else value
         if packet.proto in _WITH_PORTS:
             mix ^= packet.sport ^ packet.dport
-        return mix
+        return self.mine[mix % MIX_PRIME]
 
 
 def processes() -> int:
@@ -157,6 +121,8 @@ def _child(work: Callable[[int], Any], index: int, write_end: int) -> None:
         except Unshardable as exc:
             message = pickle.dumps((True, exc))
         except Exception:
+            import traceback  # only here: most analyses never need it
+
             # The exception itself may not pickle; its traceback as text always does.
             failure = ChildProcessError(f"shard {index} failed:\n{traceback.format_exc()}")
             message = pickle.dumps((True, failure))
