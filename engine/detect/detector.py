@@ -1,0 +1,420 @@
+"""Running rules over traffic. A :class:`RuleSet` is compiled once (and swapped whole on reload):
+rules grouped by transport and port, each group with one Aho-Corasick automaton per buffer over
+its rules' fast patterns, so a packet costs one scan per buffer however many rules there are,
+and only the rules whose fast pattern occurs (plus those without content) are evaluated in full.
+
+The :class:`Detector` keeps what rules need across packets: per flow, the reassembled streams,
+the HTTP parser and the flowbits; per rule, the threshold counters.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ahocorasick
+
+from engine.capture import protocols
+from engine.capture.decode import ICMP, ICMPV6, TCP, UDP, Packet
+from engine.capture.flows import Flow
+from engine.detect.http import HttpParser
+from engine.detect.match import Hit, inspect_rule
+from engine.detect.rules import Action, Content, Rule
+from engine.detect.stream import Stream
+from engine.detect.thresholds import Tracker
+from engine.model import AlertEvent, Severity
+
+TRANSPORTS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6}
+# Application protocols that ride on TCP (the rest of our tags ride on UDP).
+TCP_APPS = frozenset({"http", "tls", "ssh", "telnet", "mqtt", "modbus", "ftp", "smtp"})
+SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
+MAX_FLOWS = 100_000
+MAX_ADDRESSES = 65_536
+# Ports a rule may list and still be indexed by them; wider rules go to the "any port" group.
+MAX_INDEXED_PORTS = 64
+ACTION_ORDER = {Action.PASS: 0, Action.DROP: 1, Action.REJECT: 2, Action.ALERT: 3}
+
+
+@dataclass
+class Compiled:
+    """A rule ready for matching."""
+
+    rule: Rule
+    severity: Severity
+    transport: int | None  # None: any IP protocol
+    app: str | None  # an application tag the flow must carry
+    fast: tuple[str, bytes] | None  # (buffer, lower-case pattern) for the prefilter
+
+
+@dataclass
+class Group:
+    always: list[int] = field(default_factory=list)  # rules without a fast pattern
+    automata: dict[str, ahocorasick.Automaton] = field(default_factory=dict)
+
+
+class RuleSet:
+    """Rules compiled for matching; immutable once built."""
+
+    def __init__(self, rules: Iterable[Rule], severity: Any) -> None:
+        ordered = sorted(rules, key=lambda r: ACTION_ORDER[r.action])
+        self.rules = [_compile(rule, severity(rule)) for rule in ordered]
+        self.groups: dict[tuple[int | None, int | None], Group] = {}
+        patterns: dict[tuple[int | None, int | None], dict[str, dict[bytes, list[int]]]] = {}
+        for index, compiled in enumerate(self.rules):
+            for key in _group_keys(compiled):
+                group = self.groups.setdefault(key, Group())
+                if compiled.fast is None:
+                    group.always.append(index)
+                else:
+                    buffer, pattern = compiled.fast
+                    by_buffer = patterns.setdefault(key, {}).setdefault(buffer, {})
+                    by_buffer.setdefault(pattern, []).append(index)
+        for key, by_buffer in patterns.items():
+            for buffer, table in by_buffer.items():
+                automaton = ahocorasick.Automaton()
+                for pattern, indexes in table.items():
+                    automaton.add_word(pattern.decode("latin-1"), tuple(indexes))
+                automaton.make_automaton()
+                self.groups[key].automata[buffer] = automaton
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def candidates(self, transport: int, sport: int, dport: int, buffers: Any) -> list[int]:
+        """The rules worth evaluating on a packet, in evaluation order."""
+        found: set[int] = set()
+        for key in {(transport, dport), (transport, sport), (transport, None), (None, None)}:
+            group = self.groups.get(key)
+            if group is None:
+                continue
+            found.update(group.always)
+            for buffer, automaton in group.automata.items():
+                data = buffers(buffer)
+                if data:
+                    for _, indexes in automaton.iter(data.lower().decode("latin-1")):
+                        found.update(indexes)
+        return sorted(found)
+
+
+def _compile(rule: Rule, severity: Severity) -> Compiled:
+    transport = TRANSPORTS.get(rule.proto)
+    app = None
+    if rule.proto not in TRANSPORTS and rule.proto != "ip":
+        app = rule.proto
+        transport = TCP if app in TCP_APPS else UDP
+        if app == "dns":
+            transport = None  # DNS rides on UDP and TCP
+    positive = [c for c in rule.contents if not c.negated]
+    chosen: Content | None = next((c for c in positive if c.fast_pattern), None)
+    if chosen is None and positive:
+        chosen = max(positive, key=lambda c: len(c.pattern))
+    fast = (chosen.buffer, chosen.pattern.lower()) if chosen is not None else None
+    return Compiled(rule, severity, transport, app, fast)
+
+
+def _group_keys(compiled: Compiled) -> list[tuple[int | None, int | None]]:
+    """Where a rule is indexed: its transport and each of its (few) destination ports, else
+    its source ports, else any port."""
+    rule = compiled.rule
+    transport = compiled.transport
+    if transport not in (TCP, UDP):
+        return [(transport, None)]
+    for ports in (rule.dport, rule.sport):
+        if ports.include and not ports.exclude:
+            listed = [p for low, high in ports.include for p in range(low, high + 1)
+                      if high - low < MAX_INDEXED_PORTS]  # fmt: skip
+            if len(listed) <= MAX_INDEXED_PORTS and sum(
+                high - low + 1 for low, high in ports.include
+            ) == len(listed):
+                keys = [(transport, p) for p in listed]
+                if rule.bidirectional:
+                    other = rule.sport if ports is rule.dport else rule.dport
+                    if other.any:
+                        return [(transport, None)]
+                return keys
+    return [(transport, None)]
+
+
+@dataclass
+class FlowState:
+    start: float
+    streams: tuple[Stream, Stream]  # to server, to client
+    http: HttpParser = field(default_factory=HttpParser)
+    bits: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A rule that fired on a packet: the alert to raise and what the response needs."""
+
+    rule: Rule
+    event: AlertEvent
+
+
+class Detector:
+    def __init__(self, ruleset: RuleSet, stream_depth: int = 65536) -> None:
+        self.ruleset = ruleset
+        self.stream_depth = stream_depth
+        self.thresholds = Tracker()
+        self.hits: dict[int, int] = {}  # sid -> matches (before thresholds)
+        self._flows: OrderedDict[tuple[Any, ...], FlowState] = OrderedDict()
+        self._addresses: dict[str, Any] = {}
+
+    def forget(self, flow: Flow) -> None:
+        """A flow ended: its streams and bits go."""
+        self._flows.pop(flow.key, None)
+
+    def inspect(self, packet: Packet, flow: Flow) -> list[Match]:
+        """The rules that fire on ``packet`` (already accounted to ``flow``)."""
+        state = self._state(flow)
+        to_server = packet.src == flow.src and packet.sport == flow.sport
+        payload, new_from = self._payload(packet, state, to_server)
+        buffers = _Buffers(packet, flow.app, payload, state, to_server)
+        ruleset = self.ruleset
+        candidates = ruleset.candidates(packet.proto, packet.sport, packet.dport, buffers)
+        if not candidates:
+            return []
+        requests = buffers.http_requests() or [None]
+        matches: list[Match] = []
+        for request in requests:
+            buffers.request = request
+            for index in candidates:
+                compiled = ruleset.rules[index]
+                hit = self._evaluate(compiled, packet, flow, to_server, buffers, new_from)
+                if hit is None:
+                    continue
+                rule = compiled.rule
+                if rule.action is Action.PASS:
+                    return matches  # pass: nothing after it fires on this packet
+                match = self._fire(compiled, packet, flow, hit)
+                if match is not None:
+                    matches.append(match)
+        return matches
+
+    # -- one rule -----------------------------------------------------------------------------
+
+    def _evaluate(self, compiled: Compiled, packet: Packet, flow: Flow, to_server: bool,
+                  buffers: _Buffers, new_from: int) -> Hit | bool | None:  # fmt: skip
+        rule = compiled.rule
+        if compiled.transport is not None and packet.proto != compiled.transport:
+            return None
+        if compiled.app is not None and flow.app != compiled.app:
+            return None
+        if not self._header(rule, packet):
+            return None
+        if rule.flow is not None and not _flow_holds(rule, flow, packet, to_server):
+            return None
+        if rule.flags is not None and (packet.proto != TCP or not _flags(rule, packet.flags)):
+            return None
+        if rule.dsize is not None and not rule.dsize.test(len(packet.payload)):
+            return None
+        if rule.itype is not None and (
+            packet.proto not in (ICMP, ICMPV6) or not rule.itype.test(packet.sport)
+        ):
+            return None
+        if rule.icode is not None and (
+            packet.proto not in (ICMP, ICMPV6) or not rule.icode.test(packet.flags)
+        ):
+            return None
+        if rule.urilen is not None:
+            uri = buffers("http.uri.raw")
+            if uri is None or not rule.urilen.test(len(uri)):
+                return None
+        for bit in rule.flowbits:
+            if bit.command in ("isset", "isnotset"):
+                have = [name in buffers.state.bits for name in bit.names]
+                held = any(have) if bit.any_of else all(have)
+                if held != (bit.command == "isset"):
+                    return None
+        hit = inspect_rule(rule, buffers, new_from) if rule.inspections or rule.bsize else True
+        if hit is None:
+            return None
+        for bit in rule.flowbits:
+            bits = buffers.state.bits
+            if bit.command == "set":
+                bits.update(bit.names)
+            elif bit.command == "unset":
+                bits.difference_update(bit.names)
+            elif bit.command == "toggle":
+                bits.symmetric_difference_update(bit.names)
+        return hit
+
+    def _header(self, rule: Rule, packet: Packet) -> bool:
+        if self._one_way(rule, packet.src, packet.sport, packet.dst, packet.dport):
+            return True
+        return rule.bidirectional and self._one_way(rule, packet.dst, packet.dport, packet.src,
+                                                    packet.sport)  # fmt: skip
+
+    def _one_way(self, rule: Rule, src: str, sport: int, dst: str, dport: int) -> bool:
+        if not (rule.sport.matches(sport) and rule.dport.matches(dport)):
+            return False
+        if (rule.src.include or rule.src.exclude) and not rule.src.matches(self._address(src)):
+            return False
+        return not (rule.dst.include or rule.dst.exclude) or rule.dst.matches(self._address(dst))
+
+    def _address(self, text: str) -> Any:
+        address = self._addresses.get(text)
+        if address is None:
+            if len(self._addresses) >= MAX_ADDRESSES:
+                self._addresses.clear()
+            address = self._addresses[text] = ipaddress.ip_address(text)
+        return address
+
+    def _fire(self, compiled: Compiled, packet: Packet, flow: Flow,
+              hit: Hit | bool) -> Match | None:  # fmt: skip
+        rule = compiled.rule
+        self.hits[rule.sid] = self.hits.get(rule.sid, 0) + 1
+        for limit in (rule.detection_filter, rule.threshold):
+            if limit is not None and not self.thresholds.allows(
+                rule.sid, limit, packet.src, packet.dst, packet.ts
+            ):
+                return None
+        if rule.noalert:
+            return None
+        evidence: dict[str, Any] = {
+            "sid": rule.sid, "rev": rule.rev, "gid": rule.gid, "msg": rule.msg,
+            "classtype": rule.classtype, "action": rule.action.value,
+            "proto": protocols.transport_tag(packet.proto), "app": flow.app,
+            "src": packet.src, "sport": packet.sport, "dst": packet.dst, "dport": packet.dport,
+            "flow": {"src": flow.src, "sport": flow.sport, "dst": flow.dst, "dport": flow.dport,
+                     "start": flow.start, "proto": protocols.transport_tag(flow.proto)},
+            "rule_file": rule.file, "rule_line": rule.line,
+        }  # fmt: skip
+        if isinstance(hit, Hit):
+            evidence["match"] = {
+                "buffer": hit.buffer, "offset": hit.start, "before": _shown(hit.before),
+                "matched": _shown(hit.matched), "after": _shown(hit.after),
+            }  # fmt: skip
+        event = AlertEvent(
+            severity=compiled.severity, source="rules", rule=str(rule.sid), title=rule.msg,
+            src=packet.src, dst=packet.dst, evidence=evidence, ts=packet.ts,
+        )  # fmt: skip
+        return Match(rule, event)
+
+    # -- flows --------------------------------------------------------------------------------
+
+    def _state(self, flow: Flow) -> FlowState:
+        state = self._flows.get(flow.key)
+        if state is None or state.start != flow.start:
+            depth = self.stream_depth
+            state = FlowState(flow.start, (Stream(depth), Stream(depth)))
+            self._flows[flow.key] = state
+            if len(self._flows) > MAX_FLOWS:
+                self._flows.popitem(last=False)
+        else:
+            self._flows.move_to_end(flow.key)
+        return state
+
+    def _payload(self, packet: Packet, state: FlowState, to_server: bool) -> tuple[bytes, int]:
+        """What ``payload`` content sees: for TCP the reassembled stream of this direction
+        (matches must end in the new bytes), past ``stream_depth`` the packet alone."""
+        if packet.proto != TCP or not self.stream_depth:
+            return packet.payload, 0
+        stream = state.streams[0 if to_server else 1]
+        if stream.full:
+            return packet.payload, 0
+        new_from = stream.add(packet.seq, packet.payload, syn=bool(packet.flags & SYN))
+        if new_from is None:
+            return b"", 0  # a retransmission or an early segment: nothing new to inspect
+        return bytes(stream.data), new_from
+
+
+def _shown(raw: bytes) -> str:
+    """Matched bytes as text an operator can read safely: printable ASCII, else \\xNN."""
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in raw)
+
+
+def _flow_holds(rule: Rule, flow: Flow, packet: Packet, to_server: bool) -> bool:
+    option = rule.flow
+    assert option is not None
+    if option.to_server is not None and option.to_server != to_server:
+        return False
+    if option.established is not None:
+        if packet.proto == TCP:
+            established = flow.state in ("SF", "FIN") or (
+                flow.state == "OTH" and flow.packets_in > 0 and flow.packets_out > 0
+            )
+        else:
+            established = flow.packets_in > 0 and flow.packets_out > 0
+        if established != option.established:
+            return False
+    return True
+
+
+def _flags(rule: Rule, flags: int) -> bool:
+    option = rule.flags
+    assert option is not None
+    seen = flags & ~option.ignore & 0xFF
+    if option.modifier == "*":
+        return bool(seen & option.flags)
+    if option.modifier == "!":
+        return not seen & option.flags
+    if option.modifier == "+":
+        return seen & option.flags == option.flags
+    return seen == option.flags
+
+
+class _Buffers:
+    """The buffers of one packet, made when a rule first asks for them."""
+
+    def __init__(self, packet: Packet, app: str, payload: bytes, state: FlowState,
+                 to_server: bool) -> None:  # fmt: skip
+        self.packet = packet
+        self.app = app
+        self.payload = payload
+        self.state = state
+        self.to_server = to_server
+        self.request: Any = None
+        self._requests: list[Any] | None = None
+        self._app: dict[str, bytes] | None = None
+
+    def __call__(self, name: str) -> bytes | None:
+        if name == "payload":
+            return self.payload
+        if name.startswith("http."):
+            if self.request is None:
+                return None
+            return self.request.buffers.get(name)
+        return self._app_buffers().get(name)
+
+    def http_requests(self) -> list[Any]:
+        if self._requests is None:
+            self._requests = []
+            if self.app == "http" and self.to_server and self.packet.proto == TCP:
+                stream = self.state.streams[0]
+                self._requests = self.state.http.feed(bytes(stream.data) if stream.data
+                                                      else self.packet.payload)  # fmt: skip
+        return self._requests
+
+    def _app_buffers(self) -> dict[str, bytes]:
+        if self._app is None:
+            self._app = app_buffers(self.packet, self.app)
+        return self._app
+
+
+def app_buffers(packet: Packet, app: str) -> dict[str, bytes]:
+    """DNS, TLS and MQTT buffers of one packet, from the protocol parsers of the tagger."""
+    payload = packet.payload
+    found: dict[str, bytes] = {}
+    if not payload:
+        return found
+    if app in ("dns", "mdns"):
+        name = protocols.dns_query_name(payload[2:] if packet.proto == TCP else payload)
+        if name is not None:
+            found["dns.query"] = name
+    elif app == "tls":
+        _, details = protocols.inspect(packet.proto, packet.sport, packet.dport, payload)
+        if "sni" in details:
+            found["tls.sni"] = details["sni"].encode()
+    elif app == "mqtt":
+        _, details = protocols.inspect(packet.proto, packet.sport, packet.dport, payload)
+        if "client_id" in details:
+            found["mqtt.connect.clientid"] = details["client_id"].encode()
+        if "username" in details:
+            found["mqtt.connect.username"] = details["username"].encode()
+        if details.get("topics"):
+            found["mqtt.publish.topic"] = details["topics"][0].encode()
+    return found
