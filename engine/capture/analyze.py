@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 SWEEP_EVERY = 4096
 TOP = 10
 MAX_CLEARTEXT = 100
+MAX_ALERTS = 10_000  # listed by analyze; beyond that they are counted (alerts_dropped)
 MAX_TALKERS = 50_000
 # Below this many bytes of input, starting more processes costs more than it saves.
 SHARD_MIN_BYTES = 8 << 20
@@ -261,33 +262,50 @@ def analyze(
     max_flows: int = 100_000,
     idle_timeout: float = 300.0,
     active_timeout: float = 3600.0,
+    detector: Any = None,
 ) -> dict[str, Any]:
     """Stream every file through the capture pipeline and return the summary.
 
     A damaged file is reported in ``errors`` (what was read before the damage counts) and the
-    next file is read. ``write_to`` receives the frames that pass ``display_filter``.
+    next file is read. ``write_to`` receives the frames that pass ``display_filter``. With a
+    ``detector`` (engine.detect) the summary has the ``alerts`` its rules raised.
     """
     files = [str(p) for p in paths]
     timeouts = {"idle_timeout": idle_timeout, "active_timeout": active_timeout}
     # Pacing needs every frame, and flows or frames handed out one by one would come from
     # each shard in its own order: only a full-speed run that does neither is split.
-    count = _shards(files) if not realtime and write_to is None and on_flow is None else 1
+    # Rules need every packet, in order: frame by frame, in one process.
+    single = realtime or write_to is not None or on_flow is not None or detector is not None
+    count = 1 if single else _shards(files)
     if count > 1:
         work = _shard_work(files, count, max_flows, timeouts)
         try:
             return summary(files, merge(run_sharded(count, work)))
         except Unshardable:
             pass  # then in one process, from the start
-    analysis = Analysis(_pipeline(max_flows, timeouts), on_flow)
+    pipeline = _pipeline(max_flows, timeouts)
+    pipeline.detector = detector
+    analysis = Analysis(pipeline, on_flow)
     saver = _Saver(str(write_to), display_filter or None) if write_to else None
     try:
-        if realtime or saver is not None:
+        if realtime or saver is not None or detector is not None:
             _replay(files, analysis, realtime=realtime, save=saver.save if saver else None)
         else:
             _stream(files, analysis)
     finally:
         written = saver.close() if saver is not None else 0
-    return summary(files, analysis.finish(), written)
+    result = summary(files, analysis.finish(), written)
+    if detector is not None:
+        found = pipeline.alerts
+        result["alerts"] = [alert_record(match) for match in found[:MAX_ALERTS]]
+        result["alerts_dropped"] = max(0, len(found) - MAX_ALERTS)
+    return result
+
+
+def alert_record(match: Any) -> dict[str, Any]:
+    """A rule's alert as ``analyze --json`` lists it: the evidence, severity and time."""
+    event = match.event
+    return {**event.evidence, "severity": event.severity.label, "ts": event.ts}
 
 
 def _pipeline(max_flows: int, timeouts: dict[str, float]) -> Pipeline:

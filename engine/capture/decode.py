@@ -35,7 +35,7 @@ _PORTS = struct.Struct("!HH")
 _ETHERNET = struct.Struct("!6s6sH")  # destination, source, ethertype
 _VLAN = struct.Struct("!HH")  # tag control (priority, VLAN id), inner ethertype
 _IPV4 = struct.Struct("!BxHxxHxBxx8s")  # version+IHL, total length, fragment, proto, addresses
-_TCP = struct.Struct("!HH8xBB")  # ports, data offset, flags
+_TCP = struct.Struct("!HHI4xBB")  # ports, sequence number, data offset, flags
 _ntop = socket.inet_ntop
 _new_packet = object.__new__
 # How many address pairs the decoder keeps the text of (a few MB at most).
@@ -46,7 +46,7 @@ class Packet:
     """What the engine needs of one frame; ``payload`` is the transport payload."""
 
     __slots__ = ("app", "dport", "dst", "dst_mac", "flags", "ip_version", "length", "payload",
-                 "proto", "sport", "src", "src_mac", "ts", "vlan")  # fmt: skip
+                 "proto", "seq", "sport", "src", "src_mac", "ts", "vlan")  # fmt: skip
 
     def __init__(self, ts: float, length: int) -> None:
         self.ts = ts
@@ -58,6 +58,7 @@ class Packet:
         self.proto = 0
         self.sport = self.dport = 0
         self.flags = 0
+        self.seq = 0  # TCP's sequence number (stream reassembly for rules)
         self.payload = b""
         self.app = ""  # the protocol tag, once the pipeline knows the packet's flow
 
@@ -135,7 +136,7 @@ class Decoder:
             if proto == TCP:
                 if end < offset + 20:
                     raise ValueError("short tcp")
-                sport, dport, header, flags = _TCP.unpack_from(data, offset)
+                sport, dport, seq, header, flags = _TCP.unpack_from(data, offset)
                 header = (header >> 4) * 4
                 if header < 20 or end < offset + header:
                     raise ValueError("bad tcp header")
@@ -144,7 +145,7 @@ class Decoder:
                 if end < offset + 8:
                     raise ValueError("short udp")
                 sport, dport = _PORTS.unpack_from(data, offset)
-                flags = 0
+                flags = seq = 0
                 payload = data[offset + 8 : end]
             elif proto in (ICMP, ICMPV6):
                 if end < offset + 4:
@@ -154,9 +155,10 @@ class Decoder:
                 sport = data[offset]
                 dport = ICMP_ANSWERS[proto].get(sport, sport)
                 flags = data[offset + 1]
+                seq = 0
                 payload = data[offset + 4 : end]
             else:
-                sport = dport = flags = 0
+                sport = dport = flags = seq = 0
                 payload = b""
         except (struct.error, IndexError, ValueError):
             self.malformed += 1
@@ -169,7 +171,7 @@ class Decoder:
         packet.src_mac, packet.dst_mac, packet.vlan = src_mac, dst_mac, vlan
         packet.ip_version, packet.proto, packet.flags = ip_version, proto, flags
         packet.src, packet.dst = names
-        packet.sport, packet.dport, packet.payload = sport, dport, payload
+        packet.sport, packet.dport, packet.payload, packet.seq = sport, dport, payload, seq
         return packet
 
     def names(self, raw: bytes) -> tuple[str, str]:

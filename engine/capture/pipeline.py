@@ -32,6 +32,7 @@ class Pipeline:
         ring_bytes: int = 32 << 20,
         facts: bool = True,
         count_protocols: bool = True,
+        detector: Any = None,
     ) -> None:
         self.lock = threading.Lock()
         self.decoder = Decoder()
@@ -61,6 +62,10 @@ class Pipeline:
         # Filled here, emptied by the owner: flows that ended, facts found.
         self.ended: list[Flow] = []
         self.facts: list[dict[str, Any]] = []
+        # Rules (engine.detect's Detector: inspect(packet, flow) -> matches, forget(flow)),
+        # and the matches they found, emptied by the owner.
+        self.detector = detector
+        self.alerts: list[Any] = []
         self.pps: deque[float] = deque(maxlen=RATE_HISTORY)
         self.bps: deque[float] = deque(maxlen=RATE_HISTORY)
         self._tick = (0.0, 0, 0)  # time, frames, bytes at the last rate tick
@@ -87,7 +92,7 @@ class Pipeline:
             return None
         flow, ended = self.flows.add(packet)
         if ended:
-            self.ended.extend(ended)
+            self._end(ended)
         if not flow.app:
             flow.app = protocols.port_tag(packet.proto, flow.sport, flow.dport)
             flow.iface = iface
@@ -107,7 +112,17 @@ class Pipeline:
                 self.facts.append(fact)
         if self.ring is not None:
             self.ring.add(ts, linktype, data, wire_length, iface, flow.key)
+        if self.detector is not None:
+            matches = self.detector.inspect(packet, flow)
+            if matches:
+                self.alerts.extend(matches)
         return packet
+
+    def _end(self, flows: list[Flow]) -> None:
+        self.ended.extend(flows)
+        if self.detector is not None:
+            for flow in flows:
+                self.detector.forget(flow)
 
     def inspect(self, flow: Flow, proto: int, sport: int, dport: int,
                 payload: bytes) -> dict[str, Any]:  # fmt: skip
@@ -138,17 +153,18 @@ class Pipeline:
         """Whether feeding it needs every frame's Packet: it keeps them in its ring, finds facts
         in them or counts them by protocol as they come (the fast path feeds only a pipeline
         that does none of these, see :mod:`engine.capture.fastpath`)."""
-        return self.ring is not None or self._facts is not None or self.count_protocols
+        return (self.ring is not None or self._facts is not None or self.count_protocols
+                or self.detector is not None)  # fmt: skip
 
     def expire(self, now: float) -> None:
         """End the flows idle too long (by capture time, so replays age flows as live ones do)."""
         ended = self.flows.expire(now)
         if ended:
-            self.ended.extend(ended)
+            self._end(ended)
 
     def finish(self) -> None:
         """End every flow: the capture or the file is over."""
-        self.ended.extend(self.flows.drain())
+        self._end(self.flows.drain())
 
     def tick(self, now: float) -> None:
         """Take the rate sample since the last tick (packets/s, bytes/s, and each flow's rate)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,13 +174,11 @@ class Detector:
         payload, new_from = self._payload(packet, state, to_server)
         buffers = _Buffers(packet, flow.app, payload, state, to_server)
         ruleset = self.ruleset
-        candidates = ruleset.candidates(packet.proto, packet.sport, packet.dport, buffers)
-        if not candidates:
-            return []
-        requests = buffers.http_requests() or [None]
         matches: list[Match] = []
-        for request in requests:
+        # Each HTTP request completed by this packet is inspected with its own buffers.
+        for request in buffers.http_requests() or [None]:
             buffers.request = request
+            candidates = ruleset.candidates(packet.proto, packet.sport, packet.dport, buffers)
             for index in candidates:
                 compiled = ruleset.rules[index]
                 hit = self._evaluate(compiled, packet, flow, to_server, buffers, new_from)
@@ -229,7 +227,12 @@ class Detector:
                 held = any(have) if bit.any_of else all(have)
                 if held != (bit.command == "isset"):
                     return None
-        hit = inspect_rule(rule, buffers, new_from) if rule.inspections or rule.bsize else True
+        if rule.flow is not None and rule.flow.stream is False:
+            # no_stream: the packet's own payload, not the reassembled stream.
+            packet_only = buffers.packet_only()
+            hit = inspect_rule(rule, packet_only) if rule.inspections or rule.bsize else True
+        else:
+            hit = inspect_rule(rule, buffers, new_from) if rule.inspections or rule.bsize else True
         if hit is None:
             return None
         for bit in rule.flowbits:
@@ -379,6 +382,11 @@ class _Buffers:
                 return None
             return self.request.buffers.get(name)
         return self._app_buffers().get(name)
+
+    def packet_only(self) -> Callable[[str], bytes | None]:
+        """These buffers, but ``payload`` is the packet's own, not the stream's."""
+        payload = self.packet.payload
+        return lambda name: payload if name == "payload" else self(name)
 
     def http_requests(self) -> list[Any]:
         if self._requests is None:
