@@ -4,7 +4,8 @@ Writes a mixed IoT capture (classic pcap, Ethernet; by default 200,000 packets i
 thousand flows: TCP handshakes and teardowns around MQTT, HTTP, TLS with SNI and Modbus/TCP,
 DNS, CoAP, plain UDP, ICMP, some IPv6 and a few ARP, every length and checksum valid), then
 times each reader over it in its own child process, wall time and the child's peak RSS:
-`iotsec analyze FILE --json`, `tshark -n -q -z conv,ip -r FILE` and scapy's `PcapReader`.
+`iotsec analyze FILE --json --no-rules` (decode + flows, no rules), `tshark -n -q -z conv,ip
+-r FILE` and scapy's `PcapReader`.
 Targets: >= 250,000 packets/s, >= 3x tshark, <= 200 MB peak RSS.
 
 Run: .venv/bin/python bench/traffic_offline.py [--packets 200000] [--keep FILE]
@@ -486,7 +487,7 @@ def main() -> None:
         print(f"generated {made.packets:,} packets, {made.flows:,} flows, "
               f"{made.size / 1e6:.1f} MB from {made.templates} templates "
               f"in {made.seconds:.1f} s")  # fmt: skip
-        ours = measure([str(iotsec), "analyze", str(path), "--json"])
+        ours = measure([str(iotsec), "analyze", str(path), "--json", "--no-rules"])
         theirs = measure([tshark, "-n", "-q", "-z", "conv,ip", "-r", str(path)])
         scapy = measure([sys.executable, "-c", SCAPY_LOOP, str(path)])
         if args.keep:
@@ -497,7 +498,7 @@ def main() -> None:
     conversations = theirs.stdout.count("<->")
     print(f"{'reader':<36} {'wall s':>7} {'packets/s':>11} {'peak RSS MB':>12}")
     for label, run, rate in (
-        ("iotsec analyze --json", ours, rates["ours"]),
+        ("iotsec analyze --no-rules", ours, rates["ours"]),
         (f"tshark -z conv,ip ({conversations:,} conv.)", theirs, rates["tshark"]),
         (f"scapy PcapReader ({int(scapy.stdout):,} pkts)", scapy, rates["scapy"]),
     ):

@@ -72,22 +72,36 @@ def _filter(text: str | None) -> Filter | None:
     help="Display filter for --write-pcap and --flows, e.g. 'mqtt and host 10.0.0.5'.",
 )
 @click.option("--flows", "show_flows", is_flag=True, help="Also list every flow as it ends.")
+@click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    metavar="PATH",
+    help="Rule files (Suricata syntax); default: [detect] rule_files, else the shipped pack.",
+)
+@click.option("--no-rules", is_flag=True, help="Run no rules: traffic summary only (faster).")
 @json_option
+@click.pass_obj
 def analyze(
+    settings: Any,
     files: tuple[str, ...],
     realtime: bool,
     write_pcap: str | None,
     filter_text: str | None,
     show_flows: bool,
+    rule_paths: tuple[str, ...],
+    no_rules: bool,
     as_json: bool,
 ) -> None:
-    """Summarise capture files: packets, bytes, flows, top talkers, protocols, malformed frames.
+    """Summarise capture files: packets, bytes, flows, top talkers, protocols, malformed frames,
+    and the alerts the rules raise.
 
     Files are streamed, never loaded whole; a damaged file is reported and the rest still read.
     """
     from engine.capture.analyze import analyze as run
 
     wanted = _filter(filter_text)
+    detector = None if no_rules else _detector(settings, rule_paths)
     listed: list[dict[str, Any]] = []
 
     def on_flow(flow: Flow) -> None:
@@ -98,7 +112,7 @@ def analyze(
                 echo(_flow_line(flow))
 
     summary = run(files, realtime=realtime, display_filter=wanted, write_to=write_pcap,
-                  on_flow=on_flow if show_flows else None)  # fmt: skip
+                  on_flow=on_flow if show_flows else None, detector=detector)  # fmt: skip
     if as_json:
         if show_flows:
             summary["flow_list"] = listed
@@ -107,6 +121,25 @@ def analyze(
         _print_summary(summary, write_pcap)
     if summary["errors"] and summary["packets"] == 0:
         sys.exit(1)
+
+
+def _detector(settings: Any, rule_paths: tuple[str, ...]) -> Any:
+    """The rules to run; rules that do not load are reported on stderr, the rest still run."""
+    from engine.config import ConfigError
+    from engine.detect.loader import configured_detector, load_detector
+
+    detect = settings.config.detect
+    try:
+        if rule_paths:
+            detector, rejected = load_detector(rule_paths, detect.vars, detect.stream_depth)
+        else:
+            detector, rejected = configured_detector(detect)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if rejected:
+        click.echo(f"warning: {len(rejected)} rules not loaded (iotsec rules check says why); "
+                   f"first: {rejected[0]}", err=True)  # fmt: skip
+    return detector
 
 
 def _print_summary(s: dict[str, Any], written_to: str | None) -> None:
@@ -129,6 +162,16 @@ def _print_summary(s: dict[str, Any], written_to: str | None) -> None:
         who = f" (user {user})" if user else ""
         echo(f"cleartext: {', '.join(flow['cleartext'])}{who} "
              f"{flow['src']} -> {flow['dst']}:{flow['dport']}")  # fmt: skip
+    alerts = s.get("alerts", [])
+    if alerts:
+        echo(f"alerts: {len(alerts)}" + (f" (+{s['alerts_dropped']} not listed)"
+                                        if s.get("alerts_dropped") else ""))  # fmt: skip
+    for a in alerts:
+        where = (
+            f"{_endpoint(a['src'], a['sport'], a['proto'])} -> "
+            f"{_endpoint(a['dst'], a['dport'], a['proto'])}"
+        )
+        echo(f"  {a['severity']:<6} sid {a['sid']:<8} {where:<45} {a['msg']}")
     if written_to:
         echo(f"wrote {s.get('written', 0)} packets to {written_to}")
 

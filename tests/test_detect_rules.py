@@ -89,3 +89,25 @@ def test_the_et_rules_load_and_run_on_every_capture() -> None:
     summary = analyze([pcap(n) for n in sorted(COUNTS)], detector=detector)
     assert summary["packets"] == sum(COUNTS.values())
     assert {a["sid"] for a in summary["alerts"]} >= {9100010, 9100050}
+
+
+def test_analyze_prints_alerts_and_lists_them_in_json() -> None:
+    import json
+    import sys
+
+    from tests.conftest import ROOT
+
+    def iotsec(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "console.cli", "analyze", *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+
+    path = str(pcap("zeek_http_basic_auth.pcap"))
+    text = iotsec(path, "--rules", str(PACK))
+    assert "sid 9100050" in text.stdout and "HTTP basic auth in cleartext" in text.stdout
+    data = json.loads(iotsec(path, "--json").stdout)  # the shipped pack by default
+    (alert,) = data["alerts"]
+    assert {k: alert[k] for k in ("sid", "msg", "src", "dst")} == {
+        "sid": 9100050, "msg": "IOTSEC HTTP basic auth in cleartext to a device",
+        "src": "172.24.133.205", "dst": "172.24.133.205",
+    }  # fmt: skip
+    assert "alerts" not in json.loads(iotsec(path, "--json", "--no-rules").stdout)
