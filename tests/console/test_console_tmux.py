@@ -217,10 +217,14 @@ def test_traffic_drill_down_in_tmux(engine, tmux):
     tmux.wait_for(r"● engine │ capture: stopped")
     tmux.keys("1")
     tmux.wait_for(r"mqtt\s+\[::1\]:38458\s+\[::1\]:1883\s+12")
-    tmux.keys("Enter")  # into the flow's packets
     tmux.wait_for(r"Packets 12")
-    # The list starts at the newest packet; the fourth from the top is the CONNECT.
-    tmux.keys(*["Up"] * 11, "Down", "Down", "Down", "Enter")
+    tmux.keys("Enter")  # into the flow's packets
+    tmux.wait_for(r"⏎ Decode")  # the packet list has the focus
+    # The list starts at the newest packet; the fourth from the top is the CONNECT, and the
+    # list scrolls to show it under the cursor.
+    tmux.keys(*["Up"] * 11, "Down", "Down", "Down")
+    tmux.wait_for(r"16:21:28\.214\s+131 ")
+    tmux.keys("Enter")
     tmux.wait_for(r"Packet #4 .* 131 bytes")
     tmux.wait_for(r"▼ Ethernet")
     tmux.keys("Escape")
