@@ -22,7 +22,22 @@ from engine.lab import lifecycle, topology
 from engine.lab.topology import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """The shared test data beside the project; in a clone of a local checkout (a scratch
+    clone made to test a fresh machine), beside the checkout it was cloned from."""
+    beside = ROOT.parent / "shared" / "data"
+    if beside.is_dir():
+        return beside
+    origin = subprocess.run(["git", "-C", str(ROOT), "config", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    if origin and Path(origin).is_dir():
+        return Path(origin).resolve().parent / "shared" / "data"
+    return beside
+
+
+SHARED_DATA = _shared_data()
 IN_CI = bool(os.environ.get("CI"))
 
 
