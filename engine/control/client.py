@@ -63,30 +63,26 @@ class Client:
         with contextlib.suppress(OSError):
             self._sock.sendall(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
         while True:
-            try:
-                line = self._file.readline(MAX_LINE)
-            except OSError as exc:
-                raise ControlError(f"{self.path}: connection lost: {exc}", "unreachable") from None
-            if not line:
-                raise ControlError(f"{self.path}: engine closed the connection", "unreachable")
-            message = decode(line)
-            if "event" in message:
-                continue
-            if message.get("id") in (request_id, None):
+            message = self._read()
+            if "event" not in message and message.get("id") in (request_id, None):
                 return _result(message)
 
     def next_event(self) -> dict[str, Any]:
         """The next event after ``subscribe`` (waits up to the connection's timeout)."""
         while True:
-            try:
-                line = self._file.readline(MAX_LINE)
-            except OSError as exc:
-                raise ControlError(f"{self.path}: connection lost: {exc}", "unreachable") from None
-            if not line:
-                raise ControlError(f"{self.path}: engine closed the connection", "unreachable")
-            message = decode(line)
+            message = self._read()
             if "event" in message:
                 return message
+
+    def _read(self) -> dict[str, Any]:
+        """The next message from the engine, whatever it is."""
+        try:
+            line = self._file.readline(MAX_LINE)
+        except OSError as exc:
+            raise ControlError(f"{self.path}: connection lost: {exc}", "unreachable") from None
+        if not line:
+            raise ControlError(f"{self.path}: engine closed the connection", "unreachable")
+        return decode(line)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
