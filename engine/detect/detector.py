@@ -171,8 +171,8 @@ class Detector:
         """The rules that fire on ``packet`` (already accounted to ``flow``)."""
         state = self._state(flow)
         to_server = packet.src == flow.src and packet.sport == flow.sport
-        payload, new_from = self._payload(packet, state, to_server)
-        buffers = _Buffers(packet, flow.app, payload, state, to_server)
+        payload, new_from, streamed = self._payload(packet, state, to_server)
+        buffers = _Buffers(packet, flow.app, payload, state, to_server, streamed)
         ruleset = self.ruleset
         matches: list[Match] = []
         # Each HTTP request completed by this packet is inspected with its own buffers.
@@ -311,18 +311,21 @@ class Detector:
             self._flows.move_to_end(flow.key)
         return state
 
-    def _payload(self, packet: Packet, state: FlowState, to_server: bool) -> tuple[bytes, int]:
+    def _payload(
+        self, packet: Packet, state: FlowState, to_server: bool
+    ) -> tuple[bytes, int, bool]:
         """What ``payload`` content sees: for TCP the reassembled stream of this direction
-        (matches must end in the new bytes), past ``stream_depth`` the packet alone."""
+        (matches must end in the new bytes), past ``stream_depth`` the packet alone; and
+        whether it is the stream, grown by this packet."""
         if packet.proto != TCP or not self.stream_depth:
-            return packet.payload, 0
+            return packet.payload, 0, False
         stream = state.streams[0 if to_server else 1]
         if stream.full:
-            return packet.payload, 0
+            return packet.payload, 0, False
         new_from = stream.add(packet.seq, packet.payload, syn=bool(packet.flags & SYN))
         if new_from is None:
-            return b"", 0  # a retransmission or an early segment: nothing new to inspect
-        return bytes(stream.data), new_from
+            return b"", 0, False  # a retransmission or an early segment: nothing new
+        return bytes(stream.data), new_from, True
 
 
 def _shown(raw: bytes) -> str:
@@ -364,10 +367,11 @@ class _Buffers:
     """The buffers of one packet, made when a rule first asks for them."""
 
     def __init__(self, packet: Packet, app: str, payload: bytes, state: FlowState,
-                 to_server: bool) -> None:  # fmt: skip
+                 to_server: bool, streamed: bool) -> None:  # fmt: skip
         self.packet = packet
         self.app = app
         self.payload = payload
+        self.streamed = streamed
         self.state = state
         self.to_server = to_server
         self.request: Any = None
@@ -392,9 +396,12 @@ class _Buffers:
         if self._requests is None:
             self._requests = []
             if self.app == "http" and self.to_server and self.packet.proto == TCP:
-                stream = self.state.streams[0]
-                self._requests = self.state.http.feed(bytes(stream.data) if stream.data
-                                                      else self.packet.payload)  # fmt: skip
+                # A request can only complete where the client's stream grew (its bytes are
+                # the payload buffer then); without a kept stream, each packet stands alone.
+                if self.streamed:
+                    self._requests = self.state.http.feed(self.payload)
+                elif not self.state.streams[0].data:
+                    self._requests = self.state.http.feed(self.packet.payload)
         return self._requests
 
     def _app_buffers(self) -> dict[str, bytes]:
