@@ -33,6 +33,7 @@ TCP_APPS = frozenset({"http", "tls", "ssh", "telnet", "mqtt", "modbus", "ftp", "
 SYN, ACK, FIN, RST = 0x02, 0x10, 0x01, 0x04
 MAX_FLOWS = 100_000
 MAX_ADDRESSES = 65_536
+MAX_ROUTES = 4096
 # Ports a rule may list and still be indexed by them; wider rules go to the "any port" group.
 MAX_INDEXED_PORTS = 64
 ACTION_ORDER = {Action.PASS: 0, Action.DROP: 1, Action.REJECT: 2, Action.ALERT: 3}
@@ -47,6 +48,8 @@ class Compiled:
     transport: int | None  # None: any IP protocol
     app: str | None  # an application tag the flow must carry
     fast: tuple[str, bytes] | None  # (buffer, lower-case pattern) for the prefilter
+    # Where the fast pattern may end in its buffer (from offset/depth/startswith), if anchored.
+    window: tuple[int, int] | None = None
 
 
 @dataclass
@@ -55,14 +58,38 @@ class Group:
     automata: dict[str, ahocorasick.Automaton] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Route:
+    """What a packet between two ports meets: every group it falls in, merged once."""
+
+    always: list[int]  # sorted
+    # (buffer, what it needs, automata): PAYLOAD, HTTP (a request) or the flow tags that have it
+    scans: tuple[tuple[str, Any, tuple[ahocorasick.Automaton, ...]], ...]
+
+
+PAYLOAD, HTTP = "payload", "http"
+# The application buffers and the flow tags whose packets have them (see app_buffers).
+APP_BUFFERS = {"dns.": frozenset({"dns", "mdns"}), "tls.": frozenset({"tls"}),
+               "mqtt.": frozenset({"mqtt"})}  # fmt: skip
+
+
+def _needs(buffer: str) -> Any:
+    if buffer == "payload":
+        return PAYLOAD
+    if buffer.startswith("http."):
+        return HTTP
+    return next((apps for prefix, apps in APP_BUFFERS.items() if buffer.startswith(prefix)),
+                frozenset())  # fmt: skip
+
+
 class RuleSet:
-    """Rules compiled for matching; immutable once built."""
+    """Rules compiled for matching; immutable once built (its route cache aside)."""
 
     def __init__(self, rules: Iterable[Rule], severity: Any) -> None:
         ordered = sorted(rules, key=lambda r: ACTION_ORDER[r.action])
         self.rules = [_compile(rule, severity(rule)) for rule in ordered]
         self.groups: dict[tuple[int | None, int | None], Group] = {}
-        patterns: dict[tuple[int | None, int | None], dict[str, dict[bytes, list[int]]]] = {}
+        patterns: dict[tuple[int | None, int | None], dict[str, dict[bytes, list[Any]]]] = {}
         for index, compiled in enumerate(self.rules):
             for key in _group_keys(compiled):
                 group = self.groups.setdefault(key, Group())
@@ -71,32 +98,100 @@ class RuleSet:
                 else:
                     buffer, pattern = compiled.fast
                     by_buffer = patterns.setdefault(key, {}).setdefault(buffer, {})
-                    by_buffer.setdefault(pattern, []).append(index)
+                    window = compiled.window
+                    by_buffer.setdefault(pattern, []).append(
+                        index if window is None else (index, *window)
+                    )
         for key, by_buffer in patterns.items():
             for buffer, table in by_buffer.items():
                 automaton = ahocorasick.Automaton()
-                for pattern, indexes in table.items():
-                    automaton.add_word(pattern.decode("latin-1"), tuple(indexes))
+                for pattern, entries in table.items():
+                    # Rules the pattern selects anywhere, and those only where it may end.
+                    free = tuple(e for e in entries if isinstance(e, int))
+                    anchored = tuple(e for e in entries if not isinstance(e, int))
+                    automaton.add_word(pattern.decode("latin-1"), (free, anchored))
                 automaton.make_automaton()
                 self.groups[key].automata[buffer] = automaton
+        # A match ending in a stream's new bytes starts at most this far before them.
+        self.overlap = max((len(c.fast[1]) for c in self.rules if c.fast), default=1) - 1
+        self._routes: dict[tuple[int, int | None, int | None], Route] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def candidates(self, transport: int, sport: int, dport: int, buffers: Any) -> list[int]:
-        """The rules worth evaluating on a packet, in evaluation order."""
-        found: set[int] = set()
-        for key in {(transport, dport), (transport, sport), (transport, None), (None, None)}:
-            group = self.groups.get(key)
-            if group is None:
-                continue
-            found.update(group.always)
-            for buffer, automaton in group.automata.items():
+    def route(self, transport: int, sport: int, dport: int) -> Route:
+        """The groups of a packet's transport and ports (ports no rule lists count as any)."""
+        groups = self.groups
+        key = (transport, sport if (transport, sport) in groups else None,
+               dport if (transport, dport) in groups else None)  # fmt: skip
+        route = self._routes.get(key)
+        if route is None:
+            always: set[int] = set()
+            scans: dict[str, list[ahocorasick.Automaton]] = {}
+            for group_key in {(transport, key[2]), (transport, key[1]), (transport, None),
+                              (None, None)}:  # fmt: skip
+                group = groups.get(group_key)
+                if group is not None:
+                    always.update(group.always)
+                    for buffer, automaton in group.automata.items():
+                        scans.setdefault(buffer, []).append(automaton)
+            route = Route(sorted(always),
+                          tuple((b, _needs(b), tuple(a)) for b, a in scans.items()))  # fmt: skip
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
+    def candidates(self, transport: int, sport: int, dport: int, buffers: Any,
+                   seen: set[int] | None = None, scan_from: int = 0) -> list[int]:  # fmt: skip
+        """The rules worth evaluating on a packet, in evaluation order.
+
+        ``seen``: for a reassembled stream, the rules whose fast pattern occurred in its
+        earlier bytes; the payload is scanned from ``scan_from`` on, and what it shows is added.
+        """
+        route = self.route(transport, sport, dport)
+        found: set[int] | None = None
+        payload, request, app = buffers.payload, buffers.request, buffers.app
+        for buffer, needs, automata in route.scans:
+            if needs is PAYLOAD:
+                if not payload:
+                    continue
+                if seen is not None:
+                    _scan(automata, payload, scan_from, seen)
+                    if seen:
+                        found = set(seen) if found is None else found | seen
+                    continue
+                data: bytes | None = payload
+            elif needs is HTTP:
+                if request is None:
+                    continue
+                data = request.buffers.get(buffer)
+            elif app in needs:
                 data = buffers(buffer)
-                if data:
-                    for _, indexes in automaton.iter(data.lower().decode("latin-1")):
-                        found.update(indexes)
+            else:
+                continue
+            if data:
+                if found is None:
+                    found = set()
+                _scan(automata, data, 0, found)
+        if not found:
+            return route.always
+        found.update(route.always)
         return sorted(found)
+
+
+def _scan(automata: tuple[ahocorasick.Automaton, ...], data: bytes, start: int,
+          found: set[int]) -> None:  # fmt: skip
+    """Add to ``found`` the rules whose fast pattern occurs in ``data[start:]`` (where their
+    window allows: ``end`` is the offset of the match's last byte from ``start``)."""
+    text = (data[start:] if start else data).lower().decode("latin-1")
+    for automaton in automata:
+        for end, (free, anchored) in automaton.iter(text):
+            if free:
+                found.update(free)
+            for index, least, most in anchored:
+                if least <= start + end + 1 <= most:
+                    found.add(index)
 
 
 def _compile(rule: Rule, severity: Severity) -> Compiled:
@@ -112,7 +207,21 @@ def _compile(rule: Rule, severity: Severity) -> Compiled:
     if chosen is None and positive:
         chosen = max(positive, key=lambda c: len(c.pattern))
     fast = (chosen.buffer, chosen.pattern.lower()) if chosen is not None else None
-    return Compiled(rule, severity, transport, app, fast)
+    return Compiled(rule, severity, transport, app, fast, _window(chosen))
+
+
+def _window(content: Content | None) -> tuple[int, int] | None:
+    """The least and most end offset of an absolute content's match, if it is anchored."""
+    if content is None or content.relative or content.endswith:
+        return None
+    start = content.offset or 0
+    if content.depth is not None:
+        most = start + content.depth
+    elif content.startswith:
+        most = start + len(content.pattern)
+    else:
+        return None
+    return start + len(content.pattern), most
 
 
 def _group_keys(compiled: Compiled) -> list[tuple[int | None, int | None]]:
@@ -144,6 +253,9 @@ class FlowState:
     streams: tuple[Stream, Stream]  # to server, to client
     http: HttpParser = field(default_factory=HttpParser)
     bits: set[str] = field(default_factory=set)
+    # Per direction: the rule set that scanned the stream and the rules whose fast pattern it
+    # found there, so each packet scans only the stream's new bytes.
+    seen: list[tuple[RuleSet, set[int]] | None] = field(default_factory=lambda: [None, None])
 
 
 @dataclass(frozen=True)
@@ -172,13 +284,26 @@ class Detector:
         state = self._state(flow)
         to_server = packet.src == flow.src and packet.sport == flow.sport
         payload, new_from, streamed = self._payload(packet, state, to_server)
+        ruleset = self.ruleset  # one set for the whole packet, however a reload swaps it
+        if not payload and not ruleset.route(packet.proto, packet.sport, packet.dport).always:
+            return []  # no bytes to look at and no rule without content: nothing can fire
         buffers = _Buffers(packet, flow.app, payload, state, to_server, streamed)
-        ruleset = self.ruleset
+        seen: set[int] | None = None
+        scan_from = 0
+        if streamed:
+            side = 0 if to_server else 1
+            scanned = state.seen[side]
+            if scanned is None or scanned[0] is not ruleset:
+                scanned = state.seen[side] = (ruleset, set())  # a new set scans it all
+            else:
+                scan_from = max(0, new_from - ruleset.overlap)
+            seen = scanned[1]
         matches: list[Match] = []
         # Each HTTP request completed by this packet is inspected with its own buffers.
         for request in buffers.http_requests() or [None]:
             buffers.request = request
-            candidates = ruleset.candidates(packet.proto, packet.sport, packet.dport, buffers)
+            candidates = ruleset.candidates(packet.proto, packet.sport, packet.dport, buffers,
+                                            seen, scan_from)  # fmt: skip
             for index in candidates:
                 compiled = ruleset.rules[index]
                 hit = self._evaluate(compiled, packet, flow, to_server, buffers, new_from)
