@@ -43,6 +43,7 @@ bench: $(STAMP)
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/lab_up_down.py
 	$(BIN)/python bench/traffic_offline.py
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/traffic_live.py
+	$(BIN)/python bench/detect.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
