@@ -81,6 +81,7 @@ def status(as_json: bool) -> None:
         ("silences", str(data["alerts"]["silences"])),
         ("active bans", str(data["bans"]["active"])),
         ("capture", _capture_line(data["capture"])),
+        ("rules", _rules_line(data["rules"])),
         ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
         ("event queues", _subscriber_queues(data["queues"]["subscribers"])),
         ("dropped", ", ".join(f"{k} {v}" for k, v in data["dropped"].items())),
@@ -101,6 +102,15 @@ def _capture_line(capture: dict[str, Any]) -> str:
              f"queue {capture['queue_drops']}")  # fmt: skip
     if capture["reason"]:
         line += f"; {capture['reason']}"
+    return line
+
+
+def _rules_line(summary: dict[str, Any]) -> str:
+    line = (f"{summary['state']}, {summary['running']} running ({summary['accepted']} loaded,"
+            f" {summary['rejected']} rejected, {summary['disabled']} disabled),"
+            f" {summary['hits']} hits, {summary['alerts']} alerts")  # fmt: skip
+    if summary["reload_error"]:
+        line += f"; last reload failed: {summary['reload_error']}"
     return line
 
 

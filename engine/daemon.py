@@ -21,9 +21,11 @@ from engine import audit
 from engine.alerts.manager import AlertManager
 from engine.capture.service import CaptureService
 from engine.config import Config
+from engine.control.protocol import ControlError
 from engine.control.server import ControlServer
+from engine.detect.service import DetectService, rule_states
 from engine.events import EventBus
-from engine.model import Alert, AlertEvent, Operator, Severity
+from engine.model import Alert, AlertEvent, Operator, Role, Severity
 from engine.store.db import connect, lock_database
 from engine.store.retention import prune
 from engine.store.writer import Writer
@@ -35,7 +37,7 @@ VERSION = "0.1.0"
 STATUS_INTERVAL = 2.0
 
 # Parts later issues fill in; until then the engine reports them honestly as not started.
-PLANNED_PARTS = ("detect", "respond", "scan", "logwatch", "serial")
+PLANNED_PARTS = ("respond", "scan", "logwatch", "serial")
 
 
 class Engine:
@@ -51,6 +53,7 @@ class Engine:
         self.alerts: AlertManager | None = None  # type: ignore[assignment]
         self.server: ControlServer | None = None
         self.capture: CaptureService = None  # type: ignore[assignment]
+        self.detect: DetectService = None  # type: ignore[assignment]
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._key = b""
@@ -82,7 +85,10 @@ class Engine:
             notify_severity=Severity.parse(self.config.alerts.notify_severity),
         )
         await self.read(self.alerts.load)
-        self.capture = CaptureService(self.config.capture, self.writer, self.bus)
+        self.detect = DetectService(self.config, self.alerts, self.writer, self.bus)
+        await self.detect.start(await self.read(rule_states))
+        self.capture = CaptureService(self.config.capture, self.writer, self.bus,
+                                      self.detect.detector, self.detect.raise_matches)  # fmt: skip
         await self.server.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
@@ -116,6 +122,21 @@ class Engine:
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    def reload_on_signal(self) -> None:
+        """SIGHUP: reload the rules, as ``iotsec rules reload`` does, and audit it."""
+
+        async def reload() -> None:
+            try:
+                await self.detect.reload()
+                result = "ok"
+            except ControlError as exc:
+                result = f"failed: {exc}"
+            signal_sender = Operator(os.getuid(), "SIGHUP", Role.ADMIN)
+            await self.audit(signal_sender, "rules.reload", {}, result)
+
+        if self.detect is not None:
+            self.background(reload())
 
     async def run(self) -> None:
         """Run until :meth:`request_stop` (SIGTERM/SIGINT in the daemon)."""
@@ -237,7 +258,7 @@ class Engine:
         )
         writer = self.writer
         parts = {"store": "running", "control": "running", "alerts": "running",
-                 "capture": self.capture.state}  # fmt: skip
+                 "capture": self.capture.state, "detect": self.detect.state}  # fmt: skip
         parts.update({name: "not started" for name in PLANNED_PARTS})
         return {
             "version": VERSION,
@@ -260,6 +281,7 @@ class Engine:
             },
             "bans": {"active": db["bans"]},
             "capture": _capture_summary(self.capture.status()),
+            "rules": _rules_summary(self.detect.status()),
             "store": {
                 "path": str(self.db_path),
                 "size": size,
@@ -282,6 +304,12 @@ def _capture_summary(status: dict[str, Any]) -> dict[str, Any]:
     return {**{k: status[k] for k in keys}, "flows": status["flows"]}
 
 
+def _rules_summary(status: dict[str, Any]) -> dict[str, Any]:
+    keys = ("state", "accepted", "running", "reloads", "reload_error", "hits", "alerts")
+    return {**{k: status[k] for k in keys}, "rejected": len(status["rejected"]),
+            "disabled": len(status["disabled"])}  # fmt: skip
+
+
 def tune_gc() -> None:
     """Alert storms make many short-lived objects while the fold index holds many long-lived
     ones; fewer young collections keep the collector off the hot path."""
@@ -299,6 +327,7 @@ def run_engine(config: Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, engine.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, engine.reload_on_signal)
         await engine.run()
 
     with contextlib.suppress(KeyboardInterrupt):

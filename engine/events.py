@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-TOPICS = frozenset({"alerts", "silences", "status", "audit", "traffic", "facts"})
+TOPICS = frozenset({"alerts", "silences", "status", "audit", "traffic", "facts", "rules"})
 
 
 @dataclass(eq=False)

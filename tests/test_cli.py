@@ -59,13 +59,15 @@ def test_status(engine: EngineProcess) -> None:
     assert data["store"]["path"] == str(engine.db)
     assert data["control"]["socket"] == str(engine.socket)
     assert data["parts"]["capture"] == "stopped"  # no interface configured
-    assert data["parts"]["detect"] == "not started"
+    assert data["parts"]["detect"] == "running"  # the shipped rule pack
+    assert data["rules"]["running"] == data["rules"]["accepted"] > 0
     assert data["capture"]["packets"] == 0
     assert set(data["queues"]) == {"writer", "subscribers"}
     assert set(data["dropped"]) == {"alerts", "events"}
     text = engine.cli("status").stdout
     assert "uptime" in text and str(engine.db) in text
     assert "capture" in text and "stopped" in text
+    assert f"{data['rules']['running']} running" in text
 
 
 def test_socket_option_wins_over_config(engine: EngineProcess, tmp_path: Path) -> None:

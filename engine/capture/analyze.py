@@ -296,9 +296,8 @@ def analyze(
         written = saver.close() if saver is not None else 0
     result = summary(files, analysis.finish(), written)
     if detector is not None:
-        found = pipeline.alerts
-        result["alerts"] = [alert_record(match) for match in found[:MAX_ALERTS]]
-        result["alerts_dropped"] = max(0, len(found) - MAX_ALERTS)
+        result["alerts"] = [alert_record(match) for match in pipeline.alerts]
+        result["alerts_dropped"] = pipeline.alerts_dropped
     return result
 
 
@@ -311,9 +310,8 @@ def alert_record(match: Any) -> dict[str, Any]:
 def _pipeline(max_flows: int, timeouts: dict[str, float]) -> Pipeline:
     """A pipeline for an analysis: no packet ring and no facts, and the protocols counted from
     the flows (:meth:`Analysis.collect`)."""
-    return Pipeline(
-        max_flows=max_flows, ring_bytes=0, facts=False, count_protocols=False, **timeouts
-    )
+    return Pipeline(max_flows=max_flows, ring_bytes=0, facts=False, count_protocols=False,
+                    max_alerts=MAX_ALERTS, **timeouts)  # fmt: skip
 
 
 def _shards(files: list[str]) -> int:

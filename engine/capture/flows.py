@@ -54,6 +54,12 @@ class Flow:
         return self.bytes_out + self.bytes_in
 
 
+def flow_id(flow: Flow) -> str:
+    """The flow's name in the control API (its key and start: a 5-tuple is used again)."""
+    proto, a, ap, b, bp = flow.key
+    return f"{proto}|{a}|{ap}|{b}|{bp}|{flow.start!r}"
+
+
 class FlowTable:
     def __init__(
         self,

@@ -33,6 +33,7 @@ class Pipeline:
         facts: bool = True,
         count_protocols: bool = True,
         detector: Any = None,
+        max_alerts: int = 10_000,
     ) -> None:
         self.lock = threading.Lock()
         self.decoder = Decoder()
@@ -63,9 +64,12 @@ class Pipeline:
         self.ended: list[Flow] = []
         self.facts: list[dict[str, Any]] = []
         # Rules (engine.detect's Detector: inspect(packet, flow) -> matches, forget(flow)),
-        # and the matches they found, emptied by the owner.
+        # and the matches they found, emptied by the owner; past ``max_alerts`` waiting, the
+        # newest are counted and dropped.
         self.detector = detector
         self.alerts: list[Any] = []
+        self.max_alerts = max_alerts
+        self.alerts_dropped = 0
         self.pps: deque[float] = deque(maxlen=RATE_HISTORY)
         self.bps: deque[float] = deque(maxlen=RATE_HISTORY)
         self._tick = (0.0, 0, 0)  # time, frames, bytes at the last rate tick
@@ -115,7 +119,12 @@ class Pipeline:
         if self.detector is not None:
             matches = self.detector.inspect(packet, flow)
             if matches:
-                self.alerts.extend(matches)
+                room = self.max_alerts - len(self.alerts)
+                if room >= len(matches):
+                    self.alerts.extend(matches)
+                else:
+                    self.alerts.extend(matches[: max(room, 0)])
+                    self.alerts_dropped += len(matches) - max(room, 0)
         return packet
 
     def _end(self, flows: list[Flow]) -> None:

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from engine.capture import dissect
 from engine.capture.analyze import flow_record
 from engine.capture.decode import Decoder
 from engine.capture.filter import Filter, FilterError, parse_filter
-from engine.capture.flows import Flow, FlowTable
+from engine.capture.flows import Flow, FlowTable, flow_id
 from engine.capture.live import CaptureError, CaptureUnavailable, LiveCapture, can_capture
 from engine.capture.pcapfile import CaptureFileError, read_frames
 from engine.capture.pcapwrite import PcapngWriter, PcapWriter
@@ -52,17 +53,16 @@ INSERT_FLOW = (
 )
 
 
-def flow_id(flow: Flow) -> str:
-    proto, a, ap, b, bp = flow.key
-    return f"{proto}|{a}|{ap}|{b}|{bp}|{flow.start!r}"
-
-
 class CaptureService:
-    def __init__(self, config: CaptureConfig, writer: Writer, bus: EventBus) -> None:
+    def __init__(self, config: CaptureConfig, writer: Writer, bus: EventBus, detector: Any = None,
+                 on_alerts: Callable[[list[Any]], None] | None = None) -> None:  # fmt: skip
         self.config = config
         self.writer = writer
         self.bus = bus
-        self.pipeline = self._new_pipeline()
+        # Rules run on every packet in the capture threads (engine.detect's Detector); what
+        # they match goes to ``on_alerts`` on the loop.
+        self.on_alerts = on_alerts
+        self.pipeline = self._new_pipeline(detector)
         self.live: LiveCapture | None = None
         self.state = "stopped"
         self.reason = ""
@@ -79,10 +79,11 @@ class CaptureService:
         self._replaying = False
         self._kernel_drops_done = 0  # counted by captures already stopped
 
-    def _new_pipeline(self) -> Pipeline:
+    def _new_pipeline(self, detector: Any) -> Pipeline:
         c = self.config
         return Pipeline(max_flows=c.max_flows, idle_timeout=c.idle_timeout,
-                        active_timeout=c.active_timeout, ring_bytes=c.ring_bytes)  # fmt: skip
+                        active_timeout=c.active_timeout, ring_bytes=c.ring_bytes,
+                        detector=detector, max_alerts=MAX_PENDING)  # fmt: skip
 
     # -- starting and stopping ---------------------------------------------------------------
 
@@ -199,6 +200,9 @@ class CaptureService:
                 self._last_tick = now
             ended, pipeline.ended = pipeline.ended, []
             facts, pipeline.facts = pipeline.facts, []
+            alerts, pipeline.alerts = pipeline.alerts, []
+        if alerts and self.on_alerts is not None:
+            self.on_alerts(alerts)
         if self.live is not None:
             self.live.poll_statistics()
         for pending in (ended, facts):
@@ -249,6 +253,7 @@ class CaptureService:
             "queue_drops": self.queue_drops,
             "store_drops": self.store_drops,
             "malformed": p.decoder.malformed,
+            "alerts_dropped": p.alerts_dropped,
             "fragments": p.decoder.fragments,
             "flows": {
                 "active": len(p.flows),

@@ -553,3 +553,37 @@ async def _traffic_export(session: Session, args: dict[str, Any]) -> dict[str, A
 async def _traffic_chunk(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One base64 chunk of a prepared export."""
     return session.engine.capture.chunk(_int(args, "export"), _int(args, "index"))
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+@command("rules.status")
+async def _rules_status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Rule files with their counts, rejections, disabled sids, the last reload and its error."""
+    return session.engine.detect.status()
+
+
+@command("rules.list")
+async def _rules_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Loaded rules (disabled ones too) with their hits, most hits first; ``filter`` text."""
+    return session.engine.detect.rules(_str(args, "filter"), _limit(args, 5000, 100_000))
+
+
+@command("rules.reload", Role.OPERATOR, changes_state=True)
+async def _rules_reload(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Read the rule files again and swap them in; on new problems the running rules stay."""
+    return await session.engine.detect.reload()
+
+
+@command("rules.enable", Role.OPERATOR, changes_state=True)
+async def _rules_enable(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Run a disabled rule again (kept across restarts)."""
+    return await session.engine.detect.set_enabled(_int(args, "sid"), True, session.operator.name)
+
+
+@command("rules.disable", Role.OPERATOR, changes_state=True)
+async def _rules_disable(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Stop running a rule (kept across restarts)."""
+    return await session.engine.detect.set_enabled(_int(args, "sid"), False,
+                                                   session.operator.name)  # fmt: skip

@@ -19,7 +19,7 @@ import ahocorasick
 
 from engine.capture import protocols
 from engine.capture.decode import ICMP, ICMPV6, TCP, UDP, Packet
-from engine.capture.flows import Flow
+from engine.capture.flows import Flow, flow_id
 from engine.detect.http import HttpParser
 from engine.detect.match import Hit, inspect_rule
 from engine.detect.rules import Action, Content, Rule
@@ -407,8 +407,9 @@ class Detector:
             "classtype": rule.classtype, "action": rule.action.value,
             "proto": protocols.transport_tag(packet.proto), "app": flow.app,
             "src": packet.src, "sport": packet.sport, "dst": packet.dst, "dport": packet.dport,
-            "flow": {"src": flow.src, "sport": flow.sport, "dst": flow.dst, "dport": flow.dport,
-                     "start": flow.start, "proto": protocols.transport_tag(flow.proto)},
+            "flow": {"key": flow_id(flow), "src": flow.src, "sport": flow.sport, "dst": flow.dst,
+                     "dport": flow.dport, "start": flow.start,
+                     "proto": protocols.transport_tag(flow.proto)},
             "rule_file": rule.file, "rule_line": rule.line,
         }  # fmt: skip
         if isinstance(hit, Hit):

@@ -185,6 +185,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX flows_app ON flows (app, start);
         """,
     ),
+    (
+        "rules an operator enabled or disabled",
+        """
+        CREATE TABLE rule_state (
+            sid INTEGER PRIMARY KEY,
+            enabled INTEGER NOT NULL,
+            changed REAL NOT NULL,
+            operator TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    ),
 ]
 
 LATEST = len(MIGRATIONS)
