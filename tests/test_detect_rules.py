@@ -111,3 +111,64 @@ def test_analyze_prints_alerts_and_lists_them_in_json() -> None:
         "src": "172.24.133.205", "dst": "172.24.133.205",
     }  # fmt: skip
     assert "alerts" not in json.loads(iotsec(path, "--json", "--no-rules").stdout)
+
+
+def _split_in_two(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make analyze split any input over two processes; the list records each split."""
+    from engine.capture import analyze as module
+    from engine.capture import shard
+
+    monkeypatch.setattr(module, "SHARD_MIN_BYTES", 0)
+    monkeypatch.setattr(module, "processes", lambda: 2)
+    splits: list[int] = []
+
+    def counted(count: int, work):
+        results = shard.run_sharded(count, work)
+        splits.append(len(results))
+        return results
+
+    monkeypatch.setattr(module, "run_sharded", counted)
+    return splits
+
+
+def test_a_split_analysis_raises_the_alerts_one_process_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.capture.pcapfile import read_frames
+
+    files = sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
+    rules = [str(p) for p in sorted((SHARED_DATA / "rules").glob("*.rules"))] + [str(PACK)]
+    one = analyze(files, detector=load_detector(rules, {})[0])
+    splits = _split_in_two(monkeypatch)
+    split = analyze(files, detector=load_detector(rules, {})[0])
+    assert splits == [2]
+    assert split == one and len(one["alerts"]) >= 4
+
+
+def test_thresholds_count_across_the_shards_of_a_split_analysis(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from scapy.all import IP, UDP, wrpcap
+
+    # One source knocking from 40 ports (40 flows, spread over both shards), 0.1 s apart: a
+    # limit of 2 alerts per 60 s by source, and one alert for every 10th match.
+    packets = []
+    for n in range(40):
+        packet = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000 + n, dport=7777) / b"knock"
+        packet.time = 1000 + n * 0.1
+        packets.append(packet)
+    capture = tmp_path / "knocks.pcap"
+    wrpcap(str(capture), packets)
+    rules = tmp_path / "limits.rules"
+    rules.write_text(
+        'alert udp any any -> any 7777 (msg:"limit"; content:"knock";'
+        " threshold:type limit, track by_src, count 2, seconds 60; sid:1;)\n"
+        'alert udp any any -> any 7777 (msg:"every 10th"; content:"knock";'
+        " threshold:type threshold, track by_src, count 10, seconds 60; sid:2;)\n"
+    )
+    one = analyze([capture], detector=load_detector([str(rules)], {})[0])
+    splits = _split_in_two(monkeypatch)
+    split = analyze([capture], detector=load_detector([str(rules)], {})[0])
+    assert splits == [2]
+    assert [a["sid"] for a in split["alerts"]] == [a["sid"] for a in one["alerts"]]
+    assert [a["sport"] for a in split["alerts"]] == [40000, 40001, 40009, 40019, 40029, 40039]

@@ -34,6 +34,8 @@ SWEEP_EVERY = 4096
 TOP = 10
 MAX_CLEARTEXT = 100
 MAX_ALERTS = 10_000  # listed by analyze; beyond that they are counted (alerts_dropped)
+# Matches a shard keeps before thresholds; past that the analysis runs in one process.
+SHARD_MATCHES = 50_000
 MAX_TALKERS = 50_000
 # Below this many bytes of input, starting more processes costs more than it saves.
 SHARD_MIN_BYTES = 8 << 20
@@ -67,6 +69,10 @@ class Tally:
     # (sweep, then end time), by which the shards' lists merge into one.
     cleartext: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # The rules' matches (engine.detect's Match) in capture order; a shard's are not yet
+    # thinned by thresholds (see :func:`_admitted`).
+    alerts: list[Any] = field(default_factory=list)
+    alerts_dropped: int = 0
 
 
 def flow_record(flow: Flow) -> dict[str, Any]:
@@ -152,6 +158,7 @@ class Analysis:
         d = p.decoder
         tally.decoded, tally.malformed = d.decoded, d.malformed
         tally.fragments, tally.unsupported = d.fragments, d.unsupported
+        tally.alerts, tally.alerts_dropped = p.alerts, p.alerts_dropped
         return tally
 
 
@@ -274,21 +281,23 @@ def analyze(
     timeouts = {"idle_timeout": idle_timeout, "active_timeout": active_timeout}
     # Pacing needs every frame, and flows or frames handed out one by one would come from
     # each shard in its own order: only a full-speed run that does neither is split.
-    # Rules need every packet, in order: frame by frame, in one process.
-    single = realtime or write_to is not None or on_flow is not None or detector is not None
+    single = realtime or write_to is not None or on_flow is not None
     count = 1 if single else _shards(files)
     if count > 1:
-        work = _shard_work(files, count, max_flows, timeouts)
+        work = _shard_work(files, count, max_flows, timeouts, detector)
         try:
-            return summary(files, merge(run_sharded(count, work)))
+            tallies = run_sharded(count, work)
+            result = summary(files, merge(tallies))
+            if detector is not None:
+                result.update(_admitted([t.alerts for t in tallies]))
+            return result
         except Unshardable:
             pass  # then in one process, from the start
-    pipeline = _pipeline(max_flows, timeouts)
-    pipeline.detector = detector
+    pipeline = _pipeline(max_flows, timeouts, detector, MAX_ALERTS)
     analysis = Analysis(pipeline, on_flow)
     saver = _Saver(str(write_to), display_filter or None) if write_to else None
     try:
-        if realtime or saver is not None or detector is not None:
+        if realtime or saver is not None:
             _replay(files, analysis, realtime=realtime, save=saver.save if saver else None)
         else:
             _stream(files, analysis)
@@ -301,17 +310,43 @@ def analyze(
     return result
 
 
+def _admitted(shards: list[list[Any]]) -> dict[str, Any]:
+    """The alerts of a sharded analysis: the shards' matches in capture order, thinned by the
+    rules' thresholds as one process would have thinned them. Two matches of a rule with a
+    threshold at the same instant in different shards have no order: Unshardable."""
+    order: list[tuple[float, int, int, Any]] = [
+        (match.event.ts, index, n, match)
+        for index, matches in enumerate(shards)
+        for n, match in enumerate(matches)
+    ]
+    order.sort(key=lambda item: item[:3])
+    limited: dict[tuple[int, float], int] = {}
+    for ts, index, _, match in order:
+        rule = match.rule
+        limits = rule.threshold is not None or rule.detection_filter is not None
+        if limits and limited.setdefault((rule.sid, ts), index) != index:
+            raise Unshardable("matches of a thresholded rule at the same instant")
+    from engine.detect.detector import admits
+    from engine.detect.thresholds import Tracker
+
+    tracker = Tracker()
+    alerts = [m for *_, m in order if admits(tracker, m.rule, m.event.src, m.event.dst, m.event.ts)]
+    return {"alerts": [alert_record(m) for m in alerts[:MAX_ALERTS]],
+            "alerts_dropped": max(0, len(alerts) - MAX_ALERTS)}  # fmt: skip
+
+
 def alert_record(match: Any) -> dict[str, Any]:
     """A rule's alert as ``analyze --json`` lists it: the evidence, severity and time."""
     event = match.event
     return {**event.evidence, "severity": event.severity.label, "ts": event.ts}
 
 
-def _pipeline(max_flows: int, timeouts: dict[str, float]) -> Pipeline:
+def _pipeline(max_flows: int, timeouts: dict[str, float], detector: Any = None,
+              max_alerts: int = MAX_ALERTS) -> Pipeline:  # fmt: skip
     """A pipeline for an analysis: no packet ring and no facts, and the protocols counted from
     the flows (:meth:`Analysis.collect`)."""
     return Pipeline(max_flows=max_flows, ring_bytes=0, facts=False, count_protocols=False,
-                    max_alerts=MAX_ALERTS, **timeouts)  # fmt: skip
+                    detector=detector, max_alerts=max_alerts, **timeouts)  # fmt: skip
 
 
 def _shards(files: list[str]) -> int:
@@ -323,17 +358,20 @@ def _shards(files: list[str]) -> int:
     return processes() if size >= SHARD_MIN_BYTES else 1
 
 
-def _shard_work(
-    files: list[str], count: int, max_flows: int, timeouts: dict[str, float]
-) -> Callable[[int], Tally]:
+def _shard_work(files: list[str], count: int, max_flows: int, timeouts: dict[str, float],
+                detector: Any = None) -> Callable[[int], Tally]:  # fmt: skip
     def work(index: int) -> Tally:
         # The shards share the flow table's size: while none fills its share, the whole table
         # never filled, and no flow was evicted (that would depend on the other shards' flows).
         share = max_flows // count + (index < max_flows % count)
-        analysis = Analysis(_pipeline(share, timeouts), None)
+        if detector is not None:
+            detector.defer_thresholds = True  # this process's copy; applied after the merge
+        analysis = Analysis(_pipeline(share, timeouts, detector, SHARD_MATCHES), None)
         _stream(files, analysis, shard=Shard(index, count))
         if analysis.pipeline.flows.evicted:
             raise Unshardable("a shard's flow table filled up")
+        if analysis.pipeline.alerts_dropped:
+            raise Unshardable("more rule matches than a shard keeps")
         return analysis.finish()
 
     return work

@@ -271,6 +271,9 @@ class Detector:
         self.ruleset = ruleset
         self.stream_depth = stream_depth
         self.thresholds = Tracker()
+        # Matches of rules with a threshold or detection_filter are all returned, for whoever
+        # merges the matches of several detectors (the shards of an analysis) to apply them.
+        self.defer_thresholds = False
         self.hits: dict[int, int] = {}  # sid -> matches (before thresholds)
         self._flows: OrderedDict[tuple[Any, ...], FlowState] = OrderedDict()
         self._addresses: dict[str, Any] = {}
@@ -395,11 +398,9 @@ class Detector:
               hit: Hit | bool) -> Match | None:  # fmt: skip
         rule = compiled.rule
         self.hits[rule.sid] = self.hits.get(rule.sid, 0) + 1
-        for limit in (rule.detection_filter, rule.threshold):
-            if limit is not None and not self.thresholds.allows(
-                rule.sid, limit, packet.src, packet.dst, packet.ts
-            ):
-                return None
+        if not self.defer_thresholds and not admits(self.thresholds, rule, packet.src,
+                                                    packet.dst, packet.ts):  # fmt: skip
+            return None
         if rule.noalert:
             return None
         evidence: dict[str, Any] = {
@@ -452,6 +453,14 @@ class Detector:
         if new_from is None:
             return b"", 0, False  # a retransmission or an early segment: nothing new
         return bytes(stream.data), new_from, True
+
+
+def admits(tracker: Tracker, rule: Rule, src: str, dst: str, ts: float) -> bool:
+    """Whether a match of ``rule`` passes its detection_filter and threshold (and count it)."""
+    for limit in (rule.detection_filter, rule.threshold):
+        if limit is not None and not tracker.allows(rule.sid, limit, src, dst, ts):
+            return False
+    return True
 
 
 def _shown(raw: bytes) -> str:
