@@ -140,9 +140,13 @@ def test_reload_swaps_rules_and_keeps_them_when_the_new_ones_are_worse(tmp_path:
         engine.proc.send_signal(signal.SIGHUP)
         with engine.client() as client:
             wait_for(lambda: client.request("rules.status")["running"] == 1, "the SIGHUP reload")
-            entries = client.request("audit.list", {"limit": 5})
-            assert any(e["command"] == "rules.reload" and e["operator"] == "SIGHUP"
-                       and e["result"] == "ok" for e in entries)  # fmt: skip
+
+            def audited() -> bool:
+                entries = client.request("audit.list", {"limit": 5})
+                return any(e["command"] == "rules.reload" and e["operator"] == "SIGHUP"
+                           and e["result"] == "ok" for e in entries)  # fmt: skip
+
+            wait_for(audited, "the SIGHUP reload in the audit chain")
     finally:
         engine.stop()
 
