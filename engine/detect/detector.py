@@ -1,7 +1,8 @@
 """Running rules over traffic. A :class:`RuleSet` is compiled once (and swapped whole on reload):
-rules grouped by transport and port, each group with one Aho-Corasick automaton per buffer over
-its rules' fast patterns, so a packet costs one scan per buffer however many rules there are,
-and only the rules whose fast pattern occurs (plus those without content) are evaluated in full.
+rules grouped by transport and port; the groups a packet's ports fall in share one Aho-Corasick
+automaton per buffer over their rules' fast patterns, so a packet costs one scan per buffer
+however many rules there are, and only the rules whose fast pattern occurs (plus those without
+content) are evaluated in full.
 
 The :class:`Detector` keeps what rules need across packets: per flow, the reassembled streams,
 the HTTP parser and the flowbits; per rule, the threshold counters.
@@ -55,7 +56,8 @@ class Compiled:
 @dataclass
 class Group:
     always: list[int] = field(default_factory=list)  # rules without a fast pattern
-    automata: dict[str, ahocorasick.Automaton] = field(default_factory=dict)
+    # buffer -> fast pattern -> the rules it selects: an index, or (index, least, most end)
+    patterns: dict[str, dict[bytes, set[Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ class Route:
     """What a packet between two ports meets: every group it falls in, merged once."""
 
     always: list[int]  # sorted
-    # (buffer, what it needs, automata): PAYLOAD, HTTP (a request) or the flow tags that have it
-    scans: tuple[tuple[str, Any, tuple[ahocorasick.Automaton, ...]], ...]
+    # (buffer, what it needs, one automaton over the groups' patterns): what it needs is
+    # PAYLOAD, HTTP (a request) or the flow tags whose packets have the buffer
+    scans: tuple[tuple[str, Any, ahocorasick.Automaton], ...]
 
 
 PAYLOAD, HTTP = "payload", "http"
@@ -89,7 +92,6 @@ class RuleSet:
         ordered = sorted(rules, key=lambda r: ACTION_ORDER[r.action])
         self.rules = [_compile(rule, severity(rule)) for rule in ordered]
         self.groups: dict[tuple[int | None, int | None], Group] = {}
-        patterns: dict[tuple[int | None, int | None], dict[str, dict[bytes, list[Any]]]] = {}
         for index, compiled in enumerate(self.rules):
             for key in _group_keys(compiled):
                 group = self.groups.setdefault(key, Group())
@@ -97,21 +99,10 @@ class RuleSet:
                     group.always.append(index)
                 else:
                     buffer, pattern = compiled.fast
-                    by_buffer = patterns.setdefault(key, {}).setdefault(buffer, {})
                     window = compiled.window
-                    by_buffer.setdefault(pattern, []).append(
+                    group.patterns.setdefault(buffer, {}).setdefault(pattern, set()).add(
                         index if window is None else (index, *window)
                     )
-        for key, by_buffer in patterns.items():
-            for buffer, table in by_buffer.items():
-                automaton = ahocorasick.Automaton()
-                for pattern, entries in table.items():
-                    # Rules the pattern selects anywhere, and those only where it may end.
-                    free = tuple(e for e in entries if isinstance(e, int))
-                    anchored = tuple(e for e in entries if not isinstance(e, int))
-                    automaton.add_word(pattern.decode("latin-1"), (free, anchored))
-                automaton.make_automaton()
-                self.groups[key].automata[buffer] = automaton
         # A match ending in a stream's new bytes starts at most this far before them.
         self.overlap = max((len(c.fast[1]) for c in self.rules if c.fast), default=1) - 1
         self._routes: dict[tuple[int, int | None, int | None], Route] = {}
@@ -127,16 +118,18 @@ class RuleSet:
         route = self._routes.get(key)
         if route is None:
             always: set[int] = set()
-            scans: dict[str, list[ahocorasick.Automaton]] = {}
+            tables: dict[str, dict[bytes, set[Any]]] = {}
             for group_key in {(transport, key[2]), (transport, key[1]), (transport, None),
                               (None, None)}:  # fmt: skip
                 group = groups.get(group_key)
                 if group is not None:
                     always.update(group.always)
-                    for buffer, automaton in group.automata.items():
-                        scans.setdefault(buffer, []).append(automaton)
-            route = Route(sorted(always),
-                          tuple((b, _needs(b), tuple(a)) for b, a in scans.items()))  # fmt: skip
+                    for buffer, table in group.patterns.items():
+                        merged = tables.setdefault(buffer, {})
+                        for pattern, entries in table.items():
+                            merged.setdefault(pattern, set()).update(entries)
+            route = Route(sorted(always), tuple((b, _needs(b), _automaton(t))
+                                                for b, t in tables.items()))  # fmt: skip
             if len(self._routes) >= MAX_ROUTES:
                 self._routes.clear()
             self._routes[key] = route
@@ -152,12 +145,12 @@ class RuleSet:
         route = self.route(transport, sport, dport)
         found: set[int] | None = None
         payload, request, app = buffers.payload, buffers.request, buffers.app
-        for buffer, needs, automata in route.scans:
+        for buffer, needs, automaton in route.scans:
             if needs is PAYLOAD:
                 if not payload:
                     continue
                 if seen is not None:
-                    _scan(automata, payload, scan_from, seen)
+                    _scan(automaton, payload, scan_from, seen)
                     if seen:
                         found = set(seen) if found is None else found | seen
                     continue
@@ -173,25 +166,34 @@ class RuleSet:
             if data:
                 if found is None:
                     found = set()
-                _scan(automata, data, 0, found)
+                _scan(automaton, data, 0, found)
         if not found:
             return route.always
         found.update(route.always)
         return sorted(found)
 
 
-def _scan(automata: tuple[ahocorasick.Automaton, ...], data: bytes, start: int,
-          found: set[int]) -> None:  # fmt: skip
+def _automaton(table: dict[bytes, set[Any]]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for pattern, entries in table.items():
+        # Rules the pattern selects anywhere, and those only where it may end.
+        free = tuple(sorted(e for e in entries if isinstance(e, int)))
+        anchored = tuple(sorted(e for e in entries if not isinstance(e, int)))
+        automaton.add_word(pattern.decode("latin-1"), (free, anchored))
+    automaton.make_automaton()
+    return automaton
+
+
+def _scan(automaton: ahocorasick.Automaton, data: bytes, start: int, found: set[int]) -> None:
     """Add to ``found`` the rules whose fast pattern occurs in ``data[start:]`` (where their
     window allows: ``end`` is the offset of the match's last byte from ``start``)."""
     text = (data[start:] if start else data).lower().decode("latin-1")
-    for automaton in automata:
-        for end, (free, anchored) in automaton.iter(text):
-            if free:
-                found.update(free)
-            for index, least, most in anchored:
-                if least <= start + end + 1 <= most:
-                    found.add(index)
+    for end, (free, anchored) in automaton.iter(text):
+        if free:
+            found.update(free)
+        for index, least, most in anchored:
+            if least <= start + end + 1 <= most:
+                found.add(index)
 
 
 def _compile(rule: Rule, severity: Severity) -> Compiled:
@@ -256,6 +258,9 @@ class FlowState:
     # Per direction: the rule set that scanned the stream and the rules whose fast pattern it
     # found there, so each packet scans only the stream's new bytes.
     seen: list[tuple[RuleSet, set[int]] | None] = field(default_factory=lambda: [None, None])
+    # Whether a rule's addresses and ports hold (constant for a flow and direction), by the
+    # rule's id plus the direction, for the rule set whose rules they are.
+    headers: tuple[RuleSet | None, dict[int, bool]] = (None, {})
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,8 @@ class Detector:
         if not payload and not ruleset.route(packet.proto, packet.sport, packet.dport).always:
             return []  # no bytes to look at and no rule without content: nothing can fire
         buffers = _Buffers(packet, flow.app, payload, state, to_server, streamed)
+        if state.headers[0] is not ruleset:
+            state.headers = (ruleset, {})
         seen: set[int] | None = None
         scan_from = 0
         if streamed:
@@ -329,7 +336,12 @@ class Detector:
             return None
         if compiled.app is not None and flow.app != compiled.app:
             return None
-        if not self._header(rule, packet):
+        headers = buffers.state.headers[1]
+        slot = id(compiled) + to_server  # ids are even: one slot per direction
+        holds = headers.get(slot)
+        if holds is None:
+            holds = headers[slot] = self._header(rule, packet)
+        if not holds:
             return None
         if rule.flow is not None and not _flow_holds(rule, flow, packet, to_server):
             return None
