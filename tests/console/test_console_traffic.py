@@ -24,6 +24,7 @@ from console.screens.capture_form import CaptureScreen
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.save_pcap import SavePcapScreen
 from console.untrusted import clean
+from console.widgets.status_bar import StatusBar
 from engine.capture.filter import FilterError, parse_filter
 from engine.capture.pcapfile import read_frames
 from tests.conftest import (
@@ -441,9 +442,18 @@ def replayed_engine(tmp_path) -> Iterator[EngineProcess]:
 def test_traffic_at_80x24(replayed_engine, snap_compare):
     app = console_for(replayed_engine.config)
     flows = request(replayed_engine, "traffic.flows")["total"]
+    # The shipped rules raise alerts on these captures; the status bar shows them once it has
+    # polled after the replay, so wait for the engine's own count.
+    open_alerts = request(replayed_engine, "status")["alerts"]["open"]
 
     async def run_before(pilot) -> None:
         await open_traffic(pilot, app, flows)
+        bar = app.query_one(StatusBar)
+        await wait_until(
+            pilot,
+            lambda: bar.status is not None and bar.status["alerts"]["open"] == open_alerts,
+            "open alerts in the status bar",
+        )
         # A flow's rate is over the last seconds of wall-clock time: once the replay is a few
         # seconds old, every rate is 0 on every run.
         await wait_until(pilot, lambda: all(r[5] == "0" for r in flow_rows(app)), "rates at rest")
