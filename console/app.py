@@ -18,6 +18,7 @@ from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -30,7 +31,10 @@ from console.panes.alerts import AlertsPane
 from console.panes.part import PartPane
 from console.panes.traffic import TrafficPane
 from console.panes.traffic_table import FlowTable
+from console.screens.alert_detail import AlertDetailScreen
 from console.screens.help import HelpScreen, KeyRow
+from console.screens.packet_detail import PacketDetailScreen
+from console.screens.rules import RulesScreen
 from console.terminal import TerminalWatch
 from console.widgets.status_bar import StatusBar
 from engine.config import Config
@@ -39,6 +43,8 @@ from engine.config import Config
 RESYNC_SECONDS = 2.0
 
 PANES = ("traffic", "devices", "alerts", "serial")
+# Screens opened over the panes: their keys can be rebound in the keymap too.
+SCREENS = (AlertDetailScreen, PacketDetailScreen, RulesScreen)
 
 
 class IotsecApp(App[None]):
@@ -78,6 +84,14 @@ class IotsecApp(App[None]):
             id="app.pane.serial",
             show=False,
             tooltip="Show the Serial pane",
+        ),
+        Binding(
+            "R",
+            "rules",
+            "Rules",
+            id="app.rules",
+            show=False,
+            tooltip="Rules: hits per rule, enable or disable one by sid, reload the rule files",
         ),
         Binding(
             "question_mark,f1",
@@ -146,6 +160,7 @@ class IotsecApp(App[None]):
     def on_mount(self) -> None:
         self.set_keymap(self.keymap)
         all_bindings = [b for _, _, bindings in self._binding_owners() for b in bindings]
+        all_bindings += [b for screen in SCREENS for b in bindings_of(screen)]
         # A keymap mistake is an error, but one the console survives: at 3 a.m. a typo in a
         # key binding must not keep the on-call engineer from the alerts.
         source = self.config.source or "config"
@@ -173,6 +188,11 @@ class IotsecApp(App[None]):
     @property
     def traffic(self) -> TrafficPane:
         return self.query_one(TrafficPane)
+
+    def show_flow(self, flow: dict[str, Any], origin: str) -> None:
+        """Show one flow (a rule alert's ``evidence["flow"]``) in the Traffic pane."""
+        self.action_show_pane("traffic")
+        self.traffic.show_flow(flow, origin)
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -235,7 +255,21 @@ class IotsecApp(App[None]):
 
     # -- panes, help and the palette ----------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "rules":
+            if any(isinstance(screen, RulesScreen) for screen in self.screen_stack):
+                return False
+            # None shows it greyed out: an engine without rules, or none connected.
+            return True if self.may("rules.status") else None
+        return True
+
+    def action_rules(self) -> None:
+        self.push_screen(RulesScreen())
+
     def action_show_pane(self, pane: str) -> None:
+        # A pane's key in the Rules view goes back to the panes.
+        while isinstance(self.screen, RulesScreen):
+            self.pop_screen()
         self.query_one(TabbedContent).active = pane
 
     @on(TabbedContent.TabActivated)
@@ -248,20 +282,31 @@ class IotsecApp(App[None]):
         # Traffic is polled only while it is in view.
         self.traffic.in_view(event.pane.id == "traffic")
 
-    def _active_pane(self) -> tuple[str, AlertsPane | TrafficPane | PartPane]:
+    def _active_pane(self) -> tuple[str, AlertsPane | TrafficPane | PartPane | RulesScreen]:
+        if isinstance(self.screen, RulesScreen):
+            return "rules", self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]
         assert isinstance(pane, AlertsPane | TrafficPane | PartPane)
         return tab, pane
 
-    def _binding_owners(self) -> Iterator[tuple[str, DOMNode, list[Binding]]]:
-        """(pane id, node, bindings with an id) for the app and every node in every pane."""
+    def _binding_owners(
+        self, screen: Screen[Any] | None = None
+    ) -> Iterator[tuple[str, DOMNode, list[Binding]]]:
+        """(pane id, node, bindings with an id) for the app, every node in every pane, and the
+        Rules view if ``screen`` is that."""
         yield "", self, [b for b in bindings_of(type(self)) if b.id]
-        for pane in PANES:
-            for node in self.query_one(f"TabPane#{pane}").walk_children(with_self=False):
-                bindings = [b for b in bindings_of(type(node)) if b.id]
-                if bindings:
-                    yield pane, node, bindings
+        nodes = [
+            (pane, node)
+            for pane in PANES
+            for node in self.query_one(f"TabPane#{pane}").walk_children(with_self=False)
+        ]
+        if isinstance(screen, RulesScreen):
+            nodes += [("rules", node) for node in screen.walk_children(with_self=True)]
+        for pane, node in nodes:
+            bindings = [b for b in bindings_of(type(node)) if b.id]
+            if bindings:
+                yield pane, node, bindings
 
     def _keys(self, binding: Binding) -> str:
         keys = keys_for(binding, self.keymap)
@@ -270,7 +315,7 @@ class IotsecApp(App[None]):
     def action_help(self) -> None:
         pane_id, pane = self._active_pane()
         keys: list[KeyRow] = []
-        for owner_pane, _node, bindings in self._binding_owners():
+        for owner_pane, _node, bindings in self._binding_owners(self.screen):
             if owner_pane == pane_id:
                 keys += [(self._keys(b), b.tooltip or b.description) for b in bindings]
         everywhere = [
@@ -278,14 +323,18 @@ class IotsecApp(App[None]):
         ]
         self.push_screen(
             HelpScreen(
-                pane.title, pane.help_text, keys or [("", "no keys of its own yet")], everywhere
+                str(pane.title),
+                pane.help_text,
+                keys or [("", "no keys of its own yet")],
+                everywhere,
             )
         )
 
-    def palette_commands(self) -> list[PaletteCommand]:
-        """Every action the operator may use now, named for the command palette."""
+    def palette_commands(self, screen: Screen[Any] | None = None) -> list[PaletteCommand]:
+        """Every action the operator may use now on ``screen`` (the one the palette was opened
+        from), named for the command palette."""
         commands: list[PaletteCommand] = []
-        for pane_id, node, bindings in self._binding_owners():
+        for pane_id, node, bindings in self._binding_owners(screen or self.screen):
             for binding in bindings:
                 _, name, params = parse_action(binding.action)
                 if name == "command_palette" or node.check_action(name, params) is not True:
@@ -297,7 +346,7 @@ class IotsecApp(App[None]):
         return commands
 
     def _run_in_pane(self, pane_id: str, node: DOMNode, action: str) -> None:
-        if pane_id:
+        if pane_id in PANES:
             self.action_show_pane(pane_id)
         self.call_later(node.run_action, action)
 

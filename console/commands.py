@@ -21,7 +21,7 @@ class ActionCommands(Provider):
     @property
     def _commands(self) -> list[PaletteCommand]:
         app: IotsecApp = self.app  # type: ignore[assignment]
-        return app.palette_commands()
+        return app.palette_commands(self.screen)
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._commands:

@@ -87,6 +87,24 @@ def _address_cell(address: str) -> Text:
     return table_cell(address) if address else table_cell("-", "dim")
 
 
+@functools.lru_cache(maxsize=8192)
+def _rule_title_cell(sid: str, title: str) -> Text:
+    """A rule alert's title led by its sid in bold: the sid is what the Rules view, the rule
+    files and Suricata's own tools name a rule by."""
+    out = Text(GAP, overflow="ellipsis", no_wrap=True, end="")
+    out.append(sid, "bold")
+    out.append(f" {title}")
+    return out
+
+
+def alert_flow(alert: dict[str, Any]) -> dict[str, Any] | None:
+    """The flow a rule alert was raised on (its evidence's ``flow``, keyed as the Traffic pane
+    keys flows), or None."""
+    evidence = alert.get("evidence")
+    flow = evidence.get("flow") if isinstance(evidence, dict) else None
+    return flow if isinstance(flow, dict) and flow.get("key") else None
+
+
 class AlertRow:
     """An alert as the table shows, sorts and filters it."""
 
@@ -116,7 +134,9 @@ class AlertRow:
             table_cell(short_count(count), justify="right"),
             _address_cell(src),
             _address_cell(dst),
-            table_cell(title),
+            _rule_title_cell(clean(alert.get("rule")), title)
+            if alert.get("source") == "rules" and alert.get("rule")
+            else table_cell(title),
         )
         sort_keys = (
             last_seen,

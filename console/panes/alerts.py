@@ -21,7 +21,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Input
 
 from console import severity
-from console.panes.alert_rows import AlertRow, clock
+from console.panes.alert_rows import AlertRow, alert_flow, clock
 from console.panes.alert_table import AlertTable
 from console.screens.alert_detail import ACTION_COMMANDS, AlertDetailScreen
 from console.screens.prompts import ConfirmScreen, NoteScreen
@@ -59,7 +59,8 @@ class AlertsPane(Vertical):
         "it when it is dealt with, or silence alerts like it for a while: they are still "
         "recorded but never notify. Filter with words that must all appear (severity, state, "
         "address, rule or title). Pause to read without rows moving; changes queue until you "
-        "resume. Enter shows the evidence and who did what."
+        "resume. Enter shows the evidence and who did what. For an alert a rule raised on "
+        "traffic, f shows its flow in the Traffic pane."
     )
 
     DEFAULT_CSS = """
@@ -114,6 +115,13 @@ class AlertsPane(Vertical):
             tooltip="Open the acknowledged or resolved alert under the cursor again",
         ),
         Binding(
+            "f",
+            "flow",
+            "Flow",
+            id="alerts.flow",
+            tooltip="Show the flow of the rule alert under the cursor in the Traffic pane",
+        ),
+        Binding(
             "slash",
             "filter",
             "Filter",
@@ -162,6 +170,8 @@ class AlertsPane(Vertical):
         self._filter = ""
         self._terms: tuple[str, ...] = ()
         self._title = ""
+        # Whether the alert under the cursor has a flow, as the bindings last showed it.
+        self._flow_shown = False
 
     @property
     def console(self) -> IotsecApp:
@@ -232,6 +242,7 @@ class AlertsPane(Vertical):
             rows = {i: r for i, r in rows.items() if r.matches(self._terms)}
         self.table.show(rows)
         self._update_title()
+        self._cursor_moved()
 
     def _update_title(self) -> None:
         shown, total = len(self.table.shown), len(self._rows)
@@ -297,7 +308,21 @@ class AlertsPane(Vertical):
             return True if self.console.may(NEEDS[action]) else None
         if action == "clear_filter":
             return bool(self._filter) or self.has_class("-filtering")
+        if action == "flow":
+            return True if self._has_flow() else None
         return True
+
+    def _has_flow(self) -> bool:
+        row = self.table.row_under_cursor()
+        return row is not None and alert_flow(row.alert) is not None
+
+    @on(DataTable.RowHighlighted)
+    def _cursor_moved(self) -> None:
+        # The flow key follows the alert under the cursor; the footer is redrawn only when
+        # that changes it, not at every row.
+        if self._has_flow() != self._flow_shown:
+            self._flow_shown = not self._flow_shown
+            self.refresh_bindings()
 
     def _selected(self) -> dict[str, Any] | None:
         row = self.table.row_under_cursor()
@@ -400,6 +425,20 @@ class AlertsPane(Vertical):
 
         self.app.push_screen(SilenceScreen(alert), confirm)
 
+    def action_flow(self) -> None:
+        if (alert := self._selected()) is not None:
+            self.show_flow(alert)
+
+    def show_flow(self, alert: dict[str, Any]) -> None:
+        flow = alert_flow(alert)
+        if flow is None:
+            self.app.notify(
+                f"Alert {alert['id']} names no flow: only alerts a rule raised on traffic do",
+                severity="warning",
+            )
+            return
+        self.console.show_flow(flow, f"alert #{alert['id']}")
+
     def reopen(self, alert: dict[str, Any]) -> None:
         alert_id = alert["id"]
         if alert["state"] == "open":
@@ -430,8 +469,12 @@ class AlertsPane(Vertical):
             row = self._rows.get(alert_id)
             if action is None or row is None:
                 return
-            {"ack": self.acknowledge, "resolve": self.resolve, "silence": self.silence}[action](
-                row.alert
-            )
+            actions = {
+                "ack": self.acknowledge,
+                "resolve": self.resolve,
+                "silence": self.silence,
+                "flow": self.show_flow,
+            }
+            actions[action](row.alert)
 
         self.app.push_screen(AlertDetailScreen(alert_id), act)

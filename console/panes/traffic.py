@@ -6,6 +6,9 @@ While the pane is in view the engine is polled a few times a second (``capture.s
 last has finished. Each poll updates the tables by diff, so the screen changes at the poll's
 pace whatever the packet rate. Sorting, the flow limit and the display filter are the
 engine's; the filter is checked as it is typed with the same parser the engine uses.
+
+A rule alert's flow can be shown from the Alerts pane: selected in the flows when it is
+listed, else its packets are listed below under its 5-tuple until the cursor moves.
 """
 
 from __future__ import annotations
@@ -198,6 +201,15 @@ class TrafficPane(Vertical):
         self._packets_of: str | None = None
         # (flow or host, its packet count) when its packets were last fetched.
         self._packets_fetched: tuple[str, Any] | None = None
+        # A flow asked for from an alert (with where it came from), until the next poll finds
+        # it listed or not.
+        self._wanted_flow: tuple[dict[str, Any], str] | None = None
+        # That flow when it was not listed: its packets stay below until the flows' cursor is
+        # moved off the row it was on then (``_pin_anchor``).
+        self._pinned: tuple[dict[str, Any], str] | None = None
+        self._pin_anchor: str | None = None
+        # The key of that flow until its packets have been fetched once.
+        self._announce: str | None = None
         # Bumped whenever what a poll asks for changes, so that an answer to an older question
         # is not shown as the answer to the new one.
         self._generation = 0
@@ -324,7 +336,7 @@ class TrafficPane(Vertical):
         # The packet list is asked for again only when its flow or host has new packets: the
         # engine searches its ring for them, and the ring may hold a great many.
         row = self._rows.get(packets_of) if packets_of is not None else None
-        fetching = (packets_of, row.get("packets")) if row is not None else None
+        fetching = (packets_of, row.get("packets") if row is not None else None)
         if packets_of is not None and fetching != self._packets_fetched:
             calls.append(link.request("traffic.packets", self._packets_args(packets_of)))
         status, flows, *packets = await asyncio.gather(*calls)
@@ -339,6 +351,8 @@ class TrafficPane(Vertical):
         if packets and packets_of == self._packets_of:
             self._packets_fetched = fetching
             self._show_packets(packets[0])
+            if packets_of == self._announce:
+                self._alert_flow_packets(packets[0])
 
     def _failed(self, exc: ControlError) -> None:
         summary = self.query_one(CaptureSummary)
@@ -366,8 +380,14 @@ class TrafficPane(Vertical):
             cells[key] = before if before is not None and before[0] == row else (row, make(row))
         self._cells = cells
         self._rows = {key: row for key, (row, _) in cells.items()}
+        before = self.flows.key_under_cursor()
         self.flows.show({key: c for key, (_, c) in cells.items()}, list(cells))
+        if self._pinned is not None and before == self._pin_anchor:
+            # The table moved the cursor, not the operator: the pinned flow stays.
+            self._pin_anchor = self.flows.key_under_cursor()
         self._update_title()
+        if self._wanted_flow is not None:
+            self._find_flow(*self._wanted_flow)
         self._follow_cursor()
 
     def _show_packets(self, packets: list[dict[str, Any]]) -> None:
@@ -392,7 +412,13 @@ class TrafficPane(Vertical):
 
     def _title_packets(self, count: int | None = None) -> None:
         row = self._rows.get(self._packets_of) if self._packets_of is not None else None
-        if row is None:
+        pinned = self._pinned
+        if pinned is not None and self._packets_of == pinned[0]["key"]:
+            head = Text("Packets" + (f" {count}" if count is not None else "") + " │ ", "bold")
+            head.append_text(flow_title(pinned[0]))
+            head.append(f" │ {pinned[1]}, not in the flows above")
+            title = Content.from_rich_text(head)
+        elif row is None:
             title = Content("Packets of the flow or host under the cursor")
         else:
             subject = flow_title(row) if self.mode == "flows" else talker_title(row)
@@ -407,6 +433,11 @@ class TrafficPane(Vertical):
 
     def _follow_cursor(self) -> None:
         key = self.flows.key_under_cursor()
+        if self._pinned is not None:
+            if key == self._pin_anchor:
+                key = str(self._pinned[0]["key"])
+            else:
+                self._pinned = None  # the operator moved on
         if key != self._packets_of:
             self._packets_of, self._packets_fetched = key, None
             self.packets.show({}, [])
@@ -420,6 +451,42 @@ class TrafficPane(Vertical):
         if self.mode == "flows":
             return {"flow": key, "limit": PACKET_LIMIT}
         return {"filter": f"host {key}", "limit": PACKET_LIMIT}
+
+    # -- a flow from an alert -----------------------------------------------------------------
+
+    def show_flow(self, flow: dict[str, Any], origin: str) -> None:
+        """Show ``flow`` (a rule alert's evidence, from ``origin``): ask the engine for the
+        flows now, then select it or, when it is not listed, list its packets below."""
+        if self.mode != "flows":
+            self.action_toggle_mode()
+        if self.paused:
+            self.action_pause()
+        self._wanted_flow = (flow, origin)
+        self._changed()
+
+    def _find_flow(self, flow: dict[str, Any], origin: str) -> None:
+        self._wanted_flow = None
+        key = self._announce = str(flow["key"])
+        self._packets_fetched = None  # its packets are asked for even if they are shown
+        if key in self._rows:
+            self.flows.move_cursor(row=self.flows.shown_keys.index(key))
+            self.flows.focus()
+        else:
+            self._pinned = (flow, origin)
+            self._pin_anchor = self.flows.key_under_cursor()
+
+    def _alert_flow_packets(self, packets: list[dict[str, Any]]) -> None:
+        """The first packets of the flow asked for from an alert are in."""
+        self._announce = None
+        if not packets:
+            self.app.notify(
+                "None of the packets of the alert's flow are left in the engine's ring buffer"
+                " of recent packets",
+                severity="warning",
+                timeout=10,
+            )
+        elif self._pinned is not None:
+            self.packets.focus()
 
     @on(DataTable.RowHighlighted, "#flow-table")
     def _flow_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -514,6 +581,7 @@ class TrafficPane(Vertical):
 
     def _changed(self) -> None:
         """What the table should show changed: say so now and ask the engine at once."""
+        self._pinned = self._announce = None
         self._generation += 1
         self._update_title()
         self._follow_cursor()

@@ -41,6 +41,7 @@ class TrafficTable(DataTable[Text]):
         self._shown: dict[str, Cells] = {}
         self._order: list[str] = []
         self.sorted_by = ""
+        self.descending = True
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -65,9 +66,9 @@ class TrafficTable(DataTable[Text]):
         self.clear(columns=True)
         self._add_columns()
 
-    def label_sort(self, column: str) -> None:
-        """Mark ``column`` as the one the rows are sorted by (descending)."""
-        self.sorted_by = column
+    def label_sort(self, column: str, *, descending: bool = True) -> None:
+        """Mark ``column`` as the one the rows are sorted by."""
+        self.sorted_by, self.descending = column, descending
         self._label_columns()
 
     def show(
@@ -126,7 +127,7 @@ class TrafficTable(DataTable[Text]):
 
     def _label_columns(self) -> None:
         for column in self._columns_spec:
-            arrow = "▼" if column.key == self.sorted_by else ""
+            arrow = ("▼" if self.descending else "▲") if column.key == self.sorted_by else ""
             label = Text(GAP + column.label + arrow, style="bold", end="")
             if column.right:
                 label.justify = "right"

@@ -1,7 +1,8 @@
 """One alert in full: its fields, its evidence as pretty JSON and its history of who did what.
 
-Opened from the alerts table with Enter. Ack, resolve and silence work here too: the screen
-closes with the action's name and the alerts pane carries it out on this alert.
+Opened from the alerts table with Enter. Ack, resolve and silence work here too, and so does
+showing a rule alert's flow in the Traffic pane: the screen closes with the action's name and
+the alerts pane carries it out on this alert.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console import severity
-from console.panes.alert_rows import STATE_LABEL
+from console.panes.alert_rows import STATE_LABEL, alert_flow
 from console.untrusted import clean
 
 if TYPE_CHECKING:
@@ -50,7 +51,12 @@ def fields_content(alert: dict[str, Any]) -> Content:
         ("first seen", Content(when(alert.get("first_seen")))),
         ("last seen", Content(when(alert.get("last_seen")))),
     ]
-    for key in ("source", "rule", "src", "dst", "device"):
+    rows.append(("source", Content(clean(alert.get("source")) or "-")))
+    if alert.get("source") == "rules":
+        rows.append(("sid", Content.styled(clean(alert.get("rule")) or "-", "bold")))
+    else:
+        rows.append(("rule", Content(clean(alert.get("rule")) or "-")))
+    for key in ("src", "dst", "device"):
         rows.append((key, Content(clean(alert.get(key)) or "-")))
     if alert.get("ack_by"):
         acked = f"{clean(alert['ack_by'])} at {when(alert.get('ack_at'))}"
@@ -96,11 +102,19 @@ class AlertDetailScreen(Screen[str | None]):
         Binding("a", "act('ack')", "Ack", id="detail.ack"),
         Binding("r", "act('resolve')", "Resolve", id="detail.resolve"),
         Binding("s", "act('silence')", "Silence", id="detail.silence"),
+        Binding(
+            "f",
+            "act('flow')",
+            "Flow",
+            id="detail.flow",
+            tooltip="Show the flow this rule alert was raised on in the Traffic pane",
+        ),
     ]
 
     def __init__(self, alert_id: int) -> None:
         super().__init__()
         self.alert_id = alert_id
+        self.alert: dict[str, Any] | None = None
 
     @property
     def console(self) -> IotsecApp:
@@ -128,8 +142,12 @@ class AlertDetailScreen(Screen[str | None]):
         self.query_one("#fields", Static).update(fields_content(alert))
         self.query_one("#evidence", Static).update(Content(evidence_text(alert.get("evidence"))))
         self.query_one("#history", Static).update(history_content(alert.get("history") or []))
+        self.alert = alert
+        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "act" and parameters[0] == "flow":
+            return True if self.alert is not None and alert_flow(self.alert) else None
         if action == "act":
             return True if self.console.may(ACTION_COMMANDS[str(parameters[0])]) else None
         return True
