@@ -31,7 +31,7 @@ from engine.capture.decode import (
     TCP,
     UDP,
 )
-from engine.capture.flows import STATE_FLAGS, TCP_NEXT_STATE, Flow
+from engine.capture.flows import STATE_FLAGS, SYN, TCP_NEXT_STATE, Flow
 from engine.capture.pcapfile import Chunk, read_chunks
 from engine.capture.pipeline import Pipeline
 from engine.capture.shard import MIX_PRIME, Shard, Unshardable
@@ -59,9 +59,11 @@ class FastPath:
 
     def __init__(self, pipeline: Pipeline, shard: Shard | None = None) -> None:
         self.pipeline = pipeline
-        # A pipeline that needs every Packet (one with rules) is fed each frame whole: this
-        # only picks a shard's frames quickly, and keeps the time every shard expires flows by.
+        # A pipeline that needs every Packet is fed each frame whole: this only picks a shard's
+        # frames quickly, and keeps the time every shard expires flows by.
         self.whole = pipeline.needs_packets
+        # Rules see the packets they can act on, decoded after the frame is accounted here.
+        self.detector = pipeline.detector
         self.shard = shard
         # Each transport's flows by the raw addresses and ports (ICMP: type) of a frame: one
         # dict hit instead of two address texts, a key and its lookup. The table empties them
@@ -90,7 +92,9 @@ class FastPath:
         icmp_seen, icmpv6_seen = self._seen[ICMP], self._seen[ICMPV6]
         icmp_answers, icmpv6_answers = ICMP_ANSWERS[ICMP], ICMP_ANSWERS[ICMPV6]
         mine = shard.mine if shard is not None else None
-        whole = self.whole
+        whole, detector = self.whole, self.detector
+        decode, detect = pipeline.decoder.decode, pipeline.detect
+        bare = detector.bare if detector is not None else None
         # Globals and attributes as locals: this loop runs for every frame.
         ether_ipv4, ipv4, ipv6 = _ETHERNET_IPV4.unpack_from, _IPV4.unpack_from, _IPV6.unpack_from
         ethernet, raw_links, not_transports = LINK_ETHERNET, _RAW_LINKS, _NOT_TRANSPORTS
@@ -228,6 +232,22 @@ class FastPath:
                 flow.state = next_state[flow.state, flags & state_flags, initiator]
             if payload < end and flow.inspected < inspected:
                 inspect(flow, proto, sport, dport, buf[payload:end])
+            # What Pipeline.account does next, for the packets rules can act on: those with a
+            # payload, those some content-less rule may match, and the first of each direction
+            # of a TCP flow and its SYNs (where the rules' stream reassembly starts).
+            if bare is not None and (
+                payload < end
+                or (
+                    proto == tcp
+                    and (flags & SYN or (flow.packets_out if out else flow.packets_in) == 1)
+                )
+                or bare(proto, sport, dport)
+            ):
+                packet = decode(buf[start:stop], linktype, ts, wire_length)
+                if packet is not None:  # it is: the checks above are the decoder's
+                    passed_on += 1  # counted as decoded there
+                    packet.app = flow.app
+                    detect(packet, flow)
         if n == sweep_at:
             pipeline.expire(latest)
             sweep()
@@ -246,7 +266,7 @@ class FastPath:
         src, dst = pipeline.decoder.names(raw)
         flow, ended = pipeline.flows.find(proto, src, sport, dst, dport, ts)
         if ended:
-            pipeline.ended.extend(ended)
+            pipeline.end_flows(ended)
         if not flow.app:
             flow.app = protocols.port_tag(proto, flow.sport, flow.dport)
             flow.iface = iface

@@ -117,15 +117,24 @@ class Pipeline:
         if self.ring is not None:
             self.ring.add(ts, linktype, data, wire_length, iface, flow.key)
         if self.detector is not None:
-            matches = self.detector.inspect(packet, flow)
-            if matches:
-                room = self.max_alerts - len(self.alerts)
-                if room >= len(matches):
-                    self.alerts.extend(matches)
-                else:
-                    self.alerts.extend(matches[: max(room, 0)])
-                    self.alerts_dropped += len(matches) - max(room, 0)
+            self.detect(packet, flow)
         return packet
+
+    def detect(self, packet: Packet, flow: Flow) -> None:
+        """Run the rules on ``packet`` (accounted to ``flow``, its ``app`` set) and keep what
+        they raise, up to ``max_alerts`` waiting."""
+        matches = self.detector.inspect(packet, flow)
+        if matches:
+            room = self.max_alerts - len(self.alerts)
+            if room >= len(matches):
+                self.alerts.extend(matches)
+            else:
+                self.alerts.extend(matches[: max(room, 0)])
+                self.alerts_dropped += len(matches) - max(room, 0)
+
+    def end_flows(self, flows: list[Flow]) -> None:
+        """``flows`` ended (found ended by a reader that finds flows itself)."""
+        self._end(flows)
 
     def _end(self, flows: list[Flow]) -> None:
         self.ended.extend(flows)
@@ -160,10 +169,10 @@ class Pipeline:
     @property
     def needs_packets(self) -> bool:
         """Whether feeding it needs every frame's Packet: it keeps them in its ring, finds facts
-        in them or counts them by protocol as they come (the fast path feeds only a pipeline
-        that does none of these, see :mod:`engine.capture.fastpath`)."""
-        return (self.ring is not None or self._facts is not None or self.count_protocols
-                or self.detector is not None)  # fmt: skip
+        in them or counts them by protocol as they come (the fast path accounts frames itself
+        only for a pipeline that does none of these, see :mod:`engine.capture.fastpath`; rules
+        it hands the packets they can act on)."""
+        return self.ring is not None or self._facts is not None or self.count_protocols
 
     def expire(self, now: float) -> None:
         """End the flows idle too long (by capture time, so replays age flows as live ones do)."""

@@ -287,6 +287,11 @@ class Detector:
         """A flow ended: its streams and bits go."""
         self._flows.pop(flow.key, None)
 
+    def bare(self, transport: int, sport: int, dport: int) -> bool:
+        """Whether a packet without payload may fire a rule: some rule of its transport and
+        ports has no content to look for."""
+        return bool(self.ruleset.route(transport, sport, dport).always)
+
     def inspect(self, packet: Packet, flow: Flow) -> list[Match]:
         """The rules that fire on ``packet`` (already accounted to ``flow``)."""
         state = self._state(flow)
