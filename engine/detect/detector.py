@@ -135,14 +135,14 @@ class RuleSet:
             self._routes[key] = route
         return route
 
-    def candidates(self, transport: int, sport: int, dport: int, buffers: Any,
-                   seen: set[int] | None = None, scan_from: int = 0) -> list[int]:  # fmt: skip
-        """The rules worth evaluating on a packet, in evaluation order.
+    def candidates(self, route: Route, buffers: Any, seen: set[int] | None = None,
+                   scan_from: int = 0) -> list[int]:  # fmt: skip
+        """The rules worth evaluating on a packet of ``route`` (its transport and ports), in
+        evaluation order.
 
         ``seen``: for a reassembled stream, the rules whose fast pattern occurred in its
         earlier bytes; the payload is scanned from ``scan_from`` on, and what it shows is added.
         """
-        route = self.route(transport, sport, dport)
         found: set[int] | None = None
         payload, request, app = buffers.payload, buffers.request, buffers.app
         for buffer, needs, automaton in route.scans:
@@ -298,7 +298,8 @@ class Detector:
         to_server = packet.src == flow.src and packet.sport == flow.sport
         payload, new_from, streamed = self._payload(packet, state, to_server)
         ruleset = self.ruleset  # one set for the whole packet, however a reload swaps it
-        if not payload and not ruleset.route(packet.proto, packet.sport, packet.dport).always:
+        route = ruleset.route(packet.proto, packet.sport, packet.dport)
+        if not payload and not route.always:
             return []  # no bytes to look at and no rule without content: nothing can fire
         buffers = _Buffers(packet, flow.app, payload, state, to_server, streamed)
         if state.headers[0] is not ruleset:
@@ -315,11 +316,10 @@ class Detector:
             seen = scanned[1]
         matches: list[Match] = []
         # Each HTTP request completed by this packet is inspected with its own buffers.
-        for request in buffers.http_requests() or [None]:
+        requests = buffers.http_requests() if flow.app == "http" else None
+        for request in requests or (None,):
             buffers.request = request
-            candidates = ruleset.candidates(packet.proto, packet.sport, packet.dport, buffers,
-                                            seen, scan_from)  # fmt: skip
-            for index in candidates:
+            for index in ruleset.candidates(route, buffers, seen, scan_from):
                 compiled = ruleset.rules[index]
                 hit = self._evaluate(compiled, packet, flow, to_server, buffers, new_from)
                 if hit is None:
