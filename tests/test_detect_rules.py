@@ -218,3 +218,61 @@ def test_thresholds_count_across_the_shards_of_a_split_analysis(
     assert splits == [2]
     assert [a["sid"] for a in split["alerts"]] == [a["sid"] for a in one["alerts"]]
     assert [a["sport"] for a in split["alerts"]] == [40000, 40001, 40009, 40019, 40029, 40039]
+
+
+def test_a_stream_is_scanned_again_when_its_flow_changes_tag(tmp_path: Path) -> None:
+    """Rules for an application protocol are left out of the scans of flows tagged otherwise.
+    When a flow's tag changes (the payload shows another protocol than the port suggested),
+    its stream is scanned again whole, so a fast pattern in bytes that were scanned under the
+    old tag still counts."""
+    from scapy.all import IP, TCP, raw
+
+    from engine.capture.decode import LINK_RAW, Decoder
+    from engine.capture.flows import FlowTable
+
+    rules = tmp_path / "app.rules"
+    rules.write_text(
+        'alert http any any -> any any (msg:"split"; flow:to_server; content:"topsecret";'
+        ' content:"done"; distance:0; sid:7;)\n'
+    )
+    detector = load_detector([str(rules)], {})[0]
+    decoder, flows = Decoder(), FlowTable()
+    segments = [(100, "S", b""), (101, "PA", b"topsecret "), (111, "PA", b"and done")]
+    fired = []
+    for n, (seq, flags, data) in enumerate(segments):
+        frame = IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=4000, dport=9999, seq=seq,
+                                                         flags=flags) / data  # fmt: skip
+        packet = decoder.decode(raw(frame), LINK_RAW, 1000.0 + n)
+        flow, _ = flows.add(packet)
+        flow.app = "unknown" if n < 2 else "http"  # tagged http by the last segment
+        fired += [m.rule.sid for m in detector.inspect(packet, flow)]
+    assert fired == [7]
+
+
+def test_anchored_fast_patterns_are_scanned_only_as_far_as_they_may_end() -> None:
+    """Fast patterns with a window (offset/depth/startswith) are kept in bands by how far
+    they may end; each band's scan stops there, and still finds what ends in the window, in a
+    buffer scanned whole or from a stream's new bytes on."""
+    from engine.detect.detector import Patterns
+
+    table = {
+        b"\x00\x00": {(1, 4, 4)},  # ends at 4 exactly: offset 2, depth 2
+        b"far": {(2, 3, 500)},  # anywhere in the first 500 bytes
+        b"beyond": {(3, 6, 5000)},  # past the last band
+        b"free": {4},
+    }
+    patterns = Patterns(table)
+    assert sorted(limit for limit, _ in patterns.anchored) == [4, 500, 5000]
+
+    def scan(data: bytes, start: int = 0) -> set[int]:
+        found: set[int] = set()
+        patterns.scan(data, start, found)
+        return found
+
+    assert scan(b"\x00\x01" + b"\x00" * 200) == {1}
+    assert scan(b"\x00\x01\x01\x00" + b"\x00" * 200) == set(), "zeros, but not at 2..3"
+    assert scan(b"x" * 490 + b"far" + b"free") == {2, 4}
+    assert scan(b"x" * 498 + b"far") == set(), "ends at 501"
+    assert scan(b"x" * 4000 + b"BEYOND") == {3}
+    assert scan(b"x" * 4000 + b"beyond", start=3990) == {3}
+    assert scan(b"\x00\x01\x00\x00", start=4) == set(), "the window is behind the new bytes"

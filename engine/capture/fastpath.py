@@ -241,7 +241,7 @@ class FastPath:
                     proto == tcp
                     and (flags & SYN or (flow.packets_out if out else flow.packets_in) == 1)
                 )
-                or bare(proto, sport, dport)
+                or bare(proto, sport, dport, flow.app)
             ):
                 packet = decode(buf[start:stop], linktype, ts, wire_length)
                 if packet is not None:  # it is: the checks above are the decoder's

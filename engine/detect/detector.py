@@ -67,7 +67,7 @@ class Route:
     always: list[int]  # sorted
     # (buffer, what it needs, one automaton over the groups' patterns): what it needs is
     # PAYLOAD, HTTP (a request) or the flow tags whose packets have the buffer
-    scans: tuple[tuple[str, Any, ahocorasick.Automaton], ...]
+    scans: tuple[tuple[str, Any, Patterns], ...]
 
 
 PAYLOAD, HTTP = "payload", "http"
@@ -105,30 +105,42 @@ class RuleSet:
                     )
         # A match ending in a stream's new bytes starts at most this far before them.
         self.overlap = max((len(c.fast[1]) for c in self.rules if c.fast), default=1) - 1
-        self._routes: dict[tuple[int, int | None, int | None], Route] = {}
+        # The flow tags some rule asks for (an application protocol in its header).
+        self.apps = frozenset(c.app for c in self.rules if c.app is not None)
+        self._routes: dict[tuple[int, int | None, int | None, str | None], Route] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def route(self, transport: int, sport: int, dport: int) -> Route:
-        """The groups of a packet's transport and ports (ports no rule lists count as any)."""
+    def route(self, transport: int, sport: int, dport: int, app: str) -> Route:
+        """The rules of the groups of a packet's transport and ports (ports no rule lists count
+        as any) that its flow's tag allows: rules for another application protocol are left
+        out (they could not match; and ``\x10``, MQTT's CONNECT, is in most binary payloads)."""
         groups = self.groups
         key = (transport, sport if (transport, sport) in groups else None,
-               dport if (transport, dport) in groups else None)  # fmt: skip
+               dport if (transport, dport) in groups else None,
+               app if app in self.apps else None)  # fmt: skip
         route = self._routes.get(key)
         if route is None:
+            rules = self.rules
+
+            def allowed(entry: Any) -> bool:
+                wanted = rules[entry if isinstance(entry, int) else entry[0]].app
+                return wanted is None or wanted == key[3]
+
             always: set[int] = set()
             tables: dict[str, dict[bytes, set[Any]]] = {}
             for group_key in {(transport, key[2]), (transport, key[1]), (transport, None),
                               (None, None)}:  # fmt: skip
                 group = groups.get(group_key)
                 if group is not None:
-                    always.update(group.always)
+                    always.update(filter(allowed, group.always))
                     for buffer, table in group.patterns.items():
-                        merged = tables.setdefault(buffer, {})
                         for pattern, entries in table.items():
-                            merged.setdefault(pattern, set()).update(entries)
-            route = Route(sorted(always), tuple((b, _needs(b), _automaton(t))
+                            if kept := set(filter(allowed, entries)):
+                                merged = tables.setdefault(buffer, {})
+                                merged.setdefault(pattern, set()).update(kept)
+            route = Route(sorted(always), tuple((b, _needs(b), Patterns(t))
                                                 for b, t in tables.items()))  # fmt: skip
             if len(self._routes) >= MAX_ROUTES:
                 self._routes.clear()
@@ -145,12 +157,12 @@ class RuleSet:
         """
         found: set[int] | None = None
         payload, request, app = buffers.payload, buffers.request, buffers.app
-        for buffer, needs, automaton in route.scans:
+        for buffer, needs, patterns in route.scans:
             if needs is PAYLOAD:
                 if not payload:
                     continue
                 if seen is not None:
-                    _scan(automaton, payload, scan_from, seen)
+                    patterns.scan(payload, scan_from, seen)
                     if seen:
                         found = set(seen) if found is None else found | seen
                     continue
@@ -166,34 +178,71 @@ class RuleSet:
             if data:
                 if found is None:
                     found = set()
-                _scan(automaton, data, 0, found)
+                patterns.scan(data, 0, found)
         if not found:
             return route.always
         found.update(route.always)
         return sorted(found)
 
 
-def _automaton(table: dict[bytes, set[Any]]) -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton()
-    for pattern, entries in table.items():
-        # Rules the pattern selects anywhere, and those only where it may end.
-        free = tuple(sorted(e for e in entries if isinstance(e, int)))
-        anchored = tuple(sorted(e for e in entries if not isinstance(e, int)))
-        automaton.add_word(pattern.decode("latin-1"), (free, anchored))
-    automaton.make_automaton()
-    return automaton
+# Anchored patterns are banded by how far into the buffer they may end: each band's automaton
+# scans only that far.
+BANDS = (8, 64, 512)
 
 
-def _scan(automaton: ahocorasick.Automaton, data: bytes, start: int, found: set[int]) -> None:
-    """Add to ``found`` the rules whose fast pattern occurs in ``data[start:]`` (where their
-    window allows: ``end`` is the offset of the match's last byte from ``start``)."""
-    text = (data[start:] if start else data).lower().decode("latin-1")
-    for end, (free, anchored) in automaton.iter(text):
-        if free:
-            found.update(free)
-        for index, least, most in anchored:
-            if least <= start + end + 1 <= most:
-                found.add(index)
+class Patterns:
+    """The fast patterns of one buffer of a route: one automaton for those that select their
+    rules wherever they occur, and for those whose rules want them to end in a window near the
+    start (offset/depth/startswith) one per band of how far that is, scanning only that far: a
+    pattern such as Modbus's protocol id ``|00 00|`` at offset 2 occurs all over a payload of
+    registers."""
+
+    __slots__ = ("anchored", "free")
+
+    def __init__(self, table: dict[bytes, set[Any]]) -> None:
+        self.free: ahocorasick.Automaton | None = None
+        banded: dict[int, list[tuple[str, tuple[tuple[int, int, int], ...]]]] = {}
+        for pattern, entries in table.items():
+            word = pattern.decode("latin-1")
+            free = tuple(sorted(e for e in entries if isinstance(e, int)))
+            if free:
+                if self.free is None:
+                    self.free = ahocorasick.Automaton()
+                self.free.add_word(word, free)
+            anchored = tuple(sorted(e for e in entries if not isinstance(e, int)))
+            if anchored:
+                most = max(m for _, _, m in anchored)
+                band = next((b for b in BANDS if most <= b), 0)  # 0: beyond the last band
+                banded.setdefault(band, []).append((word, anchored))
+        if self.free is not None:
+            self.free.make_automaton()
+        # (how far it scans, automaton) for each band that has patterns.
+        self.anchored: list[tuple[int, ahocorasick.Automaton]] = []
+        for _band, words in sorted(banded.items()):
+            automaton = ahocorasick.Automaton()
+            for word, anchored in words:
+                automaton.add_word(word, anchored)
+            automaton.make_automaton()
+            limit = max(m for _, entries in words for _, _, m in entries)
+            self.anchored.append((limit, automaton))
+
+    def scan(self, data: bytes, start: int, found: set[int]) -> None:
+        """Add to ``found`` the rules whose fast pattern occurs in ``data[start:]`` (where their
+        window allows it)."""
+        if self.free is not None:
+            text = (data[start:] if start else data).lower().decode("latin-1")
+            for _end, rules in self.free.iter(text):
+                found.update(rules)
+        for limit, automaton in self.anchored:
+            if start >= limit:
+                continue
+            # ``end`` is the offset of the match's last byte from ``start``.
+            text = data[start:limit].lower().decode("latin-1")
+            for end, entries in automaton.iter(text):
+                where = start + end + 1
+                for index, least, most in entries:
+                    if least <= where <= most:
+                        found.add(index)
 
 
 def _compile(rule: Rule, severity: Severity) -> Compiled:
@@ -255,11 +304,12 @@ class FlowState:
     streams: tuple[Stream, Stream]  # to server, to client
     http: HttpParser = field(default_factory=HttpParser)
     bits: set[str] = field(default_factory=set)
-    # Per direction: the rule set that scanned the stream and the rules whose fast pattern it
-    # found there, so each packet scans only the stream's new bytes.
-    seen: list[tuple[RuleSet, set[int]] | None] = field(default_factory=lambda: [None, None])
-    # Whether a rule's addresses and ports hold (constant for a flow and direction), by the
-    # rule's id plus the direction, for the rule set whose rules they are.
+    # Per direction: the route (of a rule set) that scanned the stream and the rules whose
+    # fast pattern it found there, so each packet scans only the stream's new bytes.
+    seen: list[tuple[Route, set[int]] | None] = field(default_factory=lambda: [None, None])
+    # Whether what a rule asks of a packet that is constant for a flow and direction holds
+    # (transport, addresses, ports, flow:to_server/to_client), by the rule's index times two
+    # plus the direction, for the rule set whose rules they are.
     headers: tuple[RuleSet | None, dict[int, bool]] = (None, {})
 
 
@@ -287,10 +337,10 @@ class Detector:
         """A flow ended: its streams and bits go."""
         self._flows.pop(flow.key, None)
 
-    def bare(self, transport: int, sport: int, dport: int) -> bool:
-        """Whether a packet without payload may fire a rule: some rule of its transport and
-        ports has no content to look for."""
-        return bool(self.ruleset.route(transport, sport, dport).always)
+    def bare(self, transport: int, sport: int, dport: int, app: str) -> bool:
+        """Whether a packet without payload may fire a rule: some rule of its transport, ports
+        and flow tag has no content to look for."""
+        return bool(self.ruleset.route(transport, sport, dport, app).always)
 
     def inspect(self, packet: Packet, flow: Flow) -> list[Match]:
         """The rules that fire on ``packet`` (already accounted to ``flow``)."""
@@ -298,19 +348,21 @@ class Detector:
         to_server = packet.src == flow.src and packet.sport == flow.sport
         payload, new_from, streamed = self._payload(packet, state, to_server)
         ruleset = self.ruleset  # one set for the whole packet, however a reload swaps it
-        route = ruleset.route(packet.proto, packet.sport, packet.dport)
+        route = ruleset.route(packet.proto, packet.sport, packet.dport, flow.app)
         if not payload and not route.always:
             return []  # no bytes to look at and no rule without content: nothing can fire
         buffers = _Buffers(packet, flow.app, payload, state, to_server, streamed)
         if state.headers[0] is not ruleset:
             state.headers = (ruleset, {})
+        headers = state.headers[1]
         seen: set[int] | None = None
         scan_from = 0
         if streamed:
             side = 0 if to_server else 1
             scanned = state.seen[side]
-            if scanned is None or scanned[0] is not ruleset:
-                scanned = state.seen[side] = (ruleset, set())  # a new set scans it all
+            if scanned is None or scanned[0] is not route:
+                # New rules (a reload, or the flow's tag changed): the stream is scanned whole.
+                scanned = state.seen[side] = (route, set())
             else:
                 scan_from = max(0, new_from - ruleset.overlap)
             seen = scanned[1]
@@ -321,7 +373,13 @@ class Detector:
             buffers.request = request
             for index in ruleset.candidates(route, buffers, seen, scan_from):
                 compiled = ruleset.rules[index]
-                hit = self._evaluate(compiled, packet, flow, to_server, buffers, new_from)
+                slot = index * 2 + to_server
+                holds = headers.get(slot)
+                if holds is None:
+                    holds = headers[slot] = self._constant(compiled, packet, to_server)
+                if not holds:
+                    continue
+                hit = self._evaluate(compiled, packet, flow, buffers, new_from)
                 if hit is None:
                     continue
                 rule = compiled.rule
@@ -334,21 +392,23 @@ class Detector:
 
     # -- one rule -----------------------------------------------------------------------------
 
-    def _evaluate(self, compiled: Compiled, packet: Packet, flow: Flow, to_server: bool,
-                  buffers: _Buffers, new_from: int) -> Hit | bool | None:  # fmt: skip
-        rule = compiled.rule
+    def _constant(self, compiled: Compiled, packet: Packet, to_server: bool) -> bool:
+        """What ``compiled`` asks of every packet of this flow and direction alike."""
         if compiled.transport is not None and packet.proto != compiled.transport:
-            return None
+            return False
+        rule = compiled.rule
+        option = rule.flow
+        if option is not None and option.to_server is not None and option.to_server != to_server:
+            return False
+        return self._header(rule, packet)
+
+    def _evaluate(self, compiled: Compiled, packet: Packet, flow: Flow, buffers: _Buffers,
+                  new_from: int) -> Hit | bool | None:  # fmt: skip
+        """The rest of a rule, once :meth:`_constant` holds."""
+        rule = compiled.rule
         if compiled.app is not None and flow.app != compiled.app:
             return None
-        headers = buffers.state.headers[1]
-        slot = id(compiled) + to_server  # ids are even: one slot per direction
-        holds = headers.get(slot)
-        if holds is None:
-            holds = headers[slot] = self._header(rule, packet)
-        if not holds:
-            return None
-        if rule.flow is not None and not _flow_holds(rule, flow, packet, to_server):
+        if rule.flow is not None and not _established_holds(rule, flow, packet):
             return None
         if rule.flags is not None and (packet.proto != TCP or not _flags(rule, packet.flags)):
             return None
@@ -485,11 +545,9 @@ def _shown(raw: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in raw)
 
 
-def _flow_holds(rule: Rule, flow: Flow, packet: Packet, to_server: bool) -> bool:
+def _established_holds(rule: Rule, flow: Flow, packet: Packet) -> bool:
     option = rule.flow
     assert option is not None
-    if option.to_server is not None and option.to_server != to_server:
-        return False
     if option.established is not None:
         if packet.proto == TCP:
             established = flow.state in ("SF", "FIN") or (
