@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from console_helpers import console_for, in_utc, request, shown_ids, table, wait_until
 from test_console_roles import viewer_socket  # noqa: F401 (a fixture)
-from test_console_traffic import MQTT, TELNET, flow_rows, pcap, replay, rows
+from test_console_traffic import MQTT, TELNET, flow_rows, replay, rows
 from textual.content import Content
 from textual.widgets import ContentSwitcher, Static
 from textual.widgets._footer import FooterKey
@@ -360,7 +360,3 @@ def test_rules_at_80x24(tmp_path, snap_compare):
             assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
         finally:
             engine.stop()
-
-
-def test_pcap_helper_finds_the_shared_captures():
-    assert pcap(TELNET).is_file()
