@@ -3,11 +3,11 @@
 On the Traffic bench's mixed IoT capture (bench/traffic_offline.py writes it; 200,000 packets by
 default), times `iotsec analyze FILE --json` in its own child process, wall time (the median of
 --runs, the configurations taking turns) and the child's peak RSS: with --no-rules as a
-baseline, with one of our rules, with 50 rules (ours first, then ET Open) and with all of them: every rule of the ET Open files in the
-shared data (emerging-scan, emerging-telnet) plus ours (rules/packet/iot.rules). Only rules the
-engine accepts are counted; each set is a temporary rule file holding exactly those rules. Where
-suricata is on the PATH it reads the same capture with all the rules, and the time ratio is
-printed.
+baseline, with one of our rules, with 50 rules (ours first, then ET Open) and with all of them:
+every rule of the ET Open files in the shared data (emerging-scan, emerging-telnet) plus ours
+(rules/packet/iot.rules). Only rules the engine accepts are counted; each set is a temporary
+rule file holding exactly those rules. Where suricata is on the PATH it reads the same capture
+with all the rules, and the time ratio is printed.
 Targets: >= 150,000 packets/s with all rules, <= 1.5x the 1-rule time with all rules.
 
 Run: .venv/bin/python bench/detect.py [--packets 200000] [--pcap FILE] [--runs 3]
