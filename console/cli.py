@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from console import cli_traffic  # noqa: F401 - registers analyze and capture
+from console import cli_bans, cli_traffic  # noqa: F401 - register ban/unban/bans, analyze, capture
 from console.cli_base import (
     Settings,
     call,
@@ -79,7 +79,7 @@ def status(as_json: bool) -> None:
         ("parts", ", ".join(f"{k}: {v}" for k, v in data["parts"].items())),
         ("open alerts", open_alerts),
         ("silences", str(data["alerts"]["silences"])),
-        ("active bans", str(data["bans"]["active"])),
+        ("active bans", _bans_line(data["bans"])),
         ("capture", _capture_line(data["capture"])),
         ("rules", _rules_line(data["rules"])),
         ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
@@ -103,6 +103,12 @@ def _capture_line(capture: dict[str, Any]) -> str:
     if capture["reason"]:
         line += f"; {capture['reason']}"
     return line
+
+
+def _bans_line(bans: dict[str, Any]) -> str:
+    enforced = f"enforced by {bans['backend']}" if bans.get("enforced") else (
+        f"not enforced ({bans.get('backend')}): {bans.get('problem')}")  # fmt: skip
+    return f"{bans['active']}, {enforced}"
 
 
 def _rules_line(summary: dict[str, Any]) -> str:

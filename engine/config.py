@@ -7,6 +7,7 @@ Looked up as ``--config``, then ``$IOTSEC_CONFIG``, then the per-user or system 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -107,6 +108,24 @@ class DetectConfig:
 
 
 @dataclass(frozen=True)
+class RespondConfig:
+    # Where bans go: "dry-run" (records what it would do: the default, so that nothing is
+    # blocked until you choose), "nftables", "iptables" (iptables + ipset), or "auto"
+    # (nftables when nft is installed, else iptables).
+    backend: str = "dry-run"
+    # fail2ban's bantime, and bantime.increment: each earlier ban of the same address or
+    # network multiplies it by `factor`, up to `maxtime`.
+    bantime: Duration = Duration(3600)
+    increment: bool = True
+    factor: float = 2.0
+    maxtime: Duration = Duration(7 * 86400)
+    # Never banned, besides loopback, this box's addresses and operators' SSH clients.
+    ignoreip: tuple[str, ...] = ()
+    # How often the firewall is checked for our table (re-applied when it is gone).
+    check_interval: Duration = Duration(2)
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     max_rows: int = 5000
@@ -130,6 +149,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    respond: RespondConfig = field(default_factory=RespondConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -184,6 +204,7 @@ def parse_config(raw: dict[str, Any], where: str = "<config>") -> Config:
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+BACKENDS = ("dry-run", "nftables", "iptables", "auto")
 
 
 def _check_values(config: Config, where: str) -> None:
@@ -191,6 +212,7 @@ def _check_values(config: Config, where: str) -> None:
     choices = [
         ("engine.log_level", config.engine.log_level, LOG_LEVELS),
         ("alerts.notify_severity", config.alerts.notify_severity, SEVERITIES),
+        ("respond.backend", config.respond.backend, BACKENDS),
     ]
     for key, value, allowed in choices:
         if value.lower() not in allowed:
@@ -217,9 +239,24 @@ def _check_values(config: Config, where: str) -> None:
         ("console.refresh", config.console.refresh),
         ("capture.idle_timeout", config.capture.idle_timeout),
         ("capture.active_timeout", config.capture.active_timeout),
+        ("respond.bantime", config.respond.bantime),
+        ("respond.check_interval", config.respond.check_interval),
     ]:
         if seconds <= 0:
             raise ConfigError(f"{where}: {key}: must be longer than zero")
+    if config.respond.factor < 1:
+        raise ConfigError(
+            f"{where}: respond.factor: must be at least 1, got {config.respond.factor}"
+        )
+    if config.respond.maxtime < config.respond.bantime:
+        raise ConfigError(f"{where}: respond.maxtime: must be at least respond.bantime")
+    for text in config.respond.ignoreip:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: respond.ignoreip: {text!r} is not an address or network"
+            ) from None
 
 
 def _build(cls: type, raw: Any, where: str, prefix: str, skip: set[str] | None = None) -> Any:

@@ -26,6 +26,9 @@ from engine.control.server import ControlServer
 from engine.detect.service import DetectService, rule_states
 from engine.events import EventBus
 from engine.model import Alert, AlertEvent, Operator, Role, Severity
+from engine.respond.allowlist import Allowed
+from engine.respond.manager import BanManager
+from engine.respond.targets import TargetError, parse_target
 from engine.store.db import connect, lock_database
 from engine.store.retention import prune
 from engine.store.writer import Writer
@@ -37,7 +40,7 @@ VERSION = "0.1.0"
 STATUS_INTERVAL = 2.0
 
 # Parts later issues fill in; until then the engine reports them honestly as not started.
-PLANNED_PARTS = ("respond", "scan", "logwatch", "serial")
+PLANNED_PARTS = ("scan", "logwatch", "serial")
 
 
 class Engine:
@@ -54,6 +57,7 @@ class Engine:
         self.server: ControlServer | None = None
         self.capture: CaptureService = None  # type: ignore[assignment]
         self.detect: DetectService = None  # type: ignore[assignment]
+        self.respond: BanManager = None  # type: ignore[assignment]
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._key = b""
@@ -89,10 +93,14 @@ class Engine:
         await self.detect.start(await self.read(rule_states))
         self.capture = CaptureService(self.config.capture, self.writer, self.bus,
                                       self.detect.detector, self.detect.raise_matches)  # fmt: skip
+        self.respond = BanManager(self.config.respond, self.writer, self.bus, self.read,
+                                  self.operators_ssh_clients)  # fmt: skip
+        await self.respond.start()
         await self.server.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
         self.background(self._every(1.0, self._housekeeping))
+        self.background(self._every(self.config.respond.check_interval, self.respond.tick))
         self.background(self._every(STATUS_INTERVAL, self._publish_status))
         self.background(self._every(store.retention.prune_interval, self._prune))
         log.info(
@@ -185,6 +193,20 @@ class Engine:
 
     # -- what parts and the control API use ---------------------------------------------------
 
+    def operators_ssh_clients(self) -> list[Allowed]:
+        """The SSH client address of every console or CLI connected now (from ``hello``)."""
+        found = []
+        for session in list(self.server.sessions if self.server else ()):
+            operator = session.operator
+            if not operator.ssh_client:
+                continue
+            try:
+                network = parse_target(operator.ssh_client)
+            except TargetError:
+                continue
+            found.append(Allowed(network, f"SSH client of {operator.name} (connected now)"))
+        return found
+
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a query on the read-only connection, off the loop."""
 
@@ -249,8 +271,7 @@ class Engine:
                     "SELECT severity, count(*) FROM alerts WHERE state = 'open' GROUP BY severity"
                 ).fetchall()
             )
-            bans = conn.execute("SELECT count(*) FROM bans WHERE state = 'active'").fetchone()[0]
-            return {"by_severity": by_sev, "bans": bans}
+            return {"by_severity": by_sev}
 
         db = await self.read(counts)
         size = sum(
@@ -258,7 +279,8 @@ class Engine:
         )
         writer = self.writer
         parts = {"store": "running", "control": "running", "alerts": "running",
-                 "capture": self.capture.state, "detect": self.detect.state}  # fmt: skip
+                 "capture": self.capture.state, "detect": self.detect.state,
+                 "respond": self.respond.state}  # fmt: skip
         parts.update({name: "not started" for name in PLANNED_PARTS})
         return {
             "version": VERSION,
@@ -279,7 +301,7 @@ class Engine:
                 "open": {Severity(k).label: v for k, v in sorted(db["by_severity"].items())},
                 "silences": len(self.alerts.silences),
             },
-            "bans": {"active": db["bans"]},
+            "bans": self.respond.status(),
             "capture": _capture_summary(self.capture.status()),
             "rules": _rules_summary(self.detect.status()),
             "store": {

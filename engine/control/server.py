@@ -265,7 +265,7 @@ def _int(args: dict[str, Any], key: str) -> int:
 
 # Longest value accepted for a text argument; names and ids are short, prose may be longer.
 TEXT_LIMITS = {"title": 1024, "note": 4096, "comment": 1024, "ssh_client": 256, "filter": 1024,
-               "bpf": 1024, "path": 4096}  # fmt: skip
+               "bpf": 1024, "path": 4096, "reason": 1024}  # fmt: skip
 NAME_LIMIT = 256
 
 
@@ -587,3 +587,43 @@ async def _rules_disable(session: Session, args: dict[str, Any]) -> dict[str, An
     """Stop running a rule (kept across restarts)."""
     return await session.engine.detect.set_enabled(_int(args, "sid"), False,
                                                    session.operator.name)  # fmt: skip
+
+
+@command("bans.list")
+async def _bans_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Active bans with time left and the firewall's drop counters, and the backend's state."""
+    respond = session.engine.respond
+    return {**respond.status(), "bans": respond.bans()}
+
+
+@command("bans.ban", Role.OPERATOR, changes_state=True)
+async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Ban an address or network (``for`` a duration, else the configured bantime, escalating
+    for repeat offenders; ``permanent``); refused for the allow-list and your own SSH client."""
+    duration = args.get("for")
+    seconds = None
+    if duration not in (None, ""):
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise ControlError(f"for: {exc}", "bad_request") from None
+        if seconds <= 0:
+            raise ControlError("for: must be longer than zero", "bad_request")
+    operator = session.operator
+    return await session.engine.respond.ban(
+        _str(args, "address"), duration=seconds, permanent=bool(args.get("permanent")),
+        reason=_str(args, "reason"), source="operator", by=operator.name,
+        protect=operator.ssh_client,
+    )  # fmt: skip
+
+
+@command("bans.unban", Role.OPERATOR, changes_state=True)
+async def _bans_unban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Lift the ban of an address or network."""
+    return await session.engine.respond.unban(_str(args, "address"), session.operator.name)
+
+
+@command("bans.flush", Role.OPERATOR, changes_state=True)
+async def _bans_flush(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Lift every ban and remove our table from the firewall."""
+    return await session.engine.respond.flush(session.operator.name)

@@ -196,6 +196,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "ban lifting",
+        """
+        ALTER TABLE bans ADD COLUMN lifted REAL;
+        ALTER TABLE bans ADD COLUMN lifted_by TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

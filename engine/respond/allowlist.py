@@ -1,0 +1,125 @@
+"""Addresses that are never banned: the loopback ranges, the box's own addresses, the config's
+``ignoreip``, and the SSH client of every operator logged into the box — those the control
+API's clients say they come from, and those in utmp (``who``) — so that nobody locks
+themselves or a colleague out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.respond.targets import Network, shown
+
+log = logging.getLogger("iotsec.respond")
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+UTMP = Path("/var/run/utmp")
+# glibc's struct utmp on Linux: type, pid, line, id, user, host, exit, session, time, address.
+_UTMP = struct.Struct("<hxxi32s4s32s256shhiii16s20x")
+USER_PROCESS = 7
+
+
+@dataclass(frozen=True)
+class Allowed:
+    network: Network
+    why: str  # "loopback", "this box (eth0)", "ignoreip", "SSH client of alice"
+
+
+def ssh_clients(utmp: Path = UTMP) -> list[Allowed]:
+    """The remote addresses of the login sessions in utmp (what ``who`` lists)."""
+    try:
+        data = utmp.read_bytes()
+    except OSError:
+        return []
+    found = []
+    for offset in range(0, len(data) - _UTMP.size + 1, _UTMP.size):
+        kind, _pid, line, _id, user, host, *_rest, raw = _UTMP.unpack_from(data, offset)
+        if kind != USER_PROCESS:
+            continue
+        who = user.split(b"\0")[0].decode(errors="replace")
+        tty = line.split(b"\0")[0].decode(errors="replace")
+        address = _utmp_address(raw, host)
+        if address is not None:
+            network = ipaddress.ip_network(address)
+            found.append(Allowed(network, f"SSH client of {who} (logged in on {tty})"))
+    return found
+
+
+def _utmp_address(raw: bytes, host: bytes) -> str | None:
+    if raw[4:] == bytes(12) and raw[:4] != bytes(4):
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if raw != bytes(16):
+        return str(ipaddress.IPv6Address(raw))
+    # Some login programs leave the address out and write it as the host.
+    text = host.split(b"\0")[0].decode(errors="replace")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def own_addresses() -> list[Allowed]:
+    """The addresses of this box's interfaces (in its network namespace), from ``ip -j
+    addr``; none when iproute2 is missing."""
+    ip = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip") if os.path.exists(p)),
+                                    None)  # fmt: skip
+    if ip is None:
+        log.warning("ip (iproute2) is missing: this box's own addresses are not known")
+        return []
+    try:
+        done = subprocess.run([ip, "-j", "addr", "show"], capture_output=True, text=True,
+                              timeout=5, check=True)  # fmt: skip
+        interfaces = json.loads(done.stdout or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        log.warning("could not list this box's addresses: %s", exc)
+        return []
+    found = []
+    for interface in interfaces:
+        for info in interface.get("addr_info", []):
+            try:
+                network = ipaddress.ip_network(info["local"])
+            except (KeyError, ValueError):
+                continue
+            found.append(Allowed(network, f"this box ({interface.get('ifname', '?')})"))
+    return found
+
+
+class AllowList:
+    """What may never be banned; ``sessions`` gives the SSH clients the control API knows."""
+
+    def __init__(self, ignoreip: Iterable[str], sessions: Callable[[], Iterable[Allowed]],
+                 utmp: Path = UTMP) -> None:  # fmt: skip
+        self.fixed = [Allowed(n, "loopback") for n in LOOPBACK]
+        for text in ignoreip:
+            self.fixed.append(Allowed(ipaddress.ip_network(text, strict=False), "ignoreip"))
+        self.sessions = sessions
+        self.utmp = utmp
+
+    def entries(self) -> list[Allowed]:
+        return [*self.fixed, *own_addresses(), *ssh_clients(self.utmp), *self.sessions()]
+
+    def refusal(self, network: Network) -> str | None:
+        """Why ``network`` must not be banned, or None: it is, holds or overlaps an allowed
+        address or network."""
+        for entry in self.entries():
+            allowed = entry.network
+            if allowed.version == network.version and allowed.overlaps(network):
+                if allowed == network:
+                    relation = "is"
+                elif allowed.supernet_of(network):
+                    relation = "is in"
+                elif network.supernet_of(allowed):
+                    relation = "contains"
+                else:
+                    relation = "overlaps"
+                return f"{shown(network)} {relation} {shown(allowed)}: {entry.why}, never banned"
+        return None

@@ -1,0 +1,321 @@
+"""The ban manager: bans and unbans (refused for the allow-list), their escalation, their rows
+in the store, and the firewall kept equal to the active bans — installed on start with the
+bans still running, expired ones dropped, and installed again when the firewall lost our table
+(``nft flush ruleset``, a firewall service restart).
+
+Firewall commands are blocking subprocesses: they run off the loop, one change at a time.
+Without CAP_NET_ADMIN the bans are still recorded, and the status says they are not enforced
+and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from engine.control.protocol import ControlError
+from engine.respond.allowlist import Allowed, AllowList
+from engine.respond.firewall import DryRun, Element, Firewall, FirewallError
+from engine.respond.iptables import Iptables
+from engine.respond.nftables import Nftables, find_nft
+from engine.respond.targets import (
+    BAN_COLUMNS,
+    Ban,
+    Network,
+    TargetError,
+    bantime,
+    parse_target,
+)
+from engine.respond.targets import shown as shown_target
+
+if TYPE_CHECKING:
+    from engine.config import RespondConfig
+    from engine.events import EventBus
+    from engine.store.writer import Writer
+
+log = logging.getLogger("iotsec.respond")
+
+Reader = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+
+
+def make_firewall(backend: str) -> Firewall:
+    """The backend the config names ("auto": nftables when nft is installed)."""
+    if backend == "auto":
+        backend = "nftables" if find_nft() else "iptables"
+    if backend == "nftables":
+        return Nftables()
+    if backend == "iptables":
+        return Iptables()
+    return DryRun()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "until lifted"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+class BanManager:
+    def __init__(self, config: RespondConfig, writer: Writer, bus: EventBus, read: Reader,
+                 sessions: Callable[[], Iterable[Allowed]],
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.config = config
+        self.writer = writer
+        self.bus = bus
+        self.read = read
+        self.clock = clock
+        self.allowlist = AllowList(config.ignoreip, sessions)
+        self.active: dict[str, Ban] = {}  # by target
+        self.state = "not started"
+        self.problem = ""  # why bans are not enforced, when they are not
+        self.reapplied = 0  # times the firewall lost our table and it was installed again
+        self.counts: dict[str, tuple[int, int]] = {}
+        self._lock = asyncio.Lock()
+        try:
+            self.firewall: Firewall = make_firewall(config.backend)
+        except FirewallError as exc:
+            self.firewall = DryRun()
+            self.problem = f"{config.backend} unavailable ({exc}): recording bans only"
+
+    @property
+    def enforced(self) -> bool:
+        return self.firewall.enforcing and not self.problem
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore the bans still running into the firewall; mark the ones that ran out."""
+        now = self.clock()
+
+        def load(conn: sqlite3.Connection) -> list[Ban]:
+            rows = conn.execute(
+                f"SELECT {BAN_COLUMNS} FROM bans WHERE state = 'active' ORDER BY id"
+            ).fetchall()
+            return [Ban(*row) for row in rows]
+
+        bans = await self.read(load)
+        over = [b.id for b in bans if b.expires is not None and b.expires <= now]
+        if over:
+            await self._set_state(over, "expired", "", now)
+        self.active = {b.target: b for b in bans if b.id not in over}
+        async with self._lock:
+            await self._apply(lambda fw: fw.install(self._elements(now)))
+        self.state = "running"
+        log.info("respond: %d bans restored, %d had expired; backend %s%s",
+                 len(self.active), len(over), self.firewall.name,
+                 f" ({self.problem})" if self.problem else "")  # fmt: skip
+
+    def _elements(self, now: float) -> list[Element]:
+        return [Element(b.network, b.left(now)) for b in self.active.values()]
+
+    async def _apply(self, change: Callable[[Firewall], None]) -> None:
+        """Run a firewall change off the loop; a refusal for want of privilege makes the
+        bans recorded-only (and says so), any other failure is an error for the caller."""
+        try:
+            await asyncio.to_thread(change, self.firewall)
+        except FirewallError as exc:
+            if not exc.permission:
+                raise
+            self.problem = (
+                f"not enforced: {self.firewall.name} needs CAP_NET_ADMIN (run the engine as"
+                f" root or grant it the capability): {exc}"
+            )
+            log.warning("respond: %s", self.problem)
+        else:
+            if self.problem.startswith("not enforced"):
+                self.problem = ""
+
+    async def tick(self) -> None:
+        """Mark bans whose time ran out; install our table again if it is gone."""
+        now = self.clock()
+        over = [b for b in self.active.values() if b.expires is not None and b.expires <= now]
+        if over:
+            for ban in over:
+                del self.active[ban.target]
+            await self._set_state([b.id for b in over], "expired", "", now)
+            async with self._lock:
+                # The kernel expires its elements itself; a backend that cannot is told.
+                await self._apply(lambda fw: fw.change([], [b.network for b in over]))
+            for ban in over:
+                self._publish("expired", ban)
+        if self.firewall.enforcing and not self.problem:
+            present = await asyncio.to_thread(self.firewall.present)
+            if not present:
+                async with self._lock:
+                    await self._apply(lambda fw: fw.install(self._elements(self.clock())))
+                self.reapplied += 1
+                log.warning("respond: our firewall table was gone (flushed?): installed again "
+                            "with %d bans", len(self.active))  # fmt: skip
+                if self.bus.wants("bans"):
+                    self.bus.publish("bans", {"event": "reapplied", "bans": len(self.active)})
+            else:
+                self.counts = await asyncio.to_thread(self.firewall.counters)
+
+    # -- bans ---------------------------------------------------------------------------------
+
+    async def ban(self, target: str, *, duration: float | None = None, permanent: bool = False,
+                  reason: str = "", source: str = "operator", by: str = "",
+                  protect: str = "") -> dict[str, Any]:  # fmt: skip
+        """Ban an address or network. ``protect``: the requesting operator's own SSH client
+        address, refused like every other allow-listed one."""
+        network = self._parse(target)
+        if protect and _holds(network, protect):
+            raise ControlError(
+                f"{shown_target(network)} would lock you out: your SSH session comes from"
+                f" {protect}; nothing was written to the firewall",
+                "refused",
+            )
+        refusal = await asyncio.to_thread(self.allowlist.refusal, network)
+        if refusal:
+            raise ControlError(f"refused: {refusal}; nothing was written to the firewall",
+                               "refused")  # fmt: skip
+        key = shown_target(network)
+        async with self._lock:
+            covering = [b for b in self.active.values()
+                        if b.target != key and b.network.version == network.version
+                        and b.network.supernet_of(network)]  # fmt: skip
+            if covering:
+                ban = covering[0]
+                raise ControlError(
+                    f"{key} is already banned: it is in {ban.target} (ban #{ban.id},"
+                    f" {_duration(ban.left(self.clock()))} left)",
+                    "exists",
+                )
+            replaced = [b for b in self.active.values() if b.network.version == network.version
+                        and network.supernet_of(b.network)]  # fmt: skip
+            now = self.clock()
+            previous = await self.read(lambda conn: _previous(conn, key))
+            if permanent:
+                expires = None
+            else:
+                config = self.config
+                base = duration if duration is not None else config.bantime
+                if duration is None and config.increment:
+                    base = bantime(base, previous, config.factor, config.maxtime)
+                expires = now + base
+            row = (key, reason or "banned by an operator", source, now, expires, by, previous)
+            gone = [b.id for b in replaced]
+            ban_id = await self.writer.run(lambda conn: _insert(conn, row, gone))
+            ban = Ban(ban_id, key, row[1], source, now, expires, by, previous)
+            element = Element(network, ban.left(now))
+            try:
+                await self._apply(lambda fw: fw.change([element], [b.network for b in replaced]))
+            except FirewallError as exc:
+                await self._set_state([ban_id], "failed", by, now)
+                raise ControlError(f"the firewall refused the ban: {exc}", "firewall") from None
+            for old in replaced:
+                del self.active[old.target]
+            self.active[key] = ban
+        self._publish("banned", ban)
+        return {**ban.record(now), "enforced": self.enforced, "backend": self.firewall.name,
+                "replaced": [b.id for b in replaced], "problem": self.problem}  # fmt: skip
+
+    async def unban(self, target: str, by: str = "") -> dict[str, Any]:
+        network = self._parse(target)
+        key = shown_target(network)
+        async with self._lock:
+            ban = self.active.get(key)
+            if ban is None:
+                inside = [b.target for b in self.active.values()
+                          if b.network.version == network.version
+                          and b.network.supernet_of(network)]  # fmt: skip
+                hint = f"; it is in the ban of {inside[0]}" if inside else ""
+                raise ControlError(f"{key} is not banned{hint}", "not_found")
+            await self._apply(lambda fw: fw.change([], [network]))
+            del self.active[key]
+            await self._set_state([ban.id], "lifted", by, self.clock())
+        self._publish("lifted", ban)
+        return {**ban.record(self.clock()), "state": "lifted", "lifted_by": by}
+
+    async def flush(self, by: str = "") -> dict[str, Any]:
+        """Lift every ban and remove our table from the firewall."""
+        async with self._lock:
+            lifted = list(self.active.values())
+            await self._apply(lambda fw: fw.uninstall())
+            self.active.clear()
+            if lifted:
+                await self._set_state([b.id for b in lifted], "lifted", by, self.clock())
+        for ban in lifted:
+            self._publish("lifted", ban)
+        return {"lifted": len(lifted), "backend": self.firewall.name}
+
+    def _parse(self, target: str) -> Network:
+        try:
+            return parse_target(target)
+        except TargetError as exc:
+            raise ControlError(f"{exc}; nothing was written to the firewall",
+                               "bad_request") from None  # fmt: skip
+
+    async def _set_state(self, ids: list[int], state: str, by: str, when: float) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE bans SET state = ?, lifted = ?, lifted_by = ? WHERE id = ?",
+                [(state, when, by, ban_id) for ban_id in ids],
+            )
+
+        await self.writer.run(update)
+
+    def _publish(self, event: str, ban: Ban) -> None:
+        if self.bus.wants("bans"):
+            self.bus.publish("bans", {"event": event, **ban.record(self.clock())})
+
+    # -- what the control API shows -----------------------------------------------------------
+
+    def bans(self) -> list[dict[str, Any]]:
+        """Active bans, soonest to end first, with the firewall's drop counters."""
+        now = self.clock()
+        ordered = sorted(self.active.values(),
+                         key=lambda b: (b.expires is None, b.expires or 0, b.id))  # fmt: skip
+        out = []
+        for ban in ordered:
+            packets, size = self.counts.get(ban.target, (0, 0))
+            out.append({**ban.record(now), "packets": packets, "bytes": size})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "backend": self.firewall.name,
+            "enforced": self.enforced,
+            "problem": self.problem or ("dry-run: bans are recorded, not applied"
+                                        if not self.firewall.enforcing else ""),
+            "active": len(self.active),
+            "reapplied": self.reapplied,
+        }  # fmt: skip
+
+
+def _holds(network: Network, address: str) -> bool:
+    try:
+        parsed = parse_target(address)
+    except TargetError:
+        return False
+    return parsed.version == network.version and network.overlaps(parsed)
+
+
+def _previous(conn: sqlite3.Connection, target: str) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM bans WHERE address = ? AND state IN"
+        " ('active', 'expired', 'lifted', 'replaced')",
+        (target,),
+    ).fetchone()[0]
+
+
+def _insert(conn: sqlite3.Connection, row: tuple[Any, ...], replaced: list[int]) -> int:
+    cursor = conn.execute(
+        "INSERT INTO bans (address, reason, source, created, expires, created_by, previous)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
+    if replaced:
+        conn.executemany(
+            "UPDATE bans SET state = 'replaced', lifted = ? WHERE id = ?",
+            [(row[3], ban_id) for ban_id in replaced],
+        )
+    return int(cursor.lastrowid or 0)
