@@ -108,6 +108,31 @@ class DetectConfig:
 
 
 @dataclass(frozen=True)
+class PolicyRule:
+    """Which alerts ban their source: every condition given must hold (none given: any
+    alert). The first rule of [[respond.policy]] that holds decides."""
+
+    sids: tuple[int, ...] = ()
+    classtypes: tuple[str, ...] = ()
+    # The rule's action: drop and reject hand the source to this policy.
+    actions: tuple[str, ...] = ()
+    # At least this severity.
+    severity: str = ""
+    # Log jails (their alerts' rule).
+    jails: tuple[str, ...] = ()
+    # How long; empty: [respond] bantime, longer for repeat offenders. "permanent": until lifted.
+    bantime: str = ""
+    # Propose the ban and wait for an operator to confirm it (in the console's Bans view).
+    confirm: bool = False
+    # Do nothing for these alerts (a rule above the others that exempts some).
+    ignore: bool = False
+
+
+# Without [[respond.policy]]: rules whose action is drop or reject ban their source.
+DEFAULT_POLICY = (PolicyRule(actions=("drop", "reject")),)
+
+
+@dataclass(frozen=True)
 class RespondConfig:
     # Where bans go: "dry-run" (records what it would do: the default, so that nothing is
     # blocked until you choose), "nftables", "iptables" (iptables + ipset), or "auto"
@@ -123,6 +148,8 @@ class RespondConfig:
     ignoreip: tuple[str, ...] = ()
     # How often the firewall is checked for our table (re-applied when it is gone).
     check_interval: Duration = Duration(2)
+    # Which alerts ban their source ([[respond.policy]] tables); empty: DEFAULT_POLICY.
+    policy: tuple[PolicyRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +277,19 @@ def _check_values(config: Config, where: str) -> None:
         )
     if config.respond.maxtime < config.respond.bantime:
         raise ConfigError(f"{where}: respond.maxtime: must be at least respond.bantime")
+    for n, rule in enumerate(config.respond.policy):
+        at = f"{where}: respond.policy[{n}]"
+        if rule.severity and rule.severity.lower() not in SEVERITIES:
+            raise ConfigError(f"{at}.severity: expected one of {', '.join(SEVERITIES)}")
+        unknown = set(rule.actions) - {"alert", "drop", "reject", "pass"}
+        if unknown:
+            raise ConfigError(f"{at}.actions: unknown action {sorted(unknown)[0]!r}")
+        if rule.bantime and rule.bantime != "permanent":
+            try:
+                if parse_duration(rule.bantime) <= 0:
+                    raise ValueError("must be longer than zero")
+            except ValueError as exc:
+                raise ConfigError(f'{at}.bantime: {exc} (or "permanent")') from None
     for text in config.respond.ignoreip:
         try:
             ipaddress.ip_network(text, strict=False)
@@ -291,6 +331,17 @@ def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
         except ValueError as exc:
             raise ConfigError(f"{where}: {key}: {exc}") from None
     if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: [[{key}]] must be a list of tables")
+            return tuple(_build(item, v, where, f"{key}[{i}]") for i, v in enumerate(value))
+        if item is int:
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise ConfigError(f"{where}: {key}: expected a list of integers, got {value!r}")
+            return tuple(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: {key}: expected a list of strings, got {value!r}")
         return tuple(value)

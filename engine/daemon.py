@@ -96,6 +96,7 @@ class Engine:
         self.respond = BanManager(self.config.respond, self.writer, self.bus, self.read,
                                   self.operators_ssh_clients)  # fmt: skip
         await self.respond.start()
+        self.detect.respond = self.respond.consider
         await self.server.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))

@@ -22,6 +22,7 @@ import pytest
 from engine.respond.allowlist import AllowList, ssh_clients
 from engine.respond.targets import TargetError, bantime, parse_target
 from tests.conftest import EngineProcess, require_root, require_tool, start_engine
+from tests.test_capture_decode import pcap
 
 CLIENT4, SERVER4 = "10.253.99.1", "10.253.99.2"
 CLIENT6, SERVER6 = "fd00:253:99::1", "fd00:253:99::2"
@@ -387,3 +388,100 @@ def test_utmp_sessions_are_never_banned(tmp_path: Path) -> None:
     allow = AllowList([], lambda: [], utmp)
     assert "SSH client of alice" in allow.refusal(parse_target("198.51.100.0/24"))
     assert allow.refusal(parse_target("203.0.113.1")) is None, "carol has logged out"
+
+
+# -- the response policy ---------------------------------------------------------------------
+
+TELNET_CLIENT = "192.168.0.2"  # the client of sv_telnet_ppa.pcap
+DROP_TELNET = (
+    'drop tcp any any -> any 23 (msg:"Telnet to a device"; flow:to_server; '
+    "classtype:policy-violation; sid:1000001;)\n"
+)
+
+
+def policy_engine(hosts: Hosts, backend: str, policy: str = "") -> EngineProcess:
+    rules = hosts.tmp / "drop.rules"
+    rules.write_text(DROP_TELNET)
+    return hosts.engine(backend, f'{policy}\n[detect]\nrule_files = ["{rules}"]\n')
+
+
+def replay_telnet(engine: EngineProcess) -> None:
+    engine.client().request("capture.replay", {"path": str(pcap("sv_telnet_ppa.pcap"))})
+
+
+@pytest.mark.parametrize("backend", ["dry-run", "nftables"])
+def test_a_drop_rule_bans_its_source_through_the_policy(hosts: Hosts, backend: str) -> None:
+    engine = policy_engine(hosts, backend)
+    try:
+        replay_telnet(engine)
+        wait_for("the policy's ban", lambda: engine.client().request("bans.list")["bans"])
+        (made,) = engine.client().request("bans.list")["bans"]
+        assert (made["address"], made["source"], made["created_by"]) == (
+            TELNET_CLIENT,
+            "rule:1000001",
+            "policy",
+        )
+        assert made["reason"].startswith("alert #") and "Telnet to a device" in made["reason"]
+        assert 3590 < made["left"] <= 3600
+        expected = [TELNET_CLIENT] if backend == "nftables" else []
+        assert hosts.nft_elements() == expected
+    finally:
+        engine.stop()
+
+
+def test_a_proposed_ban_waits_for_an_operator(hosts: Hosts) -> None:
+    policy = '[[respond.policy]]\nsids = [1000001]\nconfirm = true\nbantime = "2h"\n'
+    engine = policy_engine(hosts, "nftables", policy)
+    try:
+        replay_telnet(engine)
+        client = engine.client()
+        wait_for("the proposal", lambda: client.request("bans.list")["proposed"])
+        listed = client.request("bans.list")
+        (proposal,) = listed["proposed"]
+        assert listed["bans"] == [] and hosts.nft_elements() == []
+        assert (proposal["address"], proposal["state"], proposal["bantime"]) == (
+            TELNET_CLIENT,
+            "proposed",
+            7200,
+        )
+        made = json.loads(engine.cli("bans", "--json").stdout)["proposed"][0]
+        assert made["id"] == proposal["id"]
+        confirmed = client.request("bans.confirm", {"id": proposal["id"]})
+        assert confirmed["address"] == TELNET_CLIENT and 7190 < confirmed["left"] <= 7200
+        assert hosts.nft_elements() == [TELNET_CLIENT]
+        assert client.request("bans.list")["proposed"] == []
+        # Lifted, the next alert proposes again; rejected, nothing reaches the firewall.
+        engine.cli("unban", TELNET_CLIENT)
+        replay_telnet(engine)
+        wait_for("a new proposal", lambda: client.request("bans.list")["proposed"])
+        (again,) = client.request("bans.list")["proposed"]
+        assert client.request("bans.reject", {"id": again["id"]})["state"] == "rejected"
+        assert client.request("bans.list")["proposed"] == [] and hosts.nft_elements() == []
+        audit = [e["command"] for e in client.request("audit.list", {"limit": 20})]
+        assert {"bans.confirm", "bans.reject"} <= set(audit)
+    finally:
+        engine.stop()
+
+
+def test_policy_entries_match_in_order() -> None:
+    from engine.config import PolicyRule
+    from engine.model import AlertEvent, Severity
+    from engine.respond.policy import decide
+
+    def rule_alert(sid: int, action: str = "alert", severity=Severity.MEDIUM) -> AlertEvent:
+        return AlertEvent(severity, "rules", str(sid), "t", src="203.0.113.9",
+                          evidence={"action": action, "classtype": "attempted-admin"})  # fmt: skip
+
+    jail = AlertEvent(Severity.HIGH, "logwatch", "sshd", "t", src="203.0.113.9")
+    assert decide((), rule_alert(1, "drop")) is not None, "default: drop and reject ban"
+    assert decide((), rule_alert(1, "alert")) is None
+    assert decide((), jail) is None
+    policy = (
+        PolicyRule(sids=(7,), ignore=True),
+        PolicyRule(classtypes=("attempted-admin",), severity="high"),
+        PolicyRule(jails=("sshd",), confirm=True),
+    )
+    assert decide(policy, rule_alert(7, severity=Severity.CRITICAL)) is None, "ignored first"
+    assert decide(policy, rule_alert(8, severity=Severity.HIGH)) is policy[1]
+    assert decide(policy, rule_alert(8, severity=Severity.MEDIUM)) is None
+    assert decide(policy, jail) is policy[2]

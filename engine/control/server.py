@@ -593,7 +593,7 @@ async def _rules_disable(session: Session, args: dict[str, Any]) -> dict[str, An
 async def _bans_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Active bans with time left and the firewall's drop counters, and the backend's state."""
     respond = session.engine.respond
-    return {**respond.status(), "bans": respond.bans()}
+    return {**respond.status(), "bans": respond.bans(), "proposed": respond.proposals()}
 
 
 @command("bans.ban", Role.OPERATOR, changes_state=True)
@@ -627,3 +627,15 @@ async def _bans_unban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
 async def _bans_flush(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Lift every ban and remove our table from the firewall."""
     return await session.engine.respond.flush(session.operator.name)
+
+
+@command("bans.confirm", Role.OPERATOR, changes_state=True)
+async def _bans_confirm(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Make a ban the policy proposed (it asks the allow-list again)."""
+    return await session.engine.respond.confirm(_int(args, "id"), session.operator.name)
+
+
+@command("bans.reject", Role.OPERATOR, changes_state=True)
+async def _bans_reject(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Drop a ban the policy proposed."""
+    return await session.engine.respond.reject(_int(args, "id"), session.operator.name)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from engine.alerts.manager import AlertManager
     from engine.config import Config
     from engine.events import EventBus
+    from engine.model import AlertEvent
     from engine.store.writer import Writer
 
 log = logging.getLogger("iotsec.detect")
@@ -78,6 +79,8 @@ class DetectService:
         self.bus = bus
         self.clock = clock
         self.detector = Detector(RuleSet([], severity_of), config.detect.stream_depth)
+        # Told of every alert the rules raise (the response policy), with the alert's id.
+        self.respond: Callable[[AlertEvent, int], None] | None = None
         self.loaded = Loaded(config.detect, [], [], [])
         self.disabled: set[int] = set()
         self.state = "stopped"
@@ -170,9 +173,11 @@ class DetectService:
     def raise_matches(self, matches: list[Match]) -> None:
         """Raise the alerts of rule matches (folded by the alert manager; a full writer drops
         and counts them there)."""
-        raise_alert = self.alerts.raise_alert
+        raise_alert, respond = self.alerts.raise_alert, self.respond
         for match in matches:
-            raise_alert(match.event)
+            alert, _ = raise_alert(match.event)
+            if respond is not None:
+                respond(match.event, alert.id)
         self.raised += len(matches)
 
     # -- what the control API shows -----------------------------------------------------------

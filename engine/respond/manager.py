@@ -22,6 +22,7 @@ from engine.respond.allowlist import Allowed, AllowList
 from engine.respond.firewall import DryRun, Element, Firewall, FirewallError
 from engine.respond.iptables import Iptables
 from engine.respond.nftables import Nftables, find_nft
+from engine.respond.policy import PERMANENT, ban_length, decide
 from engine.respond.targets import (
     BAN_COLUMNS,
     Ban,
@@ -35,6 +36,7 @@ from engine.respond.targets import shown as shown_target
 if TYPE_CHECKING:
     from engine.config import RespondConfig
     from engine.events import EventBus
+    from engine.model import AlertEvent
     from engine.store.writer import Writer
 
 log = logging.getLogger("iotsec.respond")
@@ -73,6 +75,11 @@ class BanManager:
         self.clock = clock
         self.allowlist = AllowList(config.ignoreip, sessions)
         self.active: dict[str, Ban] = {}  # by target
+        # Bans the policy proposed, waiting for an operator: by id, with (bantime, alert id).
+        self.proposed: dict[int, tuple[Ban, float | None, int | None]] = {}
+        self.refused = 0  # bans the policy wanted that the allow-list refused
+        self._deciding: set[str] = set()  # sources whose policy ban is under way
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.state = "not started"
         self.problem = ""  # why bans are not enforced, when they are not
         self.reapplied = 0  # times the firewall lost our table and it was installed again
@@ -94,13 +101,18 @@ class BanManager:
         """Restore the bans still running into the firewall; mark the ones that ran out."""
         now = self.clock()
 
-        def load(conn: sqlite3.Connection) -> list[Ban]:
+        def load(conn: sqlite3.Connection) -> tuple[list[Ban], list[Any]]:
             rows = conn.execute(
                 f"SELECT {BAN_COLUMNS} FROM bans WHERE state = 'active' ORDER BY id"
             ).fetchall()
-            return [Ban(*row) for row in rows]
+            proposals = conn.execute(
+                f"SELECT {BAN_COLUMNS}, bantime, alert FROM bans WHERE state = 'proposed'"
+                " ORDER BY id"
+            ).fetchall()
+            return [Ban(*row) for row in rows], proposals
 
-        bans = await self.read(load)
+        bans, proposals = await self.read(load)
+        self.proposed = {row[0]: (Ban(*row[:9]), row[9], row[10]) for row in proposals}
         over = [b.id for b in bans if b.expires is not None and b.expires <= now]
         if over:
             await self._set_state(over, "expired", "", now)
@@ -217,6 +229,100 @@ class BanManager:
         return {**ban.record(now), "enforced": self.enforced, "backend": self.firewall.name,
                 "replaced": [b.id for b in replaced], "problem": self.problem}  # fmt: skip
 
+    # -- the policy ---------------------------------------------------------------------------
+
+    def consider(self, event: AlertEvent, alert_id: int | None = None) -> None:
+        """An alert was raised: ban (or propose to ban) its source if the policy says so."""
+        rule = decide(self.config.policy, event)
+        if rule is None or not event.src:
+            return
+        try:
+            key = shown_target(parse_target(event.src))
+        except TargetError:
+            return
+        pending = {b.target for b, _, _ in self.proposed.values()}
+        if key in self.active or key in pending or key in self._deciding:
+            return
+        self._deciding.add(key)
+        source = f"rule:{event.rule}" if event.source == "rules" else f"{event.source}:{event.rule}"
+        reason = f"alert #{alert_id}: {event.title}" if alert_id else event.title
+        task = asyncio.get_running_loop().create_task(
+            self._respond(key, ban_length(rule), rule.confirm, reason, source, alert_id)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _respond(self, key: str, length: float | None, confirm: bool, reason: str,
+                       source: str, alert_id: int | None) -> None:  # fmt: skip
+        try:
+            if confirm:
+                await self.propose(key, length, reason, source, alert_id)
+            else:
+                await self.ban(key, duration=None if length in (None, PERMANENT) else length,
+                               permanent=length == PERMANENT, reason=reason, source=source,
+                               by="policy")  # fmt: skip
+        except ControlError as exc:
+            self.refused += 1
+            log.warning("respond: policy ban of %s not made: %s", key, exc)
+            if self.bus.wants("bans"):
+                self.bus.publish("bans", {"event": "refused", "address": key, "reason": str(exc)})
+        finally:
+            self._deciding.discard(key)
+
+    async def propose(self, target: str, length: float | None, reason: str, source: str,
+                      alert_id: int | None) -> dict[str, Any]:  # fmt: skip
+        """Record a ban for an operator to confirm (or reject); nothing reaches the firewall."""
+        network = self._parse(target)
+        refusal = await asyncio.to_thread(self.allowlist.refusal, network)
+        if refusal:
+            raise ControlError(f"refused: {refusal}", "refused")
+        key = shown_target(network)
+        now = self.clock()
+        previous = await self.read(lambda conn: _previous(conn, key))
+
+        def insert(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "INSERT INTO bans (address, reason, source, created, expires, created_by,"
+                " previous, state, bantime, alert) VALUES (?, ?, ?, ?, NULL, 'policy', ?,"
+                " 'proposed', ?, ?)",
+                (key, reason, source, now, previous, length, alert_id),
+            )
+            return int(cursor.lastrowid or 0)
+
+        proposal_id = await self.writer.run(insert)
+        ban = Ban(proposal_id, key, reason, source, now, None, "policy", previous, "proposed")
+        self.proposed[proposal_id] = (ban, length, alert_id)
+        record = self._proposal_record(proposal_id)
+        if self.bus.wants("bans"):
+            self.bus.publish("bans", {"event": "proposed", **record})
+        return record
+
+    async def confirm(self, proposal_id: int, by: str = "") -> dict[str, Any]:
+        """An operator confirms a proposed ban: it is made now (the allow-list is asked again)."""
+        if proposal_id not in self.proposed:
+            raise ControlError(f"no proposed ban {proposal_id}", "not_found")
+        ban, length, _alert = self.proposed[proposal_id]
+        result = await self.ban(ban.target, duration=None if length in (None, PERMANENT)
+                                else length, permanent=length == PERMANENT, reason=ban.reason,
+                                source=ban.source, by=by)  # fmt: skip
+        self.proposed.pop(proposal_id, None)
+        await self._set_state([proposal_id], "confirmed", by, self.clock())
+        return {**result, "proposal": proposal_id}
+
+    async def reject(self, proposal_id: int, by: str = "") -> dict[str, Any]:
+        if proposal_id not in self.proposed:
+            raise ControlError(f"no proposed ban {proposal_id}", "not_found")
+        ban, _length, _alert = self.proposed.pop(proposal_id)
+        await self._set_state([proposal_id], "rejected", by, self.clock())
+        self._publish("rejected", ban)
+        return {"id": proposal_id, "address": ban.target, "state": "rejected"}
+
+    def _proposal_record(self, proposal_id: int) -> dict[str, Any]:
+        ban, length, alert_id = self.proposed[proposal_id]
+        return {**ban.record(self.clock()), "alert": alert_id,
+                "bantime": None if length == PERMANENT else length,
+                "permanent": length == PERMANENT}  # fmt: skip
+
     async def unban(self, target: str, by: str = "") -> dict[str, Any]:
         network = self._parse(target)
         key = shown_target(network)
@@ -279,6 +385,9 @@ class BanManager:
             out.append({**ban.record(now), "packets": packets, "bytes": size})
         return out
 
+    def proposals(self) -> list[dict[str, Any]]:
+        return [self._proposal_record(i) for i in sorted(self.proposed)]
+
     def status(self) -> dict[str, Any]:
         return {
             "state": self.state,
@@ -287,6 +396,8 @@ class BanManager:
             "problem": self.problem or ("dry-run: bans are recorded, not applied"
                                         if not self.firewall.enforcing else ""),
             "active": len(self.active),
+            "proposed": len(self.proposed),
+            "refused": self.refused,
             "reapplied": self.reapplied,
         }  # fmt: skip
 

@@ -197,10 +197,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "ban lifting",
+        "ban lifting and proposed bans",
         """
         ALTER TABLE bans ADD COLUMN lifted REAL;
         ALTER TABLE bans ADD COLUMN lifted_by TEXT NOT NULL DEFAULT '';
+        ALTER TABLE bans ADD COLUMN bantime REAL;
+        ALTER TABLE bans ADD COLUMN alert INTEGER;
         """,
     ),
 ]
