@@ -23,21 +23,22 @@ def _enforcement(data: dict[str, Any]) -> str:
 
 @main.command()
 @global_options
-@click.argument("address", required=False)
+@click.argument("addresses", nargs=-1)
 @click.option("--for", "duration", default="",
               help="How long: 30m, 2h, 1d, or 'permanent' (default: [respond] bantime, longer for "
                    "repeat offenders).")  # fmt: skip
 @click.option("--reason", default="", help="Why: shown with the ban and in the audit log.")
 @click.option("--flush", is_flag=True, help="Lift every ban and remove our firewall table.")
 @json_option
-def ban(address: str | None, duration: str, reason: str, flush: bool, as_json: bool) -> None:
-    """Ban ADDRESS (IPv4 or IPv6, or a network such as 203.0.113.0/24) in the firewall.
+def ban(addresses: tuple[str, ...], duration: str, reason: str, flush: bool, as_json: bool) -> None:
+    """Ban ADDRESS... (IPv4 or IPv6, or networks such as 203.0.113.0/24) in the firewall, as
+    one decision: if one is refused, none is banned.
 
     Refused for loopback, this box's addresses, [respond] ignoreip and every logged-in
     operator's SSH client, including yours.
     """
     if flush:
-        if address:
+        if addresses:
             raise click.UsageError("--flush lifts every ban: give no ADDRESS with it")
         data = call("bans.flush")
         if as_json:
@@ -45,9 +46,13 @@ def ban(address: str | None, duration: str, reason: str, flush: bool, as_json: b
         else:
             echo(f"{data['lifted']} bans lifted; our firewall table removed")
         return
-    if not address:
+    if not addresses or not all(a.strip() for a in addresses):
         raise click.UsageError("give the ADDRESS to ban (or --flush)")
-    args: dict[str, Any] = {"address": address, "reason": reason}
+    args: dict[str, Any] = {"reason": reason}
+    if len(addresses) == 1:
+        args["address"] = addresses[0]
+    else:
+        args["addresses"] = list(addresses)
     if duration.strip().lower() == "permanent":
         args["permanent"] = True
     elif duration:
@@ -56,10 +61,12 @@ def ban(address: str | None, duration: str, reason: str, flush: bool, as_json: b
     if as_json:
         emit_json(data)
         return
-    previous = f", banned {data['previous']} times before" if data.get("previous") else ""
-    echo(f"ban {data['id']}: {data['address']} for {_left(data)}{previous}; {_enforcement(data)}")
-    if data.get("replaced"):
-        echo(f"replaces the bans {', '.join(map(str, data['replaced']))} inside it")
+    for made in data.get("bans", [data]):
+        previous = f", banned {made['previous']} times before" if made.get("previous") else ""
+        echo(f"ban {made['id']}: {made['address']} for {_left(made)}{previous};"
+             f" {_enforcement(made)}")  # fmt: skip
+        if made.get("replaced"):
+            echo(f"  replaces the bans {', '.join(map(str, made['replaced']))} inside it")
 
 
 @main.command()
@@ -85,6 +92,15 @@ def bans(as_json: bool) -> None:
         emit_json(data)
         return
     echo(f"{len(data['bans'])} active bans, {_enforcement(data)}")
+    for proposal in data.get("proposed", []):
+        if proposal.get("permanent"):
+            length = "permanent"
+        elif proposal.get("bantime"):
+            length = format_duration(proposal["bantime"])
+        else:
+            length = "the default bantime"
+        echo(f"PROPOSED {proposal['id']}: {proposal['address']} for {length}, {proposal['reason']}"
+             f" (confirm in the console's Bans view)")  # fmt: skip
     if not data["bans"]:
         return
     echo(f"{'ID':>5}  {'ADDRESS':<20} {'LEFT':>10} {'DROPPED':>8}  {'BY':<10} REASON")

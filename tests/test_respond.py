@@ -184,7 +184,7 @@ def test_a_ban_blocks_tcp_and_udp_over_both_families_for_an_address_or_a_network
 def test_a_ban_is_lifted_when_its_time_runs_out(hosts: Hosts, backend: str) -> None:
     engine = hosts.engine(backend)
     try:
-        made = ban(engine, CLIENT4, "--for", "2s")
+        made = ban(engine, CLIENT4, "--for", "4s")
         assert not hosts.reaches("tcp", SERVER4)
         wait_for("the ban to end", lambda: hosts.reaches("tcp", SERVER4))
         wait_for("the engine to mark it", lambda: not engine.client().request("bans.list")["bans"])
@@ -282,6 +282,20 @@ def test_bans_of_allowed_own_and_malformed_addresses_are_refused_and_nothing_is_
         audit = engine.client().request("audit.list", {"limit": 50})
         refused = [e for e in audit if e["command"] == "bans.ban"]
         assert len(refused) >= 7 and all(e["result"].startswith("failed") for e in refused)
+    finally:
+        engine.stop()
+
+
+def test_several_addresses_are_one_decision(hosts: Hosts) -> None:
+    engine = hosts.engine("nftables")
+    try:
+        done = engine.cli("ban", CLIENT4, SERVER6, "203.0.113.9", check=False)
+        assert f"refused: {SERVER6} is {SERVER6}: this box" in done.stderr
+        assert hosts.nft_elements() == [] and hosts.reaches("tcp", SERVER4)
+        made = json.loads(engine.cli("ban", CLIENT4, CLIENT6, "--for", "1h", "--json").stdout)
+        assert [b["address"] for b in made["bans"]] == [CLIENT4, CLIENT6]
+        assert sorted(hosts.nft_elements()) == [CLIENT4, CLIENT6]
+        assert not hosts.reaches("tcp", SERVER4) and not hosts.reaches("udp", SERVER6)
     finally:
         engine.stop()
 

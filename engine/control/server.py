@@ -596,10 +596,14 @@ async def _bans_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return {**respond.status(), "bans": respond.bans(), "proposed": respond.proposals()}
 
 
+MAX_BANS = 100_000
+
+
 @command("bans.ban", Role.OPERATOR, changes_state=True)
 async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
-    """Ban an address or network (``for`` a duration, else the configured bantime, escalating
-    for repeat offenders; ``permanent``); refused for the allow-list and your own SSH client."""
+    """Ban an address or network (or ``addresses``, a list, as one decision) ``for`` a duration,
+    else the configured bantime, escalating for repeat offenders, or ``permanent``; refused for
+    the allow-list and your own SSH client."""
     duration = args.get("for")
     seconds = None
     if duration not in (None, ""):
@@ -610,11 +614,18 @@ async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
         if seconds <= 0:
             raise ControlError("for: must be longer than zero", "bad_request")
     operator = session.operator
-    return await session.engine.respond.ban(
-        _str(args, "address"), duration=seconds, permanent=bool(args.get("permanent")),
-        reason=_str(args, "reason"), source="operator", by=operator.name,
-        protect=operator.ssh_client,
-    )  # fmt: skip
+    options = {"duration": seconds, "permanent": bool(args.get("permanent")),
+               "reason": _str(args, "reason"), "source": "operator", "by": operator.name,
+               "protect": operator.ssh_client}  # fmt: skip
+    many = args.get("addresses")
+    if many is None:
+        return await session.engine.respond.ban(_str(args, "address"), **options)
+    if not isinstance(many, list) or not all(isinstance(a, str) for a in many):
+        raise ControlError("addresses must be a list of strings", "bad_request")
+    if len(many) > MAX_BANS:
+        raise ControlError(f"at most {MAX_BANS} addresses in one decision", "bad_request")
+    bans = await session.engine.respond.ban_many(many, **options)
+    return {"bans": bans, "count": len(bans), "enforced": session.engine.respond.enforced}
 
 
 @command("bans.unban", Role.OPERATOR, changes_state=True)

@@ -107,10 +107,10 @@ class AllowList:
     def entries(self) -> list[Allowed]:
         return [*self.fixed, *own_addresses(), *ssh_clients(self.utmp), *self.sessions()]
 
-    def refusal(self, network: Network) -> str | None:
+    def refusal(self, network: Network, entries: list[Allowed] | None = None) -> str | None:
         """Why ``network`` must not be banned, or None: it is, holds or overlaps an allowed
-        address or network."""
-        for entry in self.entries():
+        address or network (of ``entries``, else of :meth:`entries` now)."""
+        for entry in self.entries() if entries is None else entries:
             allowed = entry.network
             if allowed.version == network.version and allowed.overlaps(network):
                 if allowed == network:

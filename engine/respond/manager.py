@@ -172,62 +172,96 @@ class BanManager:
 
     # -- bans ---------------------------------------------------------------------------------
 
-    async def ban(self, target: str, *, duration: float | None = None, permanent: bool = False,
-                  reason: str = "", source: str = "operator", by: str = "",
-                  protect: str = "") -> dict[str, Any]:  # fmt: skip
-        """Ban an address or network. ``protect``: the requesting operator's own SSH client
-        address, refused like every other allow-listed one."""
-        network = self._parse(target)
-        if protect and _holds(network, protect):
-            raise ControlError(
-                f"{shown_target(network)} would lock you out: your SSH session comes from"
-                f" {protect}; nothing was written to the firewall",
-                "refused",
-            )
-        refusal = await asyncio.to_thread(self.allowlist.refusal, network)
-        if refusal:
-            raise ControlError(f"refused: {refusal}; nothing was written to the firewall",
-                               "refused")  # fmt: skip
-        key = shown_target(network)
-        async with self._lock:
-            covering = [b for b in self.active.values()
-                        if b.target != key and b.network.version == network.version
-                        and b.network.supernet_of(network)]  # fmt: skip
-            if covering:
-                ban = covering[0]
+    async def ban(self, target: str, **options: Any) -> dict[str, Any]:
+        """Ban one address or network (see :meth:`ban_many`)."""
+        return (await self.ban_many([target], **options))[0]
+
+    async def ban_many(self, targets: list[str], *, duration: float | None = None,
+                       permanent: bool = False, reason: str = "", source: str = "operator",
+                       by: str = "", protect: str = "") -> list[dict[str, Any]]:  # fmt: skip
+        """Ban addresses or networks as one decision: every one is checked first, and if any
+        is refused none is made; then one store transaction and one firewall change.
+        ``protect``: the requesting operator's own SSH client address."""
+        networks = [self._parse(t) for t in targets]
+        if not networks:
+            raise ControlError("no address given", "bad_request")
+        keys = [shown_target(n) for n in networks]
+        if len(set(keys)) != len(keys):
+            raise ControlError("an address is given twice", "bad_request")
+        for network in networks:
+            if protect and _holds(network, protect):
                 raise ControlError(
-                    f"{key} is already banned: it is in {ban.target} (ban #{ban.id},"
-                    f" {_duration(ban.left(self.clock()))} left)",
-                    "exists",
+                    f"{shown_target(network)} would lock you out: your SSH session comes from"
+                    f" {protect}; nothing was written to the firewall",
+                    "refused",
                 )
-            replaced = [b for b in self.active.values() if b.network.version == network.version
-                        and network.supernet_of(b.network)]  # fmt: skip
+        entries = await asyncio.to_thread(self.allowlist.entries)
+        for network in networks:
+            refusal = self.allowlist.refusal(network, entries)
+            if refusal:
+                raise ControlError(f"refused: {refusal}; nothing was written to the firewall",
+                                   "refused")  # fmt: skip
+        async with self._lock:
+            replaced = self._replaced(networks, keys)
             now = self.clock()
-            previous = await self.read(lambda conn: _previous(conn, key))
-            if permanent:
-                expires = None
-            else:
-                config = self.config
-                base = duration if duration is not None else config.bantime
-                if duration is None and config.increment:
-                    base = bantime(base, previous, config.factor, config.maxtime)
-                expires = now + base
-            row = (key, reason or "banned by an operator", source, now, expires, by, previous)
+            previous = await self.read(lambda conn: _previous(conn, keys))
+            rows = []
+            for key in keys:
+                if permanent:
+                    expires = None
+                else:
+                    config = self.config
+                    base = duration if duration is not None else config.bantime
+                    if duration is None and config.increment:
+                        base = bantime(base, previous.get(key, 0), config.factor, config.maxtime)
+                    expires = now + base
+                rows.append((key, reason or "banned by an operator", source, now, expires, by,
+                             previous.get(key, 0)))  # fmt: skip
             gone = [b.id for b in replaced]
-            ban_id = await self.writer.run(lambda conn: _insert(conn, row, gone))
-            ban = Ban(ban_id, key, row[1], source, now, expires, by, previous)
-            element = Element(network, ban.left(now))
+            ids = await self.writer.run(lambda conn: _insert(conn, rows, gone))
+            bans = [Ban(i, *row) for i, row in zip(ids, rows, strict=True)]
+            add = [Element(n, b.left(now)) for n, b in zip(networks, bans, strict=True)]
             try:
-                await self._apply(lambda fw: fw.change([element], [b.network for b in replaced]))
+                await self._apply(lambda fw: fw.change(add, [b.network for b in replaced]))
             except FirewallError as exc:
-                await self._set_state([ban_id], "failed", by, now)
+                await self._set_state(ids, "failed", by, now)
                 raise ControlError(f"the firewall refused the ban: {exc}", "firewall") from None
             for old in replaced:
                 del self.active[old.target]
-            self.active[key] = ban
-        self._publish("banned", ban)
-        return {**ban.record(now), "enforced": self.enforced, "backend": self.firewall.name,
-                "replaced": [b.id for b in replaced], "problem": self.problem}  # fmt: skip
+            for ban in bans:
+                self.active[ban.target] = ban
+        for ban in bans:
+            self._publish("banned", ban)
+        extra = {"enforced": self.enforced, "backend": self.firewall.name,
+                 "problem": self.problem}  # fmt: skip
+        return [{**ban.record(now), **extra,
+                 "replaced": [b.id for b in replaced if ban.network.supernet_of(b.network)
+                              and ban.network.version == b.network.version]}
+                for ban in bans]  # fmt: skip
+
+    def _replaced(self, networks: list[Network], keys: list[str]) -> list[Ban]:
+        """The active bans the new ones take the place of (the same target, or inside a new
+        network); ControlError when a new one is inside an active network ban."""
+        active = self.active
+        wide = [b for b in active.values() if b.network.num_addresses > 1]
+        replaced: dict[int, Ban] = {}
+        for network, key in zip(networks, keys, strict=True):
+            for ban in wide:
+                if (ban.target != key and ban.network.version == network.version
+                        and ban.network.supernet_of(network)):  # fmt: skip
+                    raise ControlError(
+                        f"{key} is already banned: it is in {ban.target} (ban #{ban.id},"
+                        f" {_duration(ban.left(self.clock()))} left)",
+                        "exists",
+                    )
+            if network.num_addresses == 1:
+                if key in active:
+                    replaced[active[key].id] = active[key]
+                continue
+            for ban in active.values():
+                if ban.network.version == network.version and network.supernet_of(ban.network):
+                    replaced[ban.id] = ban
+        return list(replaced.values())
 
     # -- the policy ---------------------------------------------------------------------------
 
@@ -278,7 +312,7 @@ class BanManager:
             raise ControlError(f"refused: {refusal}", "refused")
         key = shown_target(network)
         now = self.clock()
-        previous = await self.read(lambda conn: _previous(conn, key))
+        previous = (await self.read(lambda conn: _previous(conn, [key]))).get(key, 0)
 
         def insert(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
@@ -410,23 +444,37 @@ def _holds(network: Network, address: str) -> bool:
     return parsed.version == network.version and network.overlaps(parsed)
 
 
-def _previous(conn: sqlite3.Connection, target: str) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM bans WHERE address = ? AND state IN"
-        " ('active', 'expired', 'lifted', 'replaced')",
-        (target,),
-    ).fetchone()[0]
+CHUNK = 500  # addresses per query
 
 
-def _insert(conn: sqlite3.Connection, row: tuple[Any, ...], replaced: list[int]) -> int:
-    cursor = conn.execute(
-        "INSERT INTO bans (address, reason, source, created, expires, created_by, previous)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        row,
-    )
+def _previous(conn: sqlite3.Connection, targets: list[str]) -> dict[str, int]:
+    """How many times each target was banned before (proposals that were never made aside)."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(targets), CHUNK):
+        chunk = targets[start : start + CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        counts.update(conn.execute(
+            f"SELECT address, count(*) FROM bans WHERE address IN ({marks}) AND state IN"
+            " ('active', 'expired', 'lifted', 'replaced') GROUP BY address",
+            chunk,
+        ).fetchall())  # fmt: skip
+    return counts
+
+
+def _insert(
+    conn: sqlite3.Connection, rows: list[tuple[Any, ...]], replaced: list[int]
+) -> list[int]:
+    ids = []
+    for row in rows:
+        cursor = conn.execute(
+            "INSERT INTO bans (address, reason, source, created, expires, created_by, previous)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        ids.append(int(cursor.lastrowid or 0))
     if replaced:
         conn.executemany(
             "UPDATE bans SET state = 'replaced', lifted = ? WHERE id = ?",
-            [(row[3], ban_id) for ban_id in replaced],
+            [(rows[0][3], ban_id) for ban_id in replaced],
         )
-    return int(cursor.lastrowid or 0)
+    return ids
