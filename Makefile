@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/traffic_offline.py
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/traffic_live.py
 	$(BIN)/python bench/detect.py
+	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/bans.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

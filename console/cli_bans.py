@@ -61,6 +61,9 @@ def ban(addresses: tuple[str, ...], duration: str, reason: str, flush: bool, as_
     if as_json:
         emit_json(data)
         return
+    if "count" in data and not data["bans"]:
+        echo(f"{data['count']} bans (ids {data['ids'][0]}-{data['ids'][1]});"
+             f" {_enforcement(data)}")  # fmt: skip
     for made in data.get("bans", [data]):
         previous = f", banned {made['previous']} times before" if made.get("previous") else ""
         echo(f"ban {made['id']}: {made['address']} for {_left(made)}{previous};"

@@ -596,7 +596,9 @@ async def _bans_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return {**respond.status(), "bans": respond.bans(), "proposed": respond.proposals()}
 
 
-MAX_BANS = 100_000
+# One request line is at most 1 MiB: 20,000 of the longest network texts fit.
+MAX_BANS = 20_000
+LISTED_BANS = 100
 
 
 @command("bans.ban", Role.OPERATOR, changes_state=True)
@@ -625,7 +627,12 @@ async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     if len(many) > MAX_BANS:
         raise ControlError(f"at most {MAX_BANS} addresses in one decision", "bad_request")
     bans = await session.engine.respond.ban_many(many, **options)
-    return {"bans": bans, "count": len(bans), "enforced": session.engine.respond.enforced}
+    # A reply must fit in one message: many bans are summed up, not listed.
+    return {
+        "count": len(bans), "ids": [bans[0]["id"], bans[-1]["id"]],
+        "enforced": bans[0]["enforced"], "backend": bans[0]["backend"],
+        "problem": bans[0]["problem"], "bans": bans if len(bans) <= LISTED_BANS else [],
+    }  # fmt: skip
 
 
 @command("bans.unban", Role.OPERATOR, changes_state=True)
