@@ -91,8 +91,16 @@ class StatusBar(Widget):
         items.append((Content(f"capture: {capture}"), False))
         open_counts = status.get("alerts", {}).get("open", {})
         items.append((_open_alerts(open_counts), not any(open_counts.values())))
-        bans = int(status.get("bans", {}).get("active", 0))
-        items.append((Content(f"bans {bans}"), bans == 0))
+        ban_status = status.get("bans", {})
+        bans = int(ban_status.get("active", 0))
+        proposed = int(ban_status.get("proposed", 0))
+        text = f"bans {bans}" + (f" +{proposed} proposed" if proposed else "")
+        if ban_status.get("enforced", True) or not (bans or proposed):
+            items.append((Content.styled(text, "bold" if proposed else ""), not (bans or proposed)))
+        else:
+            # Recorded but not in the firewall: the on-call engineer must not think it holds.
+            backend = clean(ban_status.get("backend", ""), limit=20)
+            items.append((Content.styled(f"{text} NOT enforced ({backend})", "bold yellow"), False))
         # The engine's count covers every subscriber; ``missed`` is what this console lost and
         # is shown apart because it means the table may lack alerts until the next resync.
         dropped = sum(int(v) for v in status.get("dropped", {}).values())

@@ -66,6 +66,15 @@ async def test_status_bar_counts_open_alerts_by_severity(engine):
         assert "bans 0" in line and "dropped 0" in line
 
 
+async def test_status_bar_says_when_bans_are_not_enforced(engine):
+    """The default backend records bans without applying them: the bar must say so."""
+    request(engine, "bans.ban", {"address": "203.0.113.9", "for": "1h"})
+    app = console_for(engine.config)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await wait_until(pilot, lambda: "bans 1" in status_line(app), "the ban")
+        assert "bans 1 NOT enforced (dry-run)" in status_line(app)
+
+
 async def test_help_is_per_pane(engine):
     app = console_for(engine.config)
     async with app.run_test(size=SIZE) as pilot:
