@@ -32,6 +32,7 @@ from console.panes.part import PartPane
 from console.panes.traffic import TrafficPane
 from console.panes.traffic_table import FlowTable
 from console.screens.alert_detail import AlertDetailScreen
+from console.screens.bans import BansScreen
 from console.screens.help import HelpScreen, KeyRow
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.rules import RulesScreen
@@ -44,7 +45,9 @@ RESYNC_SECONDS = 2.0
 
 PANES = ("traffic", "devices", "alerts", "serial")
 # Screens opened over the panes: their keys can be rebound in the keymap too.
-SCREENS = (AlertDetailScreen, PacketDetailScreen, RulesScreen)
+SCREENS = (AlertDetailScreen, PacketDetailScreen, RulesScreen, BansScreen)
+# The views opened over the panes, with the name help and the palette give their keys.
+VIEWS: dict[type[Screen[Any]], str] = {RulesScreen: "rules", BansScreen: "bans"}
 
 
 class IotsecApp(App[None]):
@@ -92,6 +95,15 @@ class IotsecApp(App[None]):
             id="app.rules",
             show=False,
             tooltip="Rules: hits per rule, enable or disable one by sid, reload the rule files",
+        ),
+        Binding(
+            "B",
+            "bans",
+            "Bans",
+            id="app.bans",
+            show=False,
+            tooltip="Bans: what the firewall blocks, time left, drops; lift a ban, confirm a"
+            " proposed one",
         ),
         Binding(
             "question_mark,f1",
@@ -261,14 +273,21 @@ class IotsecApp(App[None]):
                 return False
             # None shows it greyed out: an engine without rules, or none connected.
             return True if self.may("rules.status") else None
+        if action == "bans":
+            if any(isinstance(screen, BansScreen) for screen in self.screen_stack):
+                return False
+            return True if self.may("bans.list") else None
         return True
 
     def action_rules(self) -> None:
         self.push_screen(RulesScreen())
 
+    def action_bans(self) -> None:
+        self.push_screen(BansScreen())
+
     def action_show_pane(self, pane: str) -> None:
-        # A pane's key in the Rules view goes back to the panes.
-        while isinstance(self.screen, RulesScreen):
+        # A pane's key in the Rules or Bans view goes back to the panes.
+        while type(self.screen) in VIEWS:
             self.pop_screen()
         self.query_one(TabbedContent).active = pane
 
@@ -282,9 +301,11 @@ class IotsecApp(App[None]):
         # Traffic is polled only while it is in view.
         self.traffic.in_view(event.pane.id == "traffic")
 
-    def _active_pane(self) -> tuple[str, AlertsPane | TrafficPane | PartPane | RulesScreen]:
-        if isinstance(self.screen, RulesScreen):
-            return "rules", self.screen
+    def _active_pane(
+        self,
+    ) -> tuple[str, AlertsPane | TrafficPane | PartPane | RulesScreen | BansScreen]:
+        if isinstance(self.screen, RulesScreen | BansScreen):
+            return VIEWS[type(self.screen)], self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]
         assert isinstance(pane, AlertsPane | TrafficPane | PartPane)
@@ -294,15 +315,16 @@ class IotsecApp(App[None]):
         self, screen: Screen[Any] | None = None
     ) -> Iterator[tuple[str, DOMNode, list[Binding]]]:
         """(pane id, node, bindings with an id) for the app, every node in every pane, and the
-        Rules view if ``screen`` is that."""
+        Rules or Bans view if ``screen`` is one."""
         yield "", self, [b for b in bindings_of(type(self)) if b.id]
         nodes = [
             (pane, node)
             for pane in PANES
             for node in self.query_one(f"TabPane#{pane}").walk_children(with_self=False)
         ]
-        if isinstance(screen, RulesScreen):
-            nodes += [("rules", node) for node in screen.walk_children(with_self=True)]
+        if screen is not None and type(screen) in VIEWS:
+            view = VIEWS[type(screen)]
+            nodes += [(view, node) for node in screen.walk_children(with_self=True)]
         for pane, node in nodes:
             bindings = [b for b in bindings_of(type(node)) if b.id]
             if bindings:

@@ -24,6 +24,7 @@ from console import severity
 from console.panes.alert_rows import AlertRow, alert_flow, clock
 from console.panes.alert_table import AlertTable
 from console.screens.alert_detail import ACTION_COMMANDS, AlertDetailScreen
+from console.screens.ban_form import BanRequest, BanScreen, send_ban
 from console.screens.prompts import ConfirmScreen, NoteScreen
 from console.screens.silence import SilenceRequest, SilenceScreen
 from console.throttle import Throttle
@@ -60,7 +61,8 @@ class AlertsPane(Vertical):
         "recorded but never notify. Filter with words that must all appear (severity, state, "
         "address, rule or title). Pause to read without rows moving; changes queue until you "
         "resume. Enter shows the evidence and who did what. For an alert a rule raised on "
-        "traffic, f shows its flow in the Traffic pane."
+        "traffic, f shows its flow in the Traffic pane. b bans the alert's source address in "
+        "the firewall (it asks for how long); B opens the Bans view."
     )
 
     DEFAULT_CSS = """
@@ -115,6 +117,21 @@ class AlertsPane(Vertical):
             tooltip="Open the acknowledged or resolved alert under the cursor again",
         ),
         Binding(
+            "b",
+            "ban",
+            "Ban",
+            id="alerts.ban",
+            tooltip="Ban the source address of the alert under the cursor (asks for how long)",
+        ),
+        Binding(
+            "B",
+            "bans",
+            "Bans",
+            id="alerts.bans",
+            show=False,
+            tooltip="Open the Bans view: what is banned, for how long, proposed bans",
+        ),
+        Binding(
             "f",
             "flow",
             "Flow",
@@ -147,6 +164,8 @@ class AlertsPane(Vertical):
             "sort",
             "Sort",
             id="alerts.sort",
+            # Off the footer, which at 80 columns must keep ? Help: headers can be clicked too.
+            show=False,
             tooltip="Sort by the next column (or click a column header)",
         ),
         Binding(
@@ -170,8 +189,9 @@ class AlertsPane(Vertical):
         self._filter = ""
         self._terms: tuple[str, ...] = ()
         self._title = ""
-        # Whether the alert under the cursor has a flow, as the bindings last showed it.
-        self._flow_shown = False
+        # Whether the alert under the cursor has a flow and a source, as the bindings last
+        # showed it.
+        self._cursor_shown = (False, False)
 
     @property
     def console(self) -> IotsecApp:
@@ -303,6 +323,10 @@ class AlertsPane(Vertical):
     # -- the operator's workflow --------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "ban":
+            return True if self.console.may(NEEDS[action]) and self._has_src() else None
+        if action == "bans":
+            return self.console.check_action("bans", ())
         if action in NEEDS:
             # None shows the key greyed out: the operator sees it exists but is not theirs.
             return True if self.console.may(NEEDS[action]) else None
@@ -316,12 +340,17 @@ class AlertsPane(Vertical):
         row = self.table.row_under_cursor()
         return row is not None and alert_flow(row.alert) is not None
 
+    def _has_src(self) -> bool:
+        row = self.table.row_under_cursor()
+        return row is not None and bool(row.alert.get("src"))
+
     @on(DataTable.RowHighlighted)
     def _cursor_moved(self) -> None:
-        # The flow key follows the alert under the cursor; the footer is redrawn only when
-        # that changes it, not at every row.
-        if self._has_flow() != self._flow_shown:
-            self._flow_shown = not self._flow_shown
+        # The flow and ban keys follow the alert under the cursor; the footer is redrawn only
+        # when that changes them, not at every row.
+        shown = (self._has_flow(), self._has_src())
+        if shown != self._cursor_shown:
+            self._cursor_shown = shown
             self.refresh_bindings()
 
     def _selected(self) -> dict[str, Any] | None:
@@ -346,6 +375,13 @@ class AlertsPane(Vertical):
     def action_reopen(self) -> None:
         if (alert := self._selected()) is not None:
             self.reopen(alert)
+
+    def action_ban(self) -> None:
+        if (alert := self._selected()) is not None:
+            self.ban(alert)
+
+    def action_bans(self) -> None:
+        self.console.action_bans()
 
     def acknowledge(self, alert: dict[str, Any]) -> None:
         alert_id = alert["id"]
@@ -425,6 +461,24 @@ class AlertsPane(Vertical):
 
         self.app.push_screen(SilenceScreen(alert), confirm)
 
+    def ban(self, alert: dict[str, Any]) -> None:
+        if not alert.get("src"):
+            self.app.notify(
+                f"Alert {alert['id']} names no source address to ban", severity="warning"
+            )
+            return
+
+        def send(request: BanRequest | None) -> None:
+            if request is not None:
+                self.console.run_worker(
+                    send_ban(self.console, "bans.ban", request.args()),
+                    name=f"Ban {clean(request.address)}",
+                    group="actions",
+                    exit_on_error=False,
+                )
+
+        self.app.push_screen(BanScreen(alert), send)
+
     def action_flow(self) -> None:
         if (alert := self._selected()) is not None:
             self.show_flow(alert)
@@ -474,6 +528,7 @@ class AlertsPane(Vertical):
                 "resolve": self.resolve,
                 "silence": self.silence,
                 "flow": self.show_flow,
+                "ban": self.ban,
             }
             actions[action](row.alert)
 

@@ -22,7 +22,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.timer import Timer
 from textual.validation import ValidationResult, Validator
 from textual.widgets import DataTable, Input, Static
 
@@ -42,6 +41,7 @@ from console.panes.traffic_rows import (
     talker_title,
 )
 from console.panes.traffic_table import Cells, FlowTable, PacketTable
+from console.polling import Poller
 from console.screens.capture_form import CaptureScreen
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.save_pcap import NothingToSave, SavePcapScreen, save_pcap
@@ -58,7 +58,6 @@ POLL_FASTEST, POLL_SLOWEST = 0.2, 0.5
 RETRY_SECONDS = 2.0
 FLOW_LIMIT = 200
 PACKET_LIMIT = 200
-SOON = 0.001
 
 # The engine command each action needs; without it the key is shown greyed out.
 NEEDS = {"capture": "capture.start", "save": "traffic.export"}
@@ -213,9 +212,8 @@ class TrafficPane(Vertical):
         # Bumped whenever what a poll asks for changes, so that an answer to an older question
         # is not shown as the answer to the new one.
         self._generation = 0
-        self._timer: Timer | None = None
-        self._polling = False
-        self._again = False
+        self._poller = Poller(self, "Traffic", self._fetch, self._failed, lambda: self._wanted,
+                              lambda: self.interval, RETRY_SECONDS)  # fmt: skip
         self._title = ""
         self._packets_title = ""
 
@@ -267,18 +265,18 @@ class TrafficPane(Vertical):
         self._connected = connected
         self._unsupported = ""
         if connected:
-            self._poll_now()
+            self._poller.now()
         else:
-            self._stop_timer()
+            self._poller.stop()
             self.query_one(CaptureSummary).show_problem("Not connected to the engine.")
 
     def in_view(self, shown: bool) -> None:
         """The pane came into view (poll now and keep polling) or left it (stop)."""
         self._in_view = shown
         if shown:
-            self._poll_now()
+            self._poller.now()
         else:
-            self._stop_timer()
+            self._poller.stop()
 
     @property
     def _wanted(self) -> bool:
@@ -290,41 +288,6 @@ class TrafficPane(Vertical):
             and self.is_attached
             and self.app.is_running
         )
-
-    def _poll_now(self) -> None:
-        """Poll at once, or right after the poll in flight."""
-        if self._polling:
-            self._again = True
-            return
-        self._stop_timer()
-        self._start_poll()
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-
-    def _start_poll(self) -> None:
-        self._timer = None
-        if not self._wanted:
-            return
-        self._polling = True
-        self.console.run_worker(
-            self._poll(), name="Traffic update", group="traffic-poll", exit_on_error=False
-        )
-
-    async def _poll(self) -> None:
-        delay = self.interval
-        try:
-            await self._fetch()
-        except ControlError as exc:
-            delay = RETRY_SECONDS
-            self._failed(exc)
-        finally:
-            self._polling = False
-            if self._wanted:
-                self._timer = self.set_timer(SOON if self._again else delay, self._start_poll)
-            self._again = False
 
     async def _fetch(self) -> None:
         link = self.console.link
@@ -345,7 +308,7 @@ class TrafficPane(Vertical):
         self.status = status
         self.query_one(CaptureSummary).show(status)
         if generation != self._generation:
-            self._again = True
+            self._poller.again()
             return
         self._show_rows(flows)
         if packets and packets_of == self._packets_of:
@@ -443,7 +406,7 @@ class TrafficPane(Vertical):
             self.packets.show({}, [])
             self._title_packets()
             if key is not None:
-                self._poll_now()
+                self._poller.now()
         elif key is not None:
             self._title_packets(self.packets.row_count)
 
@@ -585,16 +548,16 @@ class TrafficPane(Vertical):
         self._generation += 1
         self._update_title()
         self._follow_cursor()
-        self._poll_now()
+        self._poller.now()
 
     def action_pause(self) -> None:
         self.paused = not self.paused
         self.set_class(self.paused, "-paused")
         self._update_title()
         if self.paused:
-            self._stop_timer()
+            self._poller.stop()
         else:
-            self._poll_now()
+            self._poller.now()
 
     # -- capture and saving -------------------------------------------------------------------
 
@@ -612,7 +575,7 @@ class TrafficPane(Vertical):
                 self.status = status
                 self.query_one(CaptureSummary).show(status)
                 self.app.notify(f"Capture {clean(status.get('state'))}", markup=False)
-                self._poll_now()
+                self._poller.now()
 
         self.app.push_screen(CaptureScreen(self.status), done)
 

@@ -1,8 +1,8 @@
 """One alert in full: its fields, its evidence as pretty JSON and its history of who did what.
 
-Opened from the alerts table with Enter. Ack, resolve and silence work here too, and so does
-showing a rule alert's flow in the Traffic pane: the screen closes with the action's name and
-the alerts pane carries it out on this alert.
+Opened from the alerts table with Enter. Ack, resolve, silence and banning the source work here
+too, and so does showing a rule alert's flow in the Traffic pane: the screen closes with the
+action's name and the alerts pane carries it out on this alert.
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from console.app import IotsecApp
 
 # The engine command behind each action this screen hands back to the alerts pane.
-ACTION_COMMANDS = {"ack": "alerts.ack", "resolve": "alerts.resolve", "silence": "alerts.silence"}
+ACTION_COMMANDS = {
+    "ack": "alerts.ack",
+    "resolve": "alerts.resolve",
+    "silence": "alerts.silence",
+    "ban": "bans.ban",
+}
 
 
 def when(ts: float | None) -> str:
@@ -109,6 +114,13 @@ class AlertDetailScreen(Screen[str | None]):
             id="detail.flow",
             tooltip="Show the flow this rule alert was raised on in the Traffic pane",
         ),
+        Binding(
+            "b",
+            "act('ban')",
+            "Ban",
+            id="detail.ban",
+            tooltip="Ban this alert's source address in the firewall (asks for how long)",
+        ),
     ]
 
     def __init__(self, alert_id: int) -> None:
@@ -148,6 +160,8 @@ class AlertDetailScreen(Screen[str | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "act" and parameters[0] == "flow":
             return True if self.alert is not None and alert_flow(self.alert) else None
+        if action == "act" and parameters[0] == "ban" and not (self.alert or {}).get("src"):
+            return None
         if action == "act":
             return True if self.console.may(ACTION_COMMANDS[str(parameters[0])]) else None
         return True

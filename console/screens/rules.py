@@ -18,12 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static
 
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.alert_detail import when
+from console.screens.engine_view import EngineView
 from console.screens.rule_rows import (
     DESCENDING,
     REJECTION_COLUMNS,
@@ -41,17 +40,16 @@ from console.untrusted import clean
 from engine.control.protocol import ControlError
 
 if TYPE_CHECKING:
-    from console.app import IotsecApp
+    pass
 
-POLL_SECONDS = 2.0
 LIST_LIMIT = 5000
-SOON = 0.001
 
 # The engine commands each action needs; without them the key is shown greyed out.
 NEEDS = {"toggle": ("rules.enable", "rules.disable"), "reload": ("rules.reload",)}
 
 
-class RulesScreen(Screen[None]):
+class RulesScreen(EngineView):
+    what = "rules"
     TITLE = "Rules"
     help_text = (
         "The packet rules the engine runs (Suricata syntax), from which files, and how many "
@@ -64,24 +62,10 @@ class RulesScreen(Screen[None]):
     )
 
     DEFAULT_CSS = """
-    RulesScreen #title {
-        text-style: bold;
-        padding: 0 1;
-        background: $panel;
-    }
     RulesScreen #files {
         max-height: 4;
         overflow-y: auto;
         padding: 0 1;
-    }
-    RulesScreen #reload-error, RulesScreen #problem {
-        display: none;
-        padding: 0 1;
-        color: $text-error;
-        text-style: bold;
-    }
-    RulesScreen #reload-error.-shown, RulesScreen #problem.-shown {
-        display: block;
     }
     RulesScreen #views {
         height: 1fr;
@@ -89,17 +73,6 @@ class RulesScreen(Screen[None]):
     RulesScreen #views > Vertical {
         border-top: solid $primary;
         border-title-align: left;
-    }
-    RulesScreen TrafficTable {
-        height: 1fr;
-        scrollbar-size-vertical: 1;
-        scrollbar-gutter: stable;
-    }
-    RulesScreen #rule-filter {
-        display: none;
-    }
-    RulesScreen.-filtering #rule-filter {
-        display: block;
     }
     """
 
@@ -154,22 +127,10 @@ class RulesScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sort = SORTS[0]
-        self.filter = ""
         self.status: dict[str, Any] | None = None
         self.total = 0
         self._rules: dict[str, dict[str, Any]] = {}
         self._cells: dict[str, tuple[dict[str, Any], Cells]] = {}
-        self._unsupported = ""
-        # Bumped whenever what a poll asks for, or what the engine holds, changes here, so that
-        # an answer to an older question is not shown over a newer one.
-        self._generation = 0
-        self._timer: Timer | None = None
-        self._polling = False
-        self._again = False
-
-    @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
 
     @property
     def rules(self) -> TrafficTable:
@@ -182,15 +143,18 @@ class RulesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("Rules", id="title", markup=False)
         yield Static("", id="files", markup=False)
-        yield Static("", id="reload-error", markup=False)
-        yield Static("", id="problem", markup=False)
+        yield Static("", id="reload-error", classes="alarm", markup=False)
+        yield Static("", id="problem", classes="alarm", markup=False)
         with ContentSwitcher(initial="rules-box", id="views"):
             with Vertical(id="rules-box"):
                 yield TrafficTable(RULE_COLUMNS, rest="msg", id="rule-table")
             with Vertical(id="rejections-box"):
                 yield TrafficTable(REJECTION_COLUMNS, rest="reason", id="rejection-table")
         yield Input(
-            placeholder="filter: text in the sid, msg or classtype", id="rule-filter", compact=True
+            placeholder="filter: text in the sid, msg or classtype",
+            id="rule-filter",
+            classes="view-filter",
+            compact=True,
         )
         yield Footer(compact=True)
 
@@ -198,50 +162,9 @@ class RulesScreen(Screen[None]):
         self.rules.label_sort(self.sort, descending=DESCENDING[self.sort])
         self.rules.focus()
         self._update_titles()
-        self._poll_now()
-
-    def on_unmount(self) -> None:
-        self._stop_timer()
+        self._poller.now()
 
     # -- polling ------------------------------------------------------------------------------
-
-    @property
-    def _wanted(self) -> bool:
-        return self.is_attached and self.app.is_running and not self._unsupported
-
-    def _poll_now(self) -> None:
-        """Poll at once, or right after the poll in flight."""
-        if self._polling:
-            self._again = True
-            return
-        self._stop_timer()
-        self._start_poll()
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-
-    def _start_poll(self) -> None:
-        self._timer = None
-        if not self._wanted:
-            return
-        self._polling = True
-        self.console.run_worker(
-            self._poll(), name="Rules update", group="rules-poll", exit_on_error=False
-        )
-
-    async def _poll(self) -> None:
-        try:
-            await self._fetch()
-        except ControlError as exc:
-            self._failed(exc)
-        finally:
-            self._polling = False
-            if self._wanted:
-                delay = SOON if self._again else POLL_SECONDS
-                self._timer = self.set_timer(delay, self._start_poll)
-            self._again = False
 
     async def _fetch(self) -> None:
         link = self.console.link
@@ -255,29 +178,13 @@ class RulesScreen(Screen[None]):
         if not self.is_attached:
             return
         if generation != self._generation:
-            self._again = True
+            self._poller.again()
             return
         self._show_problem("")
         self._show_status(status)
         self._show_rules(listed)
 
-    def _failed(self, exc: ControlError) -> None:
-        if not self.is_attached:
-            return
-        if exc.code == "unknown_command":
-            self._unsupported = f"This engine does not serve rules ({exc})."
-            self._show_problem(self._unsupported)
-        elif exc.code == "unreachable":
-            self._show_problem("Not connected to the engine; trying again.")
-        else:
-            self._show_problem(f"Rules update failed: {exc}")
-
     # -- showing what came back ---------------------------------------------------------------
-
-    def _show_problem(self, text: str) -> None:
-        problem = self.query_one("#problem", Static)
-        problem.update(Content(clean(text, limit=600)))
-        problem.set_class(bool(text), "-shown")
 
     def _show_status(self, status: dict[str, Any]) -> None:
         self.status = status
@@ -413,39 +320,12 @@ class RulesScreen(Screen[None]):
         """What the engine holds or what the view asks for changed: ask again at once."""
         self._generation += 1
         self._update_titles()
-        self._poll_now()
+        self._poller.now()
 
     # -- filter, sort, views ------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        prompt = self.query_one("#rule-filter", Input)
-        prompt.value = self.filter
-        self.add_class("-filtering")
-        prompt.focus()
-
-    @on(Input.Changed, "#rule-filter")
-    def _filter_typed(self, event: Input.Changed) -> None:
-        event.stop()
-        if event.value.strip() != self.filter:
-            self.filter = event.value.strip()
-            self._changed()
-
-    @on(Input.Submitted, "#rule-filter")
-    def _filter_kept(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.remove_class("-filtering")
-        self._focus_view()
-
-    def action_back(self) -> None:
-        if self.filter or self.has_class("-filtering"):
-            self.query_one("#rule-filter", Input).value = ""
-            self.remove_class("-filtering")
-            self._focus_view()
-        else:
-            self.dismiss(None)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
+    def _filter_changed(self) -> None:
+        self._changed()
 
     def action_sort(self) -> None:
         self._sort_by(SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)])

@@ -55,10 +55,14 @@ class Choice(RadioButton):
     BUTTON_INNER = " "
 
     def on_mount(self) -> None:
-        self.watch_value(self.value)
+        self._draw()
 
-    def watch_value(self, value: bool) -> None:
-        self.BUTTON_INNER = "●" if value else " "
+    def watch_value(self) -> None:
+        super().watch_value()  # the RadioSet learns of the change from the message it posts
+        self._draw()
+
+    def _draw(self) -> None:
+        self.BUTTON_INNER = "●" if self.value else " "
         self.refresh()
 
 

@@ -95,6 +95,12 @@ class BanManager:
     def enforced(self) -> bool:
         return self.firewall.enforcing and not self.problem
 
+    @property
+    def why_not_enforced(self) -> str:
+        if not self.firewall.enforcing and not self.problem:
+            return "dry-run: bans are recorded, not applied ([respond] backend)"
+        return self.problem
+
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -233,7 +239,7 @@ class BanManager:
         for ban in bans:
             self._publish("banned", ban)
         extra = {"enforced": self.enforced, "backend": self.firewall.name,
-                 "problem": self.problem}  # fmt: skip
+                 "problem": self.why_not_enforced}  # fmt: skip
         return [{**ban.record(now), **extra,
                  "replaced": [b.id for b in replaced if ban.network.supernet_of(b.network)
                               and ban.network.version == b.network.version]}
@@ -427,8 +433,7 @@ class BanManager:
             "state": self.state,
             "backend": self.firewall.name,
             "enforced": self.enforced,
-            "problem": self.problem or ("dry-run: bans are recorded, not applied"
-                                        if not self.firewall.enforcing else ""),
+            "problem": self.why_not_enforced,
             "active": len(self.active),
             "proposed": len(self.proposed),
             "refused": self.refused,

@@ -132,6 +132,25 @@ async def test_silence_for_a_duration_matching_rule_and_source(engine):
     assert request(engine, "alerts.get", {"id": alert_id})["state"] == "silenced"
 
 
+async def test_silence_matching_the_source_only(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5", rule="2023019")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        await pilot.press("s")
+        assert isinstance(app.screen, SilenceScreen)
+        # Back to the choice of what to match (its first, "this rule", highlighted), down to
+        # "this source", chosen with space.
+        await pilot.press("shift+tab", "down", "space", "tab", "enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        body = str(app.screen.query_one(".heading", Static).render())
+        assert "source 10.0.0.5 for 1h" in body and "rule" not in body
+        await pilot.press("y")
+        await wait_until(pilot, lambda: request(engine, "silences.list"), "the silence")
+    (silence,) = request(engine, "silences.list")
+    assert (silence["rule"], silence["src"]) == ("", "10.0.0.5")
+
+
 async def test_silence_rejects_a_bad_duration(engine):
     alert_id = inject(engine, title="telnet brute force", src="10.0.0.5")
     app = console_for(engine.config)

@@ -1,0 +1,143 @@
+"""The ban dialog: ban the source of an alert, for how long and why; and what sending a ban (or
+confirming a proposed one) tells the operator: for how long, and whether the firewall enforces
+it or the engine only recorded it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Button, Input, OptionList, Static
+
+from console.screens.ban_rows import times
+from console.screens.prompts import Dialog
+from console.severity import ToastLevel
+from console.untrusted import clean
+from engine.control.protocol import ControlError
+from engine.durations import format_duration
+
+if TYPE_CHECKING:
+    from console.app import IotsecApp
+
+# The lengths offered, as ``bans.ban`` takes them: "" is the configured bantime (which the
+# engine makes longer for repeat offenders).
+LENGTHS = (
+    ("", "for the configured bantime (longer for repeat offenders)"),
+    ("1h", "for 1 hour"),
+    ("24h", "for 24 hours"),
+    ("7d", "for 7 days"),
+    ("permanent", "permanently (until lifted)"),
+)
+
+
+@dataclass(frozen=True)
+class BanRequest:
+    """What to ban, for how long and why, as ``bans.ban`` takes it."""
+
+    address: str
+    length: str
+    reason: str
+
+    def args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"address": self.address, "reason": self.reason}
+        if self.length == "permanent":
+            args["permanent"] = True
+        elif self.length:
+            args["for"] = self.length
+        return args
+
+
+def outcome(ban: dict[str, Any]) -> tuple[str, ToastLevel]:
+    """What a ban that was made tells the operator, and how loudly: a ban the firewall does not
+    enforce is a warning."""
+    left = ban.get("left")
+    length = "until lifted" if left is None else f"for {format_duration(float(left))}"
+    previous = int(ban.get("previous") or 0)
+    before = f", banned {times(previous)} before" if previous else ""
+    said = f"Banned {clean(ban.get('address'))} {length}{before}"
+    if ban.get("enforced"):
+        return f"{said} (enforced by {clean(ban.get('backend'))})", "information"
+    return f"{said}: recorded, NOT enforced: {clean(ban.get('problem'))}", "warning"
+
+
+async def send_ban(console: IotsecApp, cmd: str, args: dict[str, Any]) -> None:
+    """Make a ban (``bans.ban``, or ``bans.confirm`` for a proposed one) and say how it went;
+    a refusal (the allow-list, your own SSH client, ...) is shown in the engine's words."""
+    try:
+        ban = await console.link.request(cmd, args)
+    except ControlError as exc:
+        console.notify(str(exc), title="Not banned", severity="error", markup=False, timeout=15)
+        return
+    message, level = outcome(ban)
+    console.notify(message, severity=level, markup=False, timeout=10)
+
+
+class BanScreen(Dialog[BanRequest | None]):
+    """Ask for how long to ban an alert's source, and why; dismissed with the request."""
+
+    DEFAULT_CSS = """
+    BanScreen OptionList {
+        width: 100%;
+    }
+    BanScreen .label {
+        margin-top: 1;
+    }
+    BanScreen Horizontal {
+        margin-top: 1;
+    }
+    """
+
+    def __init__(self, alert: dict[str, Any]) -> None:
+        super().__init__()
+        self.alert = alert
+        self.address = str(alert.get("src") or "")
+
+    def compose(self) -> ComposeResult:
+        alert_id = self.alert.get("id")
+        title = clean(self.alert.get("title"), limit=200)
+        with Vertical(id="dialog"):
+            yield Static(
+                Content.assemble(
+                    "Ban ", (clean(self.address), "bold"), f", the source of alert #{alert_id}"
+                ),
+                classes="heading",
+            )
+            yield Static("Reason", markup=False)
+            yield Input(f"alert #{alert_id}: {title}", id="reason", max_length=500, compact=True)
+            yield Static("Ban", classes="label", markup=False)
+            yield OptionList(*(label for _, label in LENGTHS), id="length", compact=True)
+            yield Static(
+                "↑↓ choose · Enter bans · Tab to move · Esc cancels", classes="hint", markup=False
+            )
+            with Horizontal():
+                yield Button("Ban (Enter)", id="ban", variant="error")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        lengths = self.query_one(OptionList)
+        lengths.highlighted = 0
+        lengths.focus()
+
+    @on(Input.Submitted)
+    @on(OptionList.OptionSelected)
+    def _submitted(self, event: Input.Submitted | OptionList.OptionSelected) -> None:
+        event.stop()
+        self._ban()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ban":
+            self._ban()
+        else:
+            self.dismiss(None)
+
+    def _ban(self) -> None:
+        length = LENGTHS[self.query_one(OptionList).highlighted or 0][0]
+        reason = self.query_one("#reason", Input).value.strip()
+        self.dismiss(BanRequest(self.address, length, reason))

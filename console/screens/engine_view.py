@@ -1,0 +1,136 @@
+"""What the views over the panes that show part of the engine (rules, bans) share: polling it
+every few seconds while open, a line that says when that fails, and a text filter (``/``; Enter
+keeps it, Esc clears it, Esc again closes the view)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Input, Static
+
+from console.polling import Poller
+from console.untrusted import clean
+from engine.control.protocol import ControlError
+
+if TYPE_CHECKING:
+    from console.app import IotsecApp
+
+POLL_SECONDS = 2.0
+
+
+class EngineView(Screen[None]):
+    """A subclass names what it shows (``what``), composes a ``Static#problem.alarm`` and an
+    ``Input.view-filter``, and implements ``_fetch`` (ask the engine and show the answer; call
+    ``self._poller.again()`` when ``self._generation`` moved while it asked), ``_filter_changed``
+    and ``_focus_view``."""
+
+    what: ClassVar[str] = ""
+
+    DEFAULT_CSS = """
+    EngineView #title {
+        text-style: bold;
+        padding: 0 1;
+        background: $panel;
+    }
+    EngineView .alarm {
+        display: none;
+        padding: 0 1;
+        color: $text-error;
+        text-style: bold;
+    }
+    EngineView .alarm.-shown {
+        display: block;
+    }
+    EngineView TrafficTable {
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+        scrollbar-gutter: stable;
+    }
+    EngineView .view-filter {
+        display: none;
+    }
+    EngineView.-filtering .view-filter {
+        display: block;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unsupported = ""
+        self.filter = ""
+        # Bumped whenever what a poll asks for, or what the engine holds, changes here, so that
+        # an answer to an older question is not shown over a newer one.
+        self._generation = 0
+        self._poller = Poller(self, self.what.capitalize(), self._fetch, self._failed,
+                              lambda: self._wanted, lambda: POLL_SECONDS)  # fmt: skip
+
+    @property
+    def console(self) -> IotsecApp:
+        return self.app  # type: ignore[return-value]
+
+    def on_unmount(self) -> None:
+        self._poller.stop()
+
+    @property
+    def _wanted(self) -> bool:
+        return self.is_attached and self.app.is_running and not self._unsupported
+
+    async def _fetch(self) -> None:
+        raise NotImplementedError
+
+    def _filter_changed(self) -> None:
+        raise NotImplementedError
+
+    def _focus_view(self) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: ControlError) -> None:
+        if not self.is_attached:
+            return
+        if exc.code == "unknown_command":
+            self._unsupported = f"This engine does not serve {self.what} ({exc})."
+            self._show_problem(self._unsupported)
+        elif exc.code == "unreachable":
+            self._show_problem("Not connected to the engine; trying again.")
+        else:
+            self._show_problem(f"{self.what.capitalize()} update failed: {exc}")
+
+    def _show_problem(self, text: str) -> None:
+        problem = self.query_one("#problem", Static)
+        problem.update(Content(clean(text, limit=600)))
+        problem.set_class(bool(text), "-shown")
+
+    # -- the filter ---------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        prompt = self.query_one(".view-filter", Input)
+        prompt.value = self.filter
+        self.add_class("-filtering")
+        prompt.focus()
+
+    @on(Input.Changed, ".view-filter")
+    def _filter_typed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.value.strip() != self.filter:
+            self.filter = event.value.strip()
+            self._filter_changed()
+
+    @on(Input.Submitted, ".view-filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.remove_class("-filtering")
+        self._focus_view()
+
+    def action_back(self) -> None:
+        if self.filter or self.has_class("-filtering"):
+            self.query_one(".view-filter", Input).value = ""
+            self.remove_class("-filtering")
+            self._focus_view()
+        else:
+            self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
