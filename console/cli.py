@@ -14,7 +14,11 @@ from typing import Any
 
 import click
 
-from console import cli_bans, cli_traffic  # noqa: F401 - register ban/unban/bans, analyze, capture
+from console import (  # noqa: F401 - register ban/unban/bans, logs, analyze, capture
+    cli_bans,
+    cli_logs,
+    cli_traffic,
+)
 from console.cli_base import (
     Settings,
     call,

@@ -1,0 +1,179 @@
+"""Filters: what a log line means, in fail2ban's terms. A filter is a TOML file (shipped ones in
+``rules/logs/``): ``name``, ``description``, ``programs`` (the syslog tags it reads; empty:
+any line), ``failregex`` (a list; ``<HOST>`` stands for the address or host name that failed,
+``<ADDR>`` for an address only, ``<USER>`` for a user name) and ``ignoreregex``.
+
+A line is read as: its time (:mod:`engine.logwatch.timestamps`), then, when it has one, the
+syslog header (``host program[pid]: ``), then the message the regexes see. Host names are
+kept as written and never resolved (a lookup would leave the machine).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.logwatch import timestamps
+
+SHIPPED = Path(__file__).resolve().parent.parent.parent / "rules" / "logs"
+
+_IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
+_IPV6 = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:" + _IPV4 + r"|[0-9A-Fa-f]{0,4})"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+_NAME = rf"{_LABEL}(?:\.{_LABEL})*"
+PLACEHOLDERS = {
+    "<HOST>": rf"\[?(?P<host>{_IPV4}|{_IPV6}|{_NAME})\]?",
+    "<ADDR>": rf"\[?(?P<host>{_IPV4}|{_IPV6})\]?",
+    "<USER>": r"(?P<user>.*?)",
+}
+# "host program[pid]: message" (the host is absent in some files, e.g. the journal's export).
+_SYSLOG = re.compile(r"(?:(?P<hostname>[\w.:-]+) )?(?P<program>[\w./-]+)(?:\[\d+\])?: ")
+
+
+class FilterError(ValueError):
+    """A filter file that cannot be used: names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    name: str
+    description: str
+    programs: tuple[str, ...]
+    failregex: tuple[re.Pattern[str], ...]
+    ignoreregex: tuple[re.Pattern[str], ...]
+    source: str
+    # The regexes as written, for reports (fail2ban-regex prints them).
+    written: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a filter makes of one line."""
+
+    kind: str  # "matched", "ignored" or "missed"
+    ts: float | None = None
+    host: str = ""
+    user: str = ""
+    regex: int = -1  # which failregex matched
+
+
+def expand(pattern: str) -> str:
+    for placeholder, regex in PLACEHOLDERS.items():
+        pattern = pattern.replace(placeholder, regex)
+    return pattern
+
+
+def load_filter(path: str | Path) -> Filter:
+    """Read and compile a filter file; FilterError names the file, the key and the problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FilterError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FilterError(f"{path}: not valid TOML: {exc}") from None
+    known = {"name", "description", "programs", "failregex", "ignoreregex"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise FilterError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    failregex = _strings(raw, "failregex", path)
+    if not failregex:
+        raise FilterError(f"{path}: failregex: at least one regex is needed")
+    for n, pattern in enumerate(failregex):
+        if "<HOST>" not in pattern and "<ADDR>" not in pattern:
+            raise FilterError(f"{path}: failregex[{n}]: no <HOST> or <ADDR> in {pattern!r}")
+    return Filter(
+        name=str(raw.get("name") or path.stem),
+        description=str(raw.get("description", "")),
+        programs=tuple(_strings(raw, "programs", path)),
+        failregex=tuple(_compile(p, f"{path}: failregex[{n}]") for n, p in enumerate(failregex)),
+        ignoreregex=tuple(
+            _compile(p, f"{path}: ignoreregex[{n}]")
+            for n, p in enumerate(_strings(raw, "ignoreregex", path))
+        ),
+        source=str(path),
+        written=tuple(failregex),
+    )
+
+
+def _strings(raw: dict[str, Any], key: str, path: Path) -> list[str]:
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise FilterError(f"{path}: {key}: expected a list of strings")
+    return value
+
+
+def _compile(pattern: str, where: str) -> re.Pattern[str]:
+    try:
+        return re.compile(expand(pattern))
+    except re.error as exc:
+        raise FilterError(f"{where}: {exc} in {pattern!r}") from None
+
+
+def shipped_filters() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SHIPPED.glob("*.toml"))}
+
+
+def find_filter(name: str) -> Filter:
+    """A shipped filter by name (``sshd``) or a filter file by path."""
+    shipped = shipped_filters()
+    if name in shipped:
+        return load_filter(shipped[name])
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return load_filter(path)
+    raise FilterError(
+        f"no filter {name!r}: shipped ones are {', '.join(shipped) or 'none'}, or give a path"
+    )
+
+
+def split_syslog(rest: str) -> tuple[str, str]:
+    """(program, message) of a syslog line without its time; ("", rest) for other lines."""
+    m = _SYSLOG.match(rest)
+    if m is None:
+        return "", rest
+    return m.group("program"), rest[m.end() :]
+
+
+def examine(filter_: Filter, line: str, now: float | None = None) -> Verdict:
+    """What ``filter_`` makes of ``line`` (without its newline)."""
+    try:
+        ts, rest = timestamps.parse(line, now)
+    except timestamps.NoTime:
+        ts, rest = None, line
+    message = rest
+    if filter_.programs:
+        program, message = split_syslog(rest)
+        if program.rsplit("/", 1)[-1] not in filter_.programs:
+            return Verdict("missed", ts)
+    for pattern in filter_.ignoreregex:
+        if pattern.search(message):
+            return Verdict("ignored", ts)
+    for index, pattern in enumerate(filter_.failregex):
+        m = pattern.search(message)
+        if m is None:
+            continue
+        host = normal_host(m.group("host"))
+        if not host:
+            continue
+        user = m.groupdict().get("user") or ""
+        return Verdict("matched", ts, host, user, index)
+    return Verdict("missed", ts)
+
+
+def normal_host(text: str) -> str:
+    """An address in its usual form (``::ffff:1.2.3.4`` as ``1.2.3.4``), a host name as
+    written; "" for what is neither (a name must have a letter)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text.lower() if any(c.isalpha() for c in text) else ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)

@@ -1,0 +1,185 @@
+"""Log filters on lines in the daemons' real formats (written from their sources and manuals):
+which lines are failures, of which host and user, which must not match, and ``iotsec logs
+test`` counting a file like fail2ban-regex does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.logwatch import timestamps
+from engine.logwatch.filters import FilterError, examine, find_filter, load_filter
+from tests.conftest import ROOT
+
+# An instant after every syslog line below, so their year is this one.
+NOW = datetime(2026, 11, 24, 23, 0, 0).timestamp()
+
+SSHD_FAILURES = [
+    ("Nov 24 13:45:01 gw sshd[1234]: Failed password for root from 203.0.113.5 port 52514 ssh2",
+     "203.0.113.5", "root"),
+    ("Nov 24 13:45:02 gw sshd[1234]: Failed password for invalid user admin from 203.0.113.5 "
+     "port 52515 ssh2", "203.0.113.5", "admin"),
+    ("Nov 24 13:45:03 gw sshd[1235]: Invalid user oracle from 2001:db8::7 port 40022",
+     "2001:db8::7", "oracle"),
+    ("2026-11-24T13:45:04.123456+00:00 gw sshd[1236]: pam_unix(sshd:auth): authentication "
+     "failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=attacker.example.net  user=root",
+     "attacker.example.net", "root"),
+    ("Nov 24 13:45:05 gw sshd[1237]: error: maximum authentication attempts exceeded for root "
+     "from 203.0.113.9 port 2200 ssh2 [preauth]", "203.0.113.9", "root"),
+    ("Nov 24 13:45:06 gw sshd[1238]: Disconnecting authenticating user root 203.0.113.9 port "
+     "2200: Too many authentication failures [preauth]", "203.0.113.9", "root"),
+    ("Nov 24 13:45:07 gw sshd[1239]: Connection closed by invalid user test 198.51.100.3 port "
+     "39990 [preauth]", "198.51.100.3", "test"),
+    ("Nov 24 13:45:08 gw sshd[1240]: Failed publickey for git from ::ffff:198.51.100.4 port "
+     "50001 ssh2: RSA SHA256:Lz1hV2rXbSxUvB", "198.51.100.4", "git"),
+    ("Nov 24 13:45:09 gw sshd[1241]: User bob from 198.51.100.5 not allowed because not listed "
+     "in AllowUsers", "198.51.100.5", "bob"),
+    ("Nov 24 13:45:10 gw sshd[1242]: Unable to negotiate with 198.51.100.6 port 41234: no "
+     "matching key exchange method found. Their offer: diffie-hellman-group1-sha1 [preauth]",
+     "198.51.100.6", ""),
+    ("Nov 24 13:45:11 gw sshd-session[1243]: Failed password for root from 203.0.113.5 port "
+     "52516 ssh2", "203.0.113.5", "root"),
+    ("Nov 24 13:45:12 gw sshd[1244]: Failed keyboard-interactive/pam for invalid user pi from "
+     "203.0.113.10 port 1022 ssh2", "203.0.113.10", "pi"),
+    ("Nov 24 13:45:13 gw sshd[1245]: Disconnected from invalid user ubnt 2001:db8:0:1::99 port "
+     "51000 [preauth]", "2001:db8:0:1::99", "ubnt"),
+    # A user name that tries to name another address: the address is the one at the end.
+    ("Nov 24 13:45:14 gw sshd[1246]: Invalid user x from 10.0.0.1 from 203.0.113.11 port 22",
+     "203.0.113.11", "x from 10.0.0.1"),
+]  # fmt: skip
+
+SSHD_NOT_FAILURES = [
+    "Nov 24 13:46:00 gw sshd[1300]: Accepted password for alice from 203.0.113.20 port 50000 ssh2",
+    "Nov 24 13:46:01 gw sshd[1300]: Accepted publickey for alice from 2001:db8::20 port 50000 "
+    "ssh2: ED25519 SHA256:x",
+    "Nov 24 13:46:02 gw sshd[1300]: pam_unix(sshd:session): session opened for user alice(uid="
+    "1000) by (uid=0)",
+    "Nov 24 13:46:03 gw sshd[1300]: Received disconnect from 203.0.113.20 port 50000:11: "
+    "disconnected by user",
+    "Nov 24 13:46:04 gw sshd[1300]: Disconnected from user alice 203.0.113.20 port 50000",
+    "Nov 24 13:46:05 gw CRON[1301]: Failed password for root from 203.0.113.5 port 1 ssh2",
+    "Nov 24 13:46:06 gw sshd[1302]: Server listening on 0.0.0.0 port 22.",
+    "Nov 24 13:46:07 gw sshd[1303]: Connection closed by 203.0.113.21 port 50001",
+]
+
+
+@pytest.mark.parametrize(("line", "host", "user"), SSHD_FAILURES)
+def test_sshd_failures(line: str, host: str, user: str) -> None:
+    verdict = examine(find_filter("sshd"), line, NOW)
+    assert (verdict.kind, verdict.host, verdict.user) == ("matched", host, user)
+
+
+@pytest.mark.parametrize("line", SSHD_NOT_FAILURES)
+def test_sshd_lines_that_are_not_failures(line: str) -> None:
+    assert examine(find_filter("sshd"), line, NOW).kind == "missed"
+
+
+def test_every_shipped_filter_loads() -> None:
+    from engine.logwatch.filters import shipped_filters
+
+    names = shipped_filters()
+    assert "sshd" in names
+    for path in names.values():
+        assert load_filter(path).failregex
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('failregex = ["^Failed from <HOST"]', "no <HOST> or <ADDR>"),
+        ('failregex = ["^(unclosed <HOST>"]', "failregex[0]: missing ), unterminated subpattern"),
+        ('failregex = ["<HOST>"]\nbantime = 3', "unknown key 'bantime'"),
+        ("failregex = [", "not valid TOML"),
+        ('description = "nothing"', "at least one regex is needed"),
+    ],
+)
+def test_a_bad_filter_names_the_file_and_the_problem(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(FilterError) as caught:
+        load_filter(path)
+    assert str(caught.value).startswith(str(path)) and why in str(caught.value)
+
+
+# -- times -----------------------------------------------------------------------------------
+
+
+def test_times_in_the_formats_daemons_write() -> None:
+    utc = datetime(2026, 11, 24, 13, 45, 1, tzinfo=UTC).timestamp()
+    assert timestamps.parse("2026-11-24T13:45:01Z x")[0] == utc
+    assert timestamps.parse("2026-11-24T15:45:01.5+02:00 x")[0] == utc + 0.5
+    assert timestamps.parse("1795873501: mosquitto")[0] == 1795873501.0
+    assert timestamps.parse("[24/Nov/2026:13:45:01 +0000] GET")[0] == utc
+    local = datetime(2026, 11, 24, 13, 45, 1).timestamp()
+    assert timestamps.parse("Nov 24 13:45:01 gw sshd", NOW) == (local, "gw sshd")
+    assert timestamps.parse("2026/11/24 13:45:01 [error] 7#7:")[0] == local
+    assert timestamps.parse("Tue Nov 24 13:45:01 2026 [pid 3] FAIL")[0] == local
+    # No year in syslog: a December line read in January is from the year before.
+    january = datetime(2027, 1, 2).timestamp()
+    assert (
+        timestamps.parse("Dec 31 23:59:59 gw x", january)[0]
+        == datetime(2026, 12, 31, 23, 59, 59).timestamp()
+    )
+    with pytest.raises(timestamps.NoTime):
+        timestamps.parse("hello world")
+
+
+# -- iotsec logs test ------------------------------------------------------------------------
+
+
+def iotsec(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)  # fmt: skip
+
+
+def test_logs_test_counts_like_fail2ban_regex(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    lines = [line for line, _, _ in SSHD_FAILURES] + SSHD_NOT_FAILURES
+    log.write_bytes(("\n".join(lines) + "\n").encode() + b"Nov 24 13:47:00 gw sshd[9]: \xff\xfe\n")
+    done = iotsec("logs", "test", str(log), "sshd", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["lines"], report["matched"], report["missed"], report["ignored"]) == (
+        len(lines) + 1,
+        len(SSHD_FAILURES),
+        len(SSHD_NOT_FAILURES) + 1,
+        0,
+    )
+    assert report["hosts"]["203.0.113.5"] == 3 and report["hosts"]["attacker.example.net"] == 1
+    assert sum(report["hosts"].values()) == len(SSHD_FAILURES)
+    assert sum(r["hits"] for r in report["failregex"]) == len(SSHD_FAILURES)
+    assert report["banned"] == []
+    banned = json.loads(iotsec("logs", "test", str(log), "sshd", "--json", "--maxretry", "3",
+                               "--findtime", "1m").stdout)["banned"]  # fmt: skip
+    assert banned == ["203.0.113.5"]
+    text = iotsec("logs", "test", str(log), "sshd", "--print-missed").stdout
+    assert f"Lines: {len(lines) + 1} lines, 0 ignored, {len(SSHD_FAILURES)} matched" in text
+    assert "Server listening on 0.0.0.0 port 22." in text, "a missed line"
+
+
+def test_logs_test_says_what_is_wrong(tmp_path: Path) -> None:
+    done = iotsec("logs", "test", str(tmp_path / "nope.log"), "sshd")
+    assert done.returncode == 1 and "nope.log: No such file or directory" in done.stderr
+    log = tmp_path / "a.log"
+    log.write_text("x\n")
+    done = iotsec("logs", "test", str(log), "no-such-filter")
+    assert "no filter 'no-such-filter': shipped ones are" in done.stderr
+
+
+def test_a_window_is_decided_by_the_lines_times_not_the_reading(tmp_path: Path) -> None:
+    """Five failures an hour apart never ban with a 10 minute window, however fast read."""
+    log = tmp_path / "auth.log"
+    log.write_text("".join(
+        f"2026-11-24T{10 + n:02d}:00:00Z gw sshd[1]: Invalid user u from 203.0.113.50 port 22\n"
+        for n in range(5)
+    ))  # fmt: skip
+    started = time.monotonic()
+    report = json.loads(iotsec("logs", "test", str(log), "sshd", "--json").stdout)
+    assert time.monotonic() - started < 30
+    assert report["hosts"] == {"203.0.113.50": 5} and report["banned"] == []
