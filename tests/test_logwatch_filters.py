@@ -69,6 +69,39 @@ SSHD_NOT_FAILURES = [
 ]
 
 
+DROPBEAR = [
+    ("Nov 24 13:50:01 cam dropbear[812]: Bad password attempt for 'root' from 203.0.113.5:51234",
+     "203.0.113.5", "root"),
+    ("Nov 24 13:50:02 cam dropbear[813]: bad password attempt for 'admin' from "
+     "2001:db8::5:40000", "2001:db8::5", "admin"),
+    ("Nov 24 13:50:03 cam dropbear[814]: Login attempt for nonexistent user from "
+     "198.51.100.7:60000", "198.51.100.7", ""),
+    ("Nov 24 13:50:04 cam dropbear[815]: Exit before auth from <198.51.100.7:60001>: (user "
+     "'root', 10 fails): Max auth tries reached - user 'root'", "198.51.100.7", "root"),
+    ("Nov 24 13:50:05 cam dropbear[816]: Pubkey auth bad signature for 'git' with key sha1!! "
+     "7f:00:aa from [2001:db8::9]:2222", "2001:db8::9", "git"),
+]  # fmt: skip
+
+DROPBEAR_NOT_FAILURES = [
+    "Nov 24 13:51:00 cam dropbear[900]: Password auth succeeded for 'root' from 203.0.113.6:4000",
+    "Nov 24 13:51:01 cam dropbear[901]: Child connection from 203.0.113.6:4001",
+    "Nov 24 13:51:02 cam dropbear[902]: Exit before auth from <203.0.113.6:4002>: Exited normally",
+    "Nov 24 13:51:03 cam dropbear[903]: Exit (root) from <203.0.113.6:4003>: Disconnect received",
+    "Nov 24 13:51:04 cam sshd[904]: Bad password attempt for 'root' from 203.0.113.5:51234",
+]
+
+
+@pytest.mark.parametrize(("line", "host", "user"), DROPBEAR)
+def test_dropbear_failures(line: str, host: str, user: str) -> None:
+    verdict = examine(find_filter("dropbear"), line, NOW)
+    assert (verdict.kind, verdict.host, verdict.user) == ("matched", host, user)
+
+
+@pytest.mark.parametrize("line", DROPBEAR_NOT_FAILURES)
+def test_dropbear_lines_that_are_not_failures(line: str) -> None:
+    assert examine(find_filter("dropbear"), line, NOW).kind == "missed"
+
+
 @pytest.mark.parametrize(("line", "host", "user"), SSHD_FAILURES)
 def test_sshd_failures(line: str, host: str, user: str) -> None:
     verdict = examine(find_filter("sshd"), line, NOW)
