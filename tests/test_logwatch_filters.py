@@ -102,6 +102,22 @@ def test_dropbear_lines_that_are_not_failures(line: str) -> None:
     assert examine(find_filter("dropbear"), line, NOW).kind == "missed"
 
 
+def test_the_kernel_log_of_our_own_drops() -> None:
+    """nf_log's format, as syslog (with the kernel's clock) and the journal write it."""
+    chosen = find_filter("iotsec-firewall")
+    v4 = ("Nov 24 13:52:00 gw kernel: [ 8123.456789] iotsec-ban: IN=eth0 OUT= MAC=02:00:00:00:00"
+          ":01:02:00:00:00:00:02:08:00 SRC=203.0.113.5 DST=10.77.0.40 LEN=60 TOS=0x00 PREC=0x00 "
+          "TTL=63 ID=4242 DF PROTO=TCP SPT=40022 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0"
+          )  # fmt: skip
+    v6 = ("2026-11-24T13:52:01+00:00 gw kernel: iotsec-ban: IN=eth0 OUT= MAC=33:33:00:00:00:01 "
+          "SRC=2001:0db8:0000:0000:0000:0000:0000:0005 DST=fd00:0000:0000:0000:0000:0000:0000:0001"
+          " LEN=64 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=UDP SPT=5353 DPT=5353 LEN=24")  # fmt: skip
+    assert examine(chosen, v4, NOW).host == "203.0.113.5"
+    assert examine(chosen, v6, NOW).host == "2001:db8::5"
+    other = v4.replace("iotsec-ban: ", "[UFW BLOCK] ")
+    assert examine(chosen, other, NOW).kind == "missed", "another firewall's log"
+
+
 @pytest.mark.parametrize(("line", "host", "user"), SSHD_FAILURES)
 def test_sshd_failures(line: str, host: str, user: str) -> None:
     verdict = examine(find_filter("sshd"), line, NOW)

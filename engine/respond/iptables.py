@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 from engine.respond.firewall import Element, FirewallError
+from engine.respond.nftables import LOG_PREFIX
 from engine.respond.targets import Network, shown
 
 SETS = {4: "iotsec4", 6: "iotsec6"}
@@ -76,8 +77,10 @@ class Iptables:
         for version, tool in self.tables.items():
             self._run([tool, "-w", "-N", CHAIN], check=False)  # exists already: fine
             self._run([tool, "-w", "-F", CHAIN])
-            self._run([tool, "-w", "-A", CHAIN, "-m", "set", "--match-set", SETS[version],
-                       "src", "-j", "DROP"])  # fmt: skip
+            match = ["-m", "set", "--match-set", SETS[version], "src"]
+            self._run([tool, "-w", "-A", CHAIN, *match, "-m", "limit", "--limit", "6/min",
+                       "--limit-burst", "3", "-j", "LOG", "--log-prefix", LOG_PREFIX])  # fmt: skip
+            self._run([tool, "-w", "-A", CHAIN, *match, "-j", "DROP"])
             for hook in HOOKS:
                 if not self._checks([tool, "-w", "-C", hook, "-j", CHAIN]):
                     self._run([tool, "-w", "-I", hook, "1", "-j", CHAIN])
