@@ -102,6 +102,54 @@ def test_dropbear_lines_that_are_not_failures(line: str) -> None:
     assert examine(find_filter("dropbear"), line, NOW).kind == "missed"
 
 
+WEB_AND_FTP = [
+    ("web-auth", '2026/11/24 13:53:00 [error] 812#812: *41 user "admin": password mismatch, '
+     'client: 203.0.113.5, server: _, request: "GET / HTTP/1.1", host: "10.77.0.40"',
+     "203.0.113.5", "admin"),
+    ("web-auth", '2026/11/24 13:53:01 [error] 812#812: *42 user "root" was not found in '
+     '"/etc/nginx/.htpasswd", client: 2001:db8::5, server: cam.example, request: "GET /api '
+     'HTTP/1.1"', "2001:db8::5", "root"),
+    ("web-auth", "2026-11-24 13:53:02: (mod_auth.c.853) password doesn't match for /cgi-bin/ "
+     "username: admin IP: 198.51.100.8", "198.51.100.8", "admin"),
+    ("web-auth", "2026-11-24 13:53:03: (mod_auth.c.853) password doesn't match for /admin "
+     "username: ubnt, IP: 198.51.100.9", "198.51.100.9", "ubnt"),
+    ("web-auth", "Nov 24 13:53:04 OpenWrt luci: failed login on / for root from 192.0.2.77",
+     "192.0.2.77", "root"),
+    ("ftp", 'Tue Nov 24 13:54:00 2026 [pid 3311] [anonymous] FAIL LOGIN: Client "203.0.113.5"',
+     "203.0.113.5", "anonymous"),
+    ("ftp", 'Tue Nov 24 13:54:01 2026 [pid 3312] [admin] FAIL LOGIN: Client '
+     '"::ffff:198.51.100.3"', "198.51.100.3", "admin"),
+    ("ftp", "Nov 24 13:54:02 nas vsftpd[3313]: pam_unix(vsftpd:auth): authentication failure; "
+     "logname= uid=0 euid=0 tty=ftp ruser=admin rhost=ftp-scanner.example.org",
+     "ftp-scanner.example.org", ""),
+    ("ftp", "Nov 24 13:54:03 nas proftpd[4410]: nas.example (203.0.113.5[203.0.113.5]) - USER "
+     "admin (Login failed): Incorrect password", "203.0.113.5", "admin"),
+    ("ftp", "2026-11-24 13:54:04,123 nas proftpd[4411] nas.example (2001:db8::6[2001:db8::6]): "
+     "USER guest: no such user found from 2001:db8::6 [2001:db8::6] to 10.0.0.5:21",
+     "2001:db8::6", "guest"),
+]  # fmt: skip
+
+WEB_AND_FTP_NOT_FAILURES = [
+    ("web-auth", '2026/11/24 13:55:00 [error] 812#812: *50 open() "/usr/share/nginx/html/favicon'
+     '.ico" failed (2: No such file or directory), client: 203.0.113.5, server: _'),
+    ("web-auth", "Nov 24 13:55:01 OpenWrt luci: accepted login on / for root from 192.0.2.77"),
+    ("ftp", 'Tue Nov 24 13:55:02 2026 [pid 3320] [admin] OK LOGIN: Client "203.0.113.5"'),
+    ("ftp", "Nov 24 13:55:03 nas proftpd[4420]: nas.example (203.0.113.5[203.0.113.5]) - USER "
+     "admin: Login successful."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "line", "host", "user"), WEB_AND_FTP)
+def test_web_and_ftp_failures(name: str, line: str, host: str, user: str) -> None:
+    verdict = examine(find_filter(name), line, NOW)
+    assert (verdict.kind, verdict.host, verdict.user) == ("matched", host, user)
+
+
+@pytest.mark.parametrize(("name", "line"), WEB_AND_FTP_NOT_FAILURES)
+def test_web_and_ftp_lines_that_are_not_failures(name: str, line: str) -> None:
+    assert examine(find_filter(name), line, NOW).kind == "missed"
+
+
 def test_the_kernel_log_of_our_own_drops() -> None:
     """nf_log's format, as syslog (with the kernel's clock) and the journal write it."""
     chosen = find_filter("iotsec-firewall")

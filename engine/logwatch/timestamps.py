@@ -3,8 +3,8 @@ own time decides a jail's window, so replaying an old log gives the answer watch
 
 ``parse`` returns (epoch seconds, the rest of the line). Formats: RFC 3164 syslog ("Nov 24
 13:45:01", no year: the year that puts it closest before ``now``), ISO 8601 / RFC 5424
-("2026-11-24T13:45:01.123456+00:00", a naive one is local time), "2026/11/24 13:45:01" (nginx,
-lighttpd), "2026-11-24 13:45:01" (ProFTPD, uhttpd), ctime "Tue Nov 24 13:45:01 2026"
+("2026-11-24T13:45:01.123456+00:00", a naive one is local time), "2026/11/24 13:45:01" (nginx),
+"2026-11-24 13:45:01:" (lighttpd), "2026-11-24 13:45:01,123" (ProFTPD), ctime "Tue Nov 24 13:45:01 2026"
 (vsftpd), and an epoch number followed by a colon (mosquitto).
 """
 
@@ -19,7 +19,7 @@ MONTHS = {name: number for number, name in enumerate(_NAMES, 1)}
 
 _SYSLOG = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.\d+)? ")
 _ISO = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?(?:,\d+)?\s+"
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?(?:,\d+)?:?\s+"
 )
 _SLASHED = re.compile(r"(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)\s+")
 _CTIME = re.compile(
