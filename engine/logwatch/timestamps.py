@@ -4,8 +4,8 @@ own time decides a jail's window, so replaying an old log gives the answer watch
 ``parse`` returns (epoch seconds, the rest of the line). Formats: RFC 3164 syslog ("Nov 24
 13:45:01", no year: the year that puts it closest before ``now``), ISO 8601 / RFC 5424
 ("2026-11-24T13:45:01.123456+00:00", a naive one is local time), "2026/11/24 13:45:01" (nginx),
-"2026-11-24 13:45:01:" (lighttpd), "2026-11-24 13:45:01,123" (ProFTPD), ctime "Tue Nov 24 13:45:01 2026"
-(vsftpd), and an epoch number followed by a colon (mosquitto).
+"2026-11-24 13:45:01:" (lighttpd), "2026-11-24 13:45:01,123" (ProFTPD), ctime "Tue Nov 24
+13:45:01 2026" (vsftpd), and an epoch number followed by a colon (mosquitto).
 """
 
 from __future__ import annotations
