@@ -150,6 +150,27 @@ def test_web_and_ftp_lines_that_are_not_failures(name: str, line: str) -> None:
     assert examine(find_filter(name), line, NOW).kind == "missed"
 
 
+def test_mosquitto_failures_take_the_host_of_the_connection_before(tmp_path: Path) -> None:
+    """Mosquitto 2.x logs the refusal without the address, after the line that has it."""
+    log = tmp_path / "mosquitto.log"
+    log.write_text(
+        "1795873501: mosquitto version 2.0.15 running\n"
+        "1795873502: New connection from 203.0.113.5:37076 on port 1883.\n"
+        "1795873502: Client <unknown> disconnected, not authorised.\n"
+        "1795873503: New connection from ::1:44852 on port 8883.\n"
+        "1795873503: New client connected from ::1:44852 as sensor-1 (p2, c1, k60, u'iot').\n"
+        "1795873504: New connection from 2001:db8::9:50000 on port 1883.\n"
+        "1795873504: Client auto-7F81B465 disconnected, not authorised.\n"
+        "1795873505: Client sensor-1 disconnected.\n"
+    )
+    done = iotsec("logs", "test", str(log), "mosquitto", "--json")
+    report = json.loads(done.stdout)
+    assert (report["lines"], report["matched"], report["missed"]) == (8, 2, 6)
+    assert report["hosts"] == {"203.0.113.5": 1, "2001:db8::9": 1}
+    alone = examine(find_filter("mosquitto"), "1795873504: Client x disconnected, not authorised.")
+    assert alone.kind == "missed", "no connection line before it: no host to blame"
+
+
 def test_the_kernel_log_of_our_own_drops() -> None:
     """nf_log's format, as syslog (with the kernel's clock) and the journal write it."""
     chosen = find_filter("iotsec-firewall")

@@ -1,7 +1,10 @@
 """Filters: what a log line means, in fail2ban's terms. A filter is a TOML file (shipped ones in
 ``rules/logs/``): ``name``, ``description``, ``programs`` (the syslog tags it reads; empty:
 any line), ``failregex`` (a list; ``<HOST>`` stands for the address or host name that failed,
-``<ADDR>`` for an address only, ``<USER>`` for a user name) and ``ignoreregex``.
+``<ADDR>`` for an address only, ``<USER>`` for a user name) and ``ignoreregex``. For a daemon
+whose failure line does not name the peer (Mosquitto's "Client X disconnected, not
+authorised."), ``remember`` regexes take the host from the line that does ("New connection
+from HOST:PORT"), and a failregex without ``<HOST>`` fails the host remembered last.
 
 A line is read as: its time (:mod:`engine.logwatch.timestamps`), then, when it has one, the
 syslog header (``host program[pid]: ``), then the message the regexes see. Host names are
@@ -46,6 +49,7 @@ class Filter:
     failregex: tuple[re.Pattern[str], ...]
     ignoreregex: tuple[re.Pattern[str], ...]
     source: str
+    remember: tuple[re.Pattern[str], ...] = ()
     # The regexes as written, for reports (fail2ban-regex prints them).
     written: tuple[str, ...] = ()
 
@@ -76,16 +80,18 @@ def load_filter(path: str | Path) -> Filter:
         raise FilterError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FilterError(f"{path}: not valid TOML: {exc}") from None
-    known = {"name", "description", "programs", "failregex", "ignoreregex"}
+    known = {"name", "description", "programs", "failregex", "ignoreregex", "remember"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise FilterError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     failregex = _strings(raw, "failregex", path)
+    remember = _strings(raw, "remember", path)
     if not failregex:
         raise FilterError(f"{path}: failregex: at least one regex is needed")
-    for n, pattern in enumerate(failregex):
-        if "<HOST>" not in pattern and "<ADDR>" not in pattern:
-            raise FilterError(f"{path}: failregex[{n}]: no <HOST> or <ADDR> in {pattern!r}")
+    for key, patterns in (("failregex", [] if remember else failregex), ("remember", remember)):
+        for n, pattern in enumerate(patterns):
+            if "<HOST>" not in pattern and "<ADDR>" not in pattern:
+                raise FilterError(f"{path}: {key}[{n}]: no <HOST> or <ADDR> in {pattern!r}")
     return Filter(
         name=str(raw.get("name") or path.stem),
         description=str(raw.get("description", "")),
@@ -96,6 +102,7 @@ def load_filter(path: str | Path) -> Filter:
             for n, p in enumerate(_strings(raw, "ignoreregex", path))
         ),
         source=str(path),
+        remember=tuple(_compile(p, f"{path}: remember[{n}]") for n, p in enumerate(remember)),
         written=tuple(failregex),
     )
 
@@ -142,29 +149,47 @@ def split_syslog(rest: str) -> tuple[str, str]:
 
 
 def examine(filter_: Filter, line: str, now: float | None = None) -> Verdict:
-    """What ``filter_`` makes of ``line`` (without its newline)."""
-    try:
-        ts, rest = timestamps.parse(line, now)
-    except timestamps.NoTime:
-        ts, rest = None, line
-    message = rest
-    if filter_.programs:
-        program, message = split_syslog(rest)
-        if program.rsplit("/", 1)[-1] not in filter_.programs:
-            return Verdict("missed", ts)
-    for pattern in filter_.ignoreregex:
-        if pattern.search(message):
-            return Verdict("ignored", ts)
-    for index, pattern in enumerate(filter_.failregex):
-        m = pattern.search(message)
-        if m is None:
-            continue
-        host = normal_host(m.group("host"))
-        if not host:
-            continue
-        user = m.groupdict().get("user") or ""
-        return Verdict("matched", ts, host, user, index)
-    return Verdict("missed", ts)
+    """What ``filter_`` makes of ``line`` (without its newline), on its own."""
+    return Examiner(filter_).examine(line, now)
+
+
+class Examiner:
+    """Reads the lines of one log through a filter, in order (it remembers hosts for the
+    failure lines that do not name theirs)."""
+
+    def __init__(self, filter_: Filter) -> None:
+        self.filter = filter_
+        self.remembered = ""
+
+    def examine(self, line: str, now: float | None = None) -> Verdict:
+        filter_ = self.filter
+        try:
+            ts, rest = timestamps.parse(line, now)
+        except timestamps.NoTime:
+            ts, rest = None, line
+        message = rest
+        if filter_.programs:
+            program, message = split_syslog(rest)
+            if program.rsplit("/", 1)[-1] not in filter_.programs:
+                return Verdict("missed", ts)
+        for pattern in filter_.ignoreregex:
+            if pattern.search(message):
+                return Verdict("ignored", ts)
+        for pattern in filter_.remember:
+            m = pattern.search(message)
+            if m is not None:
+                self.remembered = normal_host(m.group("host"))
+                return Verdict("missed", ts)
+        for index, pattern in enumerate(filter_.failregex):
+            m = pattern.search(message)
+            if m is None:
+                continue
+            groups = m.groupdict()
+            host = normal_host(groups["host"]) if groups.get("host") else self.remembered
+            if not host:
+                continue
+            return Verdict("matched", ts, host, groups.get("user") or "", index)
+        return Verdict("missed", ts)
 
 
 def normal_host(text: str) -> str:

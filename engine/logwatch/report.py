@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.logwatch.filters import Filter, examine
+from engine.logwatch.filters import Examiner, Filter
 
 # A longer line is cut (with MARK appended): a log line must never exhaust memory.
 MAX_LINE = 16384
@@ -80,9 +80,10 @@ def run(filter_: Filter, path: str | Path, keep_missed: int = 0,
     report = Report(filter_, hits=[0] * len(filter_.failregex))
     now = time.time() if now is None else now
     hosts = report.hosts
+    examine = Examiner(filter_).examine
     for line in read_lines(path):
         report.lines += 1
-        verdict = examine(filter_, line, now)
+        verdict = examine(line, now)
         if verdict.kind == "matched":
             report.matched += 1
             report.hits[verdict.regex] += 1
