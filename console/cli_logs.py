@@ -55,7 +55,7 @@ def logs_test(logfile: str, filter_name: str, print_missed: bool, maxretry: int,
         echo(f"|  {n:>2}) [{hits}] {written}")
     echo(f"\nIgnoreregex: {report.ignored} total")
     echo(f"\nLines: {report.lines} lines, {report.ignored} ignored, {report.matched} matched,"
-         f" {report.missed} missed")  # fmt: skip
+         f" {report.noted} noted (a failure told again), {report.missed} missed")  # fmt: skip
     hosts = sorted(report.hosts.items(), key=lambda item: (-len(item[1]), item[0]))
     echo(f"\nHosts: {len(hosts)}")
     for host, times in hosts:

@@ -27,13 +27,8 @@ SSHD_FAILURES = [
      "port 52515 ssh2", "203.0.113.5", "admin"),
     ("Nov 24 13:45:03 gw sshd[1235]: Invalid user oracle from 2001:db8::7 port 40022",
      "2001:db8::7", "oracle"),
-    ("2026-11-24T13:45:04.123456+00:00 gw sshd[1236]: pam_unix(sshd:auth): authentication "
-     "failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=attacker.example.net  user=root",
-     "attacker.example.net", "root"),
     ("Nov 24 13:45:05 gw sshd[1237]: error: maximum authentication attempts exceeded for root "
      "from 203.0.113.9 port 2200 ssh2 [preauth]", "203.0.113.9", "root"),
-    ("Nov 24 13:45:06 gw sshd[1238]: Disconnecting authenticating user root 203.0.113.9 port "
-     "2200: Too many authentication failures [preauth]", "203.0.113.9", "root"),
     ("Nov 24 13:45:07 gw sshd[1239]: Connection closed by invalid user test 198.51.100.3 port "
      "39990 [preauth]", "198.51.100.3", "test"),
     ("Nov 24 13:45:08 gw sshd[1240]: Failed publickey for git from ::ffff:198.51.100.4 port "
@@ -52,6 +47,15 @@ SSHD_FAILURES = [
     # A user name that tries to name another address: the address is the one at the end.
     ("Nov 24 13:45:14 gw sshd[1246]: Invalid user x from 10.0.0.1 from 203.0.113.11 port 22",
      "203.0.113.11", "x from 10.0.0.1"),
+]  # fmt: skip
+
+# The same attempt told again (sshd writes "Failed ..." for it too): noted, not counted twice.
+SSHD_NOTED = [
+    ("2026-11-24T13:45:04.123456+00:00 gw sshd[1236]: pam_unix(sshd:auth): authentication "
+     "failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=attacker.example.net  user=root",
+     "attacker.example.net", "root"),
+    ("Nov 24 13:45:06 gw sshd[1238]: Disconnecting authenticating user root 203.0.113.9 port "
+     "2200: Too many authentication failures [preauth]", "203.0.113.9", "root"),
 ]  # fmt: skip
 
 SSHD_NOT_FAILURES = [
@@ -193,6 +197,12 @@ def test_sshd_failures(line: str, host: str, user: str) -> None:
     assert (verdict.kind, verdict.host, verdict.user) == ("matched", host, user)
 
 
+@pytest.mark.parametrize(("line", "host", "user"), SSHD_NOTED)
+def test_sshd_lines_that_repeat_a_failure_are_noted(line: str, host: str, user: str) -> None:
+    verdict = examine(find_filter("sshd"), line, NOW)
+    assert (verdict.kind, verdict.host) == ("noted", host)
+
+
 @pytest.mark.parametrize("line", SSHD_NOT_FAILURES)
 def test_sshd_lines_that_are_not_failures(line: str) -> None:
     assert examine(find_filter("sshd"), line, NOW).kind == "missed"
@@ -258,18 +268,15 @@ def iotsec(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_logs_test_counts_like_fail2ban_regex(tmp_path: Path) -> None:
     log = tmp_path / "auth.log"
-    lines = [line for line, _, _ in SSHD_FAILURES] + SSHD_NOT_FAILURES
+    noted = [line for line, _, _ in SSHD_NOTED]
+    lines = [line for line, _, _ in SSHD_FAILURES] + noted + SSHD_NOT_FAILURES
     log.write_bytes(("\n".join(lines) + "\n").encode() + b"Nov 24 13:47:00 gw sshd[9]: \xff\xfe\n")
     done = iotsec("logs", "test", str(log), "sshd", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert (report["lines"], report["matched"], report["missed"], report["ignored"]) == (
-        len(lines) + 1,
-        len(SSHD_FAILURES),
-        len(SSHD_NOT_FAILURES) + 1,
-        0,
-    )
-    assert report["hosts"]["203.0.113.5"] == 3 and report["hosts"]["attacker.example.net"] == 1
+    counts = [report[k] for k in ("lines", "matched", "missed", "ignored", "noted")]
+    assert counts == [len(lines) + 1, len(SSHD_FAILURES), len(SSHD_NOT_FAILURES) + 1, 0, 2]
+    assert report["hosts"]["203.0.113.5"] == 3 and "attacker.example.net" not in report["hosts"]
     assert sum(report["hosts"].values()) == len(SSHD_FAILURES)
     assert sum(r["hits"] for r in report["failregex"]) == len(SSHD_FAILURES)
     assert report["banned"] == []

@@ -5,6 +5,9 @@ any line), ``failregex`` (a list; ``<HOST>`` stands for the address or host name
 whose failure line does not name the peer (Mosquitto's "Client X disconnected, not
 authorised."), ``remember`` regexes take the host from the line that does ("New connection
 from HOST:PORT"), and a failregex without ``<HOST>`` fails the host remembered last.
+``nofail`` regexes recognise lines that tell of a failure already counted (OpenSSH writes a
+PAM failure and "Failed password" for one attempt): the line is noted, not counted again,
+as fail2ban's ``<F-NOFAIL>`` does.
 
 A line is read as: its time (:mod:`engine.logwatch.timestamps`), then, when it has one, the
 syslog header (``host program[pid]: ``), then the message the regexes see. Host names are
@@ -50,6 +53,7 @@ class Filter:
     ignoreregex: tuple[re.Pattern[str], ...]
     source: str
     remember: tuple[re.Pattern[str], ...] = ()
+    nofail: tuple[re.Pattern[str], ...] = ()
     # The regexes as written, for reports (fail2ban-regex prints them).
     written: tuple[str, ...] = ()
 
@@ -58,7 +62,7 @@ class Filter:
 class Verdict:
     """What a filter makes of one line."""
 
-    kind: str  # "matched", "ignored" or "missed"
+    kind: str  # "matched", "noted" (a nofail line), "ignored" or "missed"
     ts: float | None = None
     host: str = ""
     user: str = ""
@@ -80,7 +84,8 @@ def load_filter(path: str | Path) -> Filter:
         raise FilterError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FilterError(f"{path}: not valid TOML: {exc}") from None
-    known = {"name", "description", "programs", "failregex", "ignoreregex", "remember"}
+    known = {"name", "description", "programs", "failregex", "ignoreregex", "remember",
+             "nofail"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
         raise FilterError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -103,6 +108,9 @@ def load_filter(path: str | Path) -> Filter:
         ),
         source=str(path),
         remember=tuple(_compile(p, f"{path}: remember[{n}]") for n, p in enumerate(remember)),
+        nofail=tuple(
+            _compile(p, f"{path}: nofail[{n}]") for n, p in enumerate(_strings(raw, "nofail", path))
+        ),
         written=tuple(failregex),
     )
 
@@ -175,6 +183,11 @@ class Examiner:
         for pattern in filter_.ignoreregex:
             if pattern.search(message):
                 return Verdict("ignored", ts)
+        for pattern in filter_.nofail:
+            m = pattern.search(message)
+            if m is not None:
+                host = m.groupdict().get("host")
+                return Verdict("noted", ts, normal_host(host) if host else "")
         for pattern in filter_.remember:
             m = pattern.search(message)
             if m is not None:

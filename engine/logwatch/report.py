@@ -37,6 +37,7 @@ class Report:
     matched: int = 0
     missed: int = 0
     ignored: int = 0
+    noted: int = 0  # lines of a failure already counted (the filter's nofail)
     hits: list[int] = field(default_factory=list)
     hosts: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     missed_lines: list[str] = field(default_factory=list)
@@ -63,6 +64,7 @@ class Report:
             "matched": self.matched,
             "missed": self.missed,
             "ignored": self.ignored,
+            "noted": self.noted,
             "hosts": {h: len(t) for h, t in sorted(self.hosts.items())},
             "failregex": [
                 {"regex": written, "hits": hits}
@@ -90,6 +92,8 @@ def run(filter_: Filter, path: str | Path, keep_missed: int = 0,
             hosts[verdict.host].append(verdict.ts if verdict.ts is not None else 0.0)
         elif verdict.kind == "ignored":
             report.ignored += 1
+        elif verdict.kind == "noted":
+            report.noted += 1
         else:
             report.missed += 1
             if len(report.missed_lines) < keep_missed:
