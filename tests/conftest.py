@@ -49,6 +49,17 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI every test runs: a skip from anywhere (a helper, a plugin, a fixture) is a
+    failure there, with the reason it gave."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which must run every test: {report.longrepr}"
+
+
 def require_tool(name: str) -> str:
     """The path of a tool a test needs (see :func:`unavailable`)."""
     path = shutil.which(name)

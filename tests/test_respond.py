@@ -102,7 +102,7 @@ class Hosts:
 @pytest.fixture
 def hosts(tmp_path: Path) -> Iterator[Hosts]:
     require_root("network namespaces and the kernel firewall")
-    for tool in ("ip", "nft", "iptables", "ipset"):
+    for tool in ("ip", "nft", "iptables", "ip6tables", "ipset", "setpriv"):
         require_tool(tool)
     tag = f"{os.getpid() % 100000}"
     h = Hosts(f"iotbanC{tag}", f"iotbanS{tag}", tmp_path)
