@@ -59,9 +59,10 @@ class FastPath:
 
     def __init__(self, pipeline: Pipeline, shard: Shard | None = None) -> None:
         self.pipeline = pipeline
-        # A pipeline that needs every Packet is fed each frame whole: this only picks a shard's
-        # frames quickly, and keeps the time every shard expires flows by.
-        self.whole = pipeline.needs_packets
+        # The frames of the common kind are accounted here, not by the pipeline: one that
+        # keeps packets, finds facts in them or counts them as they come cannot be fed so.
+        if pipeline.needs_packets:
+            raise ValueError("the fast path feeds only a pipeline without ring, facts or counts")
         # Rules see the packets they can act on, decoded after the frame is accounted here.
         self.detector = pipeline.detector
         self.shard = shard
@@ -92,7 +93,7 @@ class FastPath:
         icmp_seen, icmpv6_seen = self._seen[ICMP], self._seen[ICMPV6]
         icmp_answers, icmpv6_answers = ICMP_ANSWERS[ICMP], ICMP_ANSWERS[ICMPV6]
         mine = shard.mine if shard is not None else None
-        whole, detector = self.whole, self.detector
+        detector = self.detector
         decode, detect = pipeline.decoder.decode, pipeline.detect
         bare = detector.bare if detector is not None else None
         # Globals and attributes as locals: this loop runs for every frame.
@@ -168,15 +169,6 @@ class FastPath:
                     end = min(ip + 40 + length, stop)
                     l4, addresses = ip + 40, ip + 8
                     icmp, seen_icmp, answers = ICMPV6, icmpv6_seen, icmpv6_answers
-
-            if whole:
-                data = buf[start:stop]
-                if ours or shard.owns(data, linktype):
-                    frames += 1
-                    wire_bytes += wire_length
-                    passed_on += 1
-                    account(ts, linktype, data, wire_length, iface)
-                continue
 
             # The transport header, checked as Decoder.decode checks it; ``seen`` holds the
             # flows of the transport when it is of the common kind.
