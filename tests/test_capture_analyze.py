@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.capture.analyze import analyze
 from engine.capture.decode import LINK_ETHERNET, LINK_RAW
 from engine.capture.flows import Flow
 from engine.capture.pcapfile import read_frames
@@ -139,25 +140,36 @@ def test_realtime_replays_at_the_captured_pace(tmp_path: Path) -> None:
     assert summary["packets"] == 4 and summary["duration"] == pytest.approx(0.9)
 
 
-def test_a_split_analysis_equals_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def in_capture_order() -> list[Path]:
+    """The shared captures ordered by their first frame: a split is exact only while time
+    never runs backwards."""
+    return sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
+
+
+def split_in_two(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make analyze split any input over two processes; the list records each split."""
     from engine.capture import analyze as module
     from engine.capture import shard
 
-    # In capture-time order: a split is exact only while time never runs backwards.
-    files = sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
-    one = module.analyze(files)
     monkeypatch.setattr(module, "SHARD_MIN_BYTES", 0)
     monkeypatch.setattr(module, "processes", lambda: 2)
-    shards: list[int] = []
+    splits: list[int] = []
 
     def counted(count: int, work):
         results = shard.run_sharded(count, work)
-        shards.append(len(results))
+        splits.append(len(results))
         return results
 
     monkeypatch.setattr(module, "run_sharded", counted)
-    split = module.analyze(files)
-    assert shards == [2]  # it did run in two processes
+    return splits
+
+
+def test_a_split_analysis_equals_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    files = in_capture_order()
+    one = analyze(files)
+    splits = split_in_two(monkeypatch)
+    split = analyze(files)
+    assert splits == [2]  # it did run in two processes
     assert split == one
     assert split["packets"] == sum(COUNTS.values())
 

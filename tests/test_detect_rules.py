@@ -11,6 +11,7 @@ import pytest
 from engine.capture.analyze import analyze
 from engine.detect.loader import load_detector
 from tests.conftest import SHARED_DATA, require_tool
+from tests.test_capture_analyze import in_capture_order, split_in_two
 from tests.test_capture_decode import COUNTS, pcap
 
 PACK = Path(__file__).resolve().parent.parent / "rules" / "packet" / "iot.rules"
@@ -28,6 +29,11 @@ EXPECTED = {
     "zeek_http_basic_auth.pcap": {9100050},
     "zeek_tls_expired_cert.pcap": {9100060},
 }
+
+
+def detector_of(rules: Path):
+    """A detector running exactly the rules in ``rules`` (default variables)."""
+    return load_detector([str(rules)], {})[0]
 
 
 def alerts_of(name: str, rules: list[Path] = (PACK,), variables: dict | None = None) -> list:
@@ -113,33 +119,14 @@ def test_analyze_prints_alerts_and_lists_them_in_json() -> None:
     assert "alerts" not in json.loads(iotsec(path, "--json", "--no-rules").stdout)
 
 
-def _split_in_two(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Make analyze split any input over two processes; the list records each split."""
-    from engine.capture import analyze as module
-    from engine.capture import shard
-
-    monkeypatch.setattr(module, "SHARD_MIN_BYTES", 0)
-    monkeypatch.setattr(module, "processes", lambda: 2)
-    splits: list[int] = []
-
-    def counted(count: int, work):
-        results = shard.run_sharded(count, work)
-        splits.append(len(results))
-        return results
-
-    monkeypatch.setattr(module, "run_sharded", counted)
-    return splits
-
-
 def test_a_split_analysis_raises_the_alerts_one_process_raises(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from engine.capture.pcapfile import read_frames
 
-    files = sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
+    files = in_capture_order()
     rules = [str(p) for p in sorted((SHARED_DATA / "rules").glob("*.rules"))] + [str(PACK)]
     one = analyze(files, detector=load_detector(rules, {})[0])
-    splits = _split_in_two(monkeypatch)
+    splits = split_in_two(monkeypatch)
     split = analyze(files, detector=load_detector(rules, {})[0])
     assert splits == [2]
     assert split == one and len(one["alerts"]) >= 4
@@ -149,9 +136,8 @@ def test_the_fast_path_hands_the_rules_what_frame_by_frame_feeding_does(tmp_path
     """analyze reads at full speed by accounting common frames from the file's buffer and
     decoding only those rules can act on; frame by frame through Pipeline.feed (as when it
     writes a pcap) every frame is decoded and inspected. Same alerts, same hits per rule."""
-    from engine.capture.pcapfile import read_frames
 
-    files = sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
+    files = in_capture_order()
     rules = [str(p) for p in sorted((SHARED_DATA / "rules").glob("*.rules"))] + [str(PACK)]
     fast_detector, general_detector = load_detector(rules, {})[0], load_detector(rules, {})[0]
     fast = analyze(files, detector=fast_detector)
@@ -184,10 +170,8 @@ def test_the_fast_path_starts_the_stream_at_the_handshake(tmp_path: Path) -> Non
         'alert tcp any any -> any 2323 (msg:"split word"; flow:to_server; content:"password";'
         " sid:1;)\n"
     )
-    fast = analyze([capture], detector=load_detector([str(rules)], {})[0])
-    general = analyze(
-        [capture], detector=load_detector([str(rules)], {})[0], write_to=tmp_path / "out.pcap"
-    )
+    fast = analyze([capture], detector=detector_of(rules))
+    general = analyze([capture], detector=detector_of(rules), write_to=tmp_path / "out.pcap")
     assert [a["sid"] for a in fast["alerts"]] == [a["sid"] for a in general["alerts"]] == [1]
 
 
@@ -212,9 +196,9 @@ def test_thresholds_count_across_the_shards_of_a_split_analysis(
         'alert udp any any -> any 7777 (msg:"every 10th"; content:"knock";'
         " threshold:type threshold, track by_src, count 10, seconds 60; sid:2;)\n"
     )
-    one = analyze([capture], detector=load_detector([str(rules)], {})[0])
-    splits = _split_in_two(monkeypatch)
-    split = analyze([capture], detector=load_detector([str(rules)], {})[0])
+    one = analyze([capture], detector=detector_of(rules))
+    splits = split_in_two(monkeypatch)
+    split = analyze([capture], detector=detector_of(rules))
     assert splits == [2]
     assert [a["sid"] for a in split["alerts"]] == [a["sid"] for a in one["alerts"]]
     assert [a["sport"] for a in split["alerts"]] == [40000, 40001, 40009, 40019, 40029, 40039]
@@ -235,7 +219,7 @@ def test_a_stream_is_scanned_again_when_its_flow_changes_tag(tmp_path: Path) -> 
         'alert http any any -> any any (msg:"split"; flow:to_server; content:"topsecret";'
         ' content:"done"; distance:0; sid:7;)\n'
     )
-    detector = load_detector([str(rules)], {})[0]
+    detector = detector_of(rules)
     decoder, flows = Decoder(), FlowTable()
     segments = [(100, "S", b""), (101, "PA", b"topsecret "), (111, "PA", b"and done")]
     fired = []
