@@ -36,11 +36,9 @@ class Firewall(Protocol):
     def change(self, add: list[Element], remove: list[Network]) -> None:
         """Add and remove elements in one transaction."""
 
-    def present(self) -> bool:
-        """Whether our table is still there, whole (someone may have flushed the ruleset)."""
-
-    def counters(self) -> dict[str, tuple[int, int]]:
-        """Packets and bytes dropped per banned network, where the backend counts them."""
+    def observe(self) -> dict[str, tuple[int, int]] | None:
+        """Packets and bytes dropped per banned network (where the backend counts them), read
+        in one look; None when our table is not there whole (someone flushed the ruleset)."""
 
     def uninstall(self) -> None:
         """Remove everything of ours from the firewall."""
@@ -76,10 +74,7 @@ class DryRun:
             left = "until lifted" if element.timeout is None else f"for {element.timeout:.0f}s"
             self._record(f"would ban {shown(element.network)} {left}")
 
-    def present(self) -> bool:
-        return True
-
-    def counters(self) -> dict[str, tuple[int, int]]:
+    def observe(self) -> dict[str, tuple[int, int]] | None:
         return {}
 
     def uninstall(self) -> None:

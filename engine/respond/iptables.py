@@ -89,19 +89,27 @@ class Iptables:
         lines = [f"del {SETS[n.version]} {shown(n)}" for n in remove]
         self._restore(lines + [self._add(e) for e in add])
 
-    def present(self) -> bool:
-        names = set(self._run([self.ipset, "list", "-n"], check=False).split())
-        if not set(SETS.values()) <= names:
-            return False
+    def observe(self) -> dict[str, tuple[int, int]] | None:
+        counts: dict[str, tuple[int, int]] = {}
+        for name in SETS.values():
+            listing = self._run([self.ipset, "list", name], check=False)
+            if "Members:" not in listing:
+                return None  # the set is gone
+            for line in listing.split("Members:", 1)[1].splitlines():
+                words = line.split()
+                if not words:
+                    continue
+                fields = dict(zip(words[1::2], words[2::2], strict=False))
+                counts[words[0]] = (int(fields.get("packets", 0)), int(fields.get("bytes", 0)))
         for version, tool in self.tables.items():
             rule = [tool, "-w", "-C", CHAIN, "-m", "set", "--match-set", SETS[version], "src",
                     "-j", "DROP"]  # fmt: skip
             if not self._checks(rule):
-                return False
+                return None
             for hook in HOOKS:
                 if not self._checks([tool, "-w", "-C", hook, "-j", CHAIN]):
-                    return False
-        return True
+                    return None
+        return counts
 
     def _checks(self, argv: list[str]) -> bool:
         try:
@@ -109,19 +117,6 @@ class Iptables:
         except (OSError, subprocess.TimeoutExpired):
             return False
         return done.returncode == 0
-
-    def counters(self) -> dict[str, tuple[int, int]]:
-        counts: dict[str, tuple[int, int]] = {}
-        for name in SETS.values():
-            listing = self._run([self.ipset, "list", name], check=False)
-            members = listing.split("Members:", 1)[-1] if "Members:" in listing else ""
-            for line in members.splitlines():
-                words = line.split()
-                if not words:
-                    continue
-                fields = dict(zip(words[1::2], words[2::2], strict=False))
-                counts[words[0]] = (int(fields.get("packets", 0)), int(fields.get("bytes", 0)))
-        return counts
 
     def uninstall(self) -> None:
         for tool in self.tables.values():

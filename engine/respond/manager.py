@@ -83,6 +83,8 @@ class BanManager:
         self.state = "not started"
         self.problem = ""  # why bans are not enforced, when they are not
         self.reapplied = 0  # times the firewall lost our table and it was installed again
+        # Whether our table should be in the firewall: not after a flush, until the next ban.
+        self.installed = False
         self.counts: dict[str, tuple[int, int]] = {}
         self._lock = asyncio.Lock()
         try:
@@ -125,6 +127,7 @@ class BanManager:
         self.active = {b.target: b for b in bans if b.id not in over}
         async with self._lock:
             await self._apply(lambda fw: fw.install(self._elements(now)))
+            self.installed = True
         self.state = "running"
         log.info("respond: %d bans restored, %d had expired; backend %s%s",
                  len(self.active), len(over), self.firewall.name,
@@ -163,9 +166,9 @@ class BanManager:
                 await self._apply(lambda fw: fw.change([], [b.network for b in over]))
             for ban in over:
                 self._publish("expired", ban)
-        if self.firewall.enforcing and not self.problem:
-            present = await asyncio.to_thread(self.firewall.present)
-            if not present:
+        if self.firewall.enforcing and not self.problem and self.installed:
+            counts = await asyncio.to_thread(self.firewall.observe)
+            if counts is None:
                 async with self._lock:
                     await self._apply(lambda fw: fw.install(self._elements(self.clock())))
                 self.reapplied += 1
@@ -174,7 +177,7 @@ class BanManager:
                 if self.bus.wants("bans"):
                     self.bus.publish("bans", {"event": "reapplied", "bans": len(self.active)})
             else:
-                self.counts = await asyncio.to_thread(self.firewall.counters)
+                self.counts = counts
 
     # -- bans ---------------------------------------------------------------------------------
 
@@ -228,7 +231,11 @@ class BanManager:
             bans = [Ban(i, *row) for i, row in zip(ids, rows, strict=True)]
             add = [Element(n, b.left(now)) for n, b in zip(networks, bans, strict=True)]
             try:
-                await self._apply(lambda fw: fw.change(add, [b.network for b in replaced]))
+                if self.installed:
+                    await self._apply(lambda fw: fw.change(add, [b.network for b in replaced]))
+                else:  # the first ban since a flush brings our table back
+                    await self._apply(lambda fw: fw.install(add))
+                    self.installed = True
             except FirewallError as exc:
                 await self._set_state(ids, "failed", by, now)
                 raise ControlError(f"the firewall refused the ban: {exc}", "firewall") from None
@@ -385,6 +392,7 @@ class BanManager:
         async with self._lock:
             lifted = list(self.active.values())
             await self._apply(lambda fw: fw.uninstall())
+            self.installed = False
             self.active.clear()
             if lifted:
                 await self._set_state([b.id for b in lifted], "lifted", by, self.clock())

@@ -114,36 +114,29 @@ class Nftables:
         if lines:
             self._run("-f", "-", script="\n".join(lines) + "\n")
 
-    def present(self) -> bool:
+    def observe(self) -> dict[str, tuple[int, int]] | None:
         try:
             listed = json.loads(self._run("-j", "list", "table", "inet", TABLE))
-        except FirewallError:
-            return False
-        except ValueError:
-            return False
-        kinds = {(kind, item[kind].get("name")) for item in listed.get("nftables", [])
+        except (FirewallError, ValueError):
+            return None
+        items = listed.get("nftables", [])
+        kinds = {(kind, item[kind].get("name")) for item in items
                  for kind in ("set", "chain") if kind in item}  # fmt: skip
         wanted = {("set", n) for n in SETS.values()} | {("chain", "input"), ("chain", "forward")}
-        return wanted <= kinds
-
-    def counters(self) -> dict[str, tuple[int, int]]:
+        if not wanted <= kinds:
+            return None
         counts: dict[str, tuple[int, int]] = {}
-        for name in SETS.values():
-            try:
-                listed = json.loads(self._run("-j", "list", "set", "inet", TABLE, name))
-            except (FirewallError, ValueError):
-                continue
-            for item in listed.get("nftables", []):
-                for entry in item.get("set", {}).get("elem", []):
-                    elem = entry.get("elem", entry) if isinstance(entry, dict) else entry
-                    if not isinstance(elem, dict):
-                        continue
-                    value = elem.get("val")
-                    if isinstance(value, dict) and "prefix" in value:
-                        value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
-                    counter = elem.get("counter") or {}
-                    counts[str(value)] = (int(counter.get("packets", 0)),
-                                          int(counter.get("bytes", 0)))  # fmt: skip
+        for item in items:
+            for entry in item.get("set", {}).get("elem", []):
+                elem = entry.get("elem", entry) if isinstance(entry, dict) else entry
+                if not isinstance(elem, dict):
+                    continue
+                value = elem.get("val")
+                if isinstance(value, dict) and "prefix" in value:
+                    value = f"{value['prefix']['addr']}/{value['prefix']['len']}"
+                counter = elem.get("counter") or {}
+                counts[str(value)] = (int(counter.get("packets", 0)),
+                                      int(counter.get("bytes", 0)))  # fmt: skip
         return counts
 
     def uninstall(self) -> None:
