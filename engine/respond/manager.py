@@ -305,8 +305,7 @@ class BanManager:
             if confirm:
                 await self.propose(key, length, reason, source, alert_id)
             else:
-                await self.ban(key, duration=None if length in (None, PERMANENT) else length,
-                               permanent=length == PERMANENT, reason=reason, source=source,
+                await self.ban(key, **_length(length), reason=reason, source=source,
                                by="policy")  # fmt: skip
         except ControlError as exc:
             self.refused += 1
@@ -349,8 +348,7 @@ class BanManager:
         if proposal_id not in self.proposed:
             raise ControlError(f"no proposed ban {proposal_id}", "not_found")
         ban, length, _alert = self.proposed[proposal_id]
-        result = await self.ban(ban.target, duration=None if length in (None, PERMANENT)
-                                else length, permanent=length == PERMANENT, reason=ban.reason,
+        result = await self.ban(ban.target, **_length(length), reason=ban.reason,
                                 source=ban.source, by=by)  # fmt: skip
         self.proposed.pop(proposal_id, None)
         await self._set_state([proposal_id], "confirmed", by, self.clock())
@@ -447,6 +445,14 @@ class BanManager:
             "refused": self.refused,
             "reapplied": self.reapplied,
         }  # fmt: skip
+
+
+def _length(length: float | None) -> dict[str, Any]:
+    """A policy length (seconds, PERMANENT, or None for the configured bantime) as the
+    options of :meth:`BanManager.ban`."""
+    if length == PERMANENT:
+        return {"permanent": True}
+    return {"duration": length}
 
 
 def _holds(network: Network, address: str) -> bool:
