@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian packages the tests and the lab drive for real.
-TEST_PACKAGES := nftables iptables ipset tmux iproute2 iputils-ping busybox-static openssl mosquitto mosquitto-clients dropbear-bin snmpd snmp tcpdump nmap socat tshark
+TEST_PACKAGES := nftables iptables ipset tmux iproute2 iputils-ping busybox-static openssl mosquitto mosquitto-clients dropbear-bin snmpd snmp tcpdump nmap socat tshark systemd util-linux
 
 .PHONY: run test lint format check deps engine bench lab clean
 

@@ -34,6 +34,7 @@ from console.panes.traffic_table import FlowTable
 from console.screens.alert_detail import AlertDetailScreen
 from console.screens.bans import BansScreen
 from console.screens.help import HelpScreen, KeyRow
+from console.screens.logs import LogsScreen
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.rules import RulesScreen
 from console.terminal import TerminalWatch
@@ -45,9 +46,13 @@ RESYNC_SECONDS = 2.0
 
 PANES = ("traffic", "devices", "alerts", "serial")
 # Screens opened over the panes: their keys can be rebound in the keymap too.
-SCREENS = (AlertDetailScreen, PacketDetailScreen, RulesScreen, BansScreen)
+SCREENS = (AlertDetailScreen, PacketDetailScreen, RulesScreen, BansScreen, LogsScreen)
 # The views opened over the panes, with the name help and the palette give their keys.
-VIEWS: dict[type[Screen[Any]], str] = {RulesScreen: "rules", BansScreen: "bans"}
+VIEWS: dict[type[Screen[Any]], str] = {
+    RulesScreen: "rules",
+    BansScreen: "bans",
+    LogsScreen: "logs",
+}
 
 
 class IotsecApp(App[None]):
@@ -104,6 +109,14 @@ class IotsecApp(App[None]):
             show=False,
             tooltip="Bans: what the firewall blocks, time left, drops; lift a ban, confirm a"
             " proposed one",
+        ),
+        Binding(
+            "L",
+            "logs",
+            "Logs",
+            id="app.logs",
+            show=False,
+            tooltip="Logs: jails and their failures, followed files, the lines behind an alert",
         ),
         Binding(
             "question_mark,f1",
@@ -277,6 +290,10 @@ class IotsecApp(App[None]):
             if any(isinstance(screen, BansScreen) for screen in self.screen_stack):
                 return False
             return True if self.may("bans.list") else None
+        if action == "logs":
+            if any(isinstance(screen, LogsScreen) for screen in self.screen_stack):
+                return False
+            return True if self.may("logs.status") else None
         return True
 
     def action_rules(self) -> None:
@@ -285,8 +302,11 @@ class IotsecApp(App[None]):
     def action_bans(self) -> None:
         self.push_screen(BansScreen())
 
+    def action_logs(self) -> None:
+        self.push_screen(LogsScreen())
+
     def action_show_pane(self, pane: str) -> None:
-        # A pane's key in the Rules or Bans view goes back to the panes.
+        # A pane's key in the Rules, Bans or Logs view goes back to the panes.
         while type(self.screen) in VIEWS:
             self.pop_screen()
         self.query_one(TabbedContent).active = pane
@@ -303,8 +323,8 @@ class IotsecApp(App[None]):
 
     def _active_pane(
         self,
-    ) -> tuple[str, AlertsPane | TrafficPane | PartPane | RulesScreen | BansScreen]:
-        if isinstance(self.screen, RulesScreen | BansScreen):
+    ) -> tuple[str, AlertsPane | TrafficPane | PartPane | RulesScreen | BansScreen | LogsScreen]:
+        if isinstance(self.screen, RulesScreen | BansScreen | LogsScreen):
             return VIEWS[type(self.screen)], self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]

@@ -114,7 +114,8 @@ class PolicyRule:
 
     sids: tuple[int, ...] = ()
     classtypes: tuple[str, ...] = ()
-    # The rule's action: drop and reject hand the source to this policy.
+    # The rule's action: drop and reject hand the source to this policy (a log jail's alerts
+    # are "drop" when the jail has ban = true, else "alert").
     actions: tuple[str, ...] = ()
     # At least this severity.
     severity: str = ""
@@ -153,6 +154,58 @@ class RespondConfig:
 
 
 @dataclass(frozen=True)
+class JailConfig:
+    """fail2ban's jail: sources, filters, maxretry failures within findtime, a response."""
+
+    name: str = ""
+    # Filters: a shipped one by name (rules/logs/NAME.toml: sshd, dropbear, mosquitto,
+    # web-auth, ftp, iotsec-firewall) or a filter file's path.
+    filters: tuple[str, ...] = ()
+    # Sources, any of: log files (globs allowed), syslog messages received by
+    # [logwatch.syslog] (the filters' programs pick theirs), and systemd journal matches
+    # ("_SYSTEMD_UNIT=ssh.service", "SYSLOG_IDENTIFIER=sshd"; journalctl's syntax).
+    files: tuple[str, ...] = ()
+    syslog: bool = False
+    journal: tuple[str, ...] = ()
+    # This many failures from one host within findtime (by the lines' own times) raise an
+    # alert of this severity.
+    maxretry: int = 5
+    findtime: Duration = Duration(600)
+    severity: str = "high"
+    # The alert asks for a ban (through [[respond.policy]]; by default it bans), or only alerts.
+    ban: bool = True
+    # A file with no saved position is read from its end (fail2ban's tail), or from its start.
+    from_start: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SyslogConfig:
+    # Receive syslog (RFC 3164 and RFC 5424) from devices that can only send that.
+    enabled: bool = False
+    # Loopback by default; a LAN address to hear devices (they send in the clear).
+    address: str = "127.0.0.1"
+    port: int = 5514
+    udp: bool = True
+    tcp: bool = True
+
+
+@dataclass(frozen=True)
+class LogwatchConfig:
+    # How changes to followed files are noticed: "auto" (inotify, polling where it is not
+    # available), "inotify" or "polling".
+    watcher: str = "auto"
+    # How often files are checked besides inotify's events (and under polling).
+    poll_interval: Duration = Duration(1)
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    # The journal jails read: empty for the system's; a directory of journal files (a
+    # device's or container's /var/log/journal) otherwise.
+    journal_directory: str = ""
+    # [[logwatch.jail]] tables.
+    jail: tuple[JailConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     max_rows: int = 5000
@@ -177,6 +230,7 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     respond: RespondConfig = field(default_factory=RespondConfig)
+    logwatch: LogwatchConfig = field(default_factory=LogwatchConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -232,6 +286,7 @@ def parse_config(raw: dict[str, Any], where: str = "<config>") -> Config:
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 BACKENDS = ("dry-run", "nftables", "iptables", "auto")
+WATCHERS = ("auto", "inotify", "polling")
 
 
 def _check_values(config: Config, where: str) -> None:
@@ -240,6 +295,7 @@ def _check_values(config: Config, where: str) -> None:
         ("engine.log_level", config.engine.log_level, LOG_LEVELS),
         ("alerts.notify_severity", config.alerts.notify_severity, SEVERITIES),
         ("respond.backend", config.respond.backend, BACKENDS),
+        ("logwatch.watcher", config.logwatch.watcher, WATCHERS),
     ]
     for key, value, allowed in choices:
         if value.lower() not in allowed:
@@ -268,6 +324,7 @@ def _check_values(config: Config, where: str) -> None:
         ("capture.active_timeout", config.capture.active_timeout),
         ("respond.bantime", config.respond.bantime),
         ("respond.check_interval", config.respond.check_interval),
+        ("logwatch.poll_interval", config.logwatch.poll_interval),
     ]:
         if seconds <= 0:
             raise ConfigError(f"{where}: {key}: must be longer than zero")
@@ -290,6 +347,7 @@ def _check_values(config: Config, where: str) -> None:
                     raise ValueError("must be longer than zero")
             except ValueError as exc:
                 raise ConfigError(f'{at}.bantime: {exc} (or "permanent")') from None
+    _check_jails(config.logwatch, where)
     for text in config.respond.ignoreip:
         try:
             ipaddress.ip_network(text, strict=False)
@@ -358,3 +416,43 @@ def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
     if not isinstance(value, hint):
         raise ConfigError(f"{where}: {key}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _check_jails(config: LogwatchConfig, where: str) -> None:
+    if not 0 <= config.syslog.port <= 65535:
+        raise ConfigError(f"{where}: logwatch.syslog.port: expected 0-65535")
+    try:
+        ipaddress.ip_address(config.syslog.address)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: logwatch.syslog.address: {config.syslog.address!r} is not an address"
+        ) from None
+    names: set[str] = set()
+    for n, jail in enumerate(config.jail):
+        at = f"{where}: logwatch.jail[{n}]"
+        if not jail.name or not all(c.isalnum() or c in "-_." for c in jail.name):
+            raise ConfigError(f"{at}.name: a name of letters, digits, '-', '_' or '.' is needed")
+        if jail.name in names:
+            raise ConfigError(f"{at}.name: another jail is called {jail.name!r}")
+        names.add(jail.name)
+        if not jail.filters:
+            raise ConfigError(f"{at} ({jail.name}): filters: at least one filter is needed")
+        if not (jail.files or jail.syslog or jail.journal):
+            raise ConfigError(
+                f"{at} ({jail.name}): no source: give files, syslog = true or journal matches"
+            )
+        if jail.maxretry < 1:
+            raise ConfigError(f"{at}.maxretry: must be at least 1, got {jail.maxretry}")
+        if jail.findtime <= 0:
+            raise ConfigError(f"{at}.findtime: must be longer than zero")
+        if jail.severity.lower() not in SEVERITIES:
+            raise ConfigError(f"{at}.severity: expected one of {', '.join(SEVERITIES)}")
+        if jail.syslog and not config.syslog.enabled:
+            raise ConfigError(
+                f"{at} ({jail.name}): syslog = true needs [logwatch.syslog] enabled = true"
+            )
+        for match in jail.journal:
+            if "=" not in match and match != "+":
+                raise ConfigError(
+                    f"{at}.journal: {match!r} is not a match (FIELD=value, or + between groups)"
+                )

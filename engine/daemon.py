@@ -25,6 +25,7 @@ from engine.control.protocol import ControlError
 from engine.control.server import ControlServer
 from engine.detect.service import DetectService, rule_states
 from engine.events import EventBus
+from engine.logwatch.service import LogWatch
 from engine.model import Alert, AlertEvent, Operator, Role, Severity
 from engine.respond.allowlist import Allowed
 from engine.respond.manager import BanManager
@@ -40,7 +41,7 @@ VERSION = "0.1.0"
 STATUS_INTERVAL = 2.0
 
 # Parts later issues fill in; until then the engine reports them honestly as not started.
-PLANNED_PARTS = ("scan", "logwatch", "serial")
+PLANNED_PARTS = ("scan", "serial")
 
 
 class Engine:
@@ -58,6 +59,7 @@ class Engine:
         self.capture: CaptureService = None  # type: ignore[assignment]
         self.detect: DetectService = None  # type: ignore[assignment]
         self.respond: BanManager = None  # type: ignore[assignment]
+        self.logwatch: LogWatch = None  # type: ignore[assignment]
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._key = b""
@@ -97,6 +99,10 @@ class Engine:
                                   self.operators_ssh_clients)  # fmt: skip
         await self.respond.start()
         self.detect.respond = self.respond.consider
+        self.logwatch = LogWatch(self.config.logwatch, self.alerts, self.writer, self.bus,
+                                 self.read)  # fmt: skip
+        self.logwatch.respond = self.respond.consider
+        await self.logwatch.start()
         await self.server.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
@@ -115,6 +121,8 @@ class Engine:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.logwatch is not None:
+            await self.logwatch.stop()  # its last lines and positions reach the writer
         if self.capture is not None:
             await self.capture.stop()  # open flows end and reach the writer before it closes
         if self.alerts is not None:
@@ -281,7 +289,7 @@ class Engine:
         writer = self.writer
         parts = {"store": "running", "control": "running", "alerts": "running",
                  "capture": self.capture.state, "detect": self.detect.state,
-                 "respond": self.respond.state}  # fmt: skip
+                 "respond": self.respond.state, "logwatch": self.logwatch.state}  # fmt: skip
         parts.update({name: "not started" for name in PLANNED_PARTS})
         return {
             "version": VERSION,
@@ -305,6 +313,7 @@ class Engine:
             "bans": self.respond.status(),
             "capture": _capture_summary(self.capture.status()),
             "rules": _rules_summary(self.detect.status()),
+            "logs": _logs_summary(self.logwatch.status()),
             "store": {
                 "path": str(self.db_path),
                 "size": size,
@@ -325,6 +334,17 @@ def _capture_summary(status: dict[str, Any]) -> dict[str, Any]:
     keys = ("state", "reason", "interfaces", "bpf", "packets", "bytes", "kernel_drops",
             "queue_drops", "store_drops", "malformed")  # fmt: skip
     return {**{k: status[k] for k in keys}, "flows": status["flows"]}
+
+
+def _logs_summary(status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "state": status["state"],
+        "watcher": status["watcher"],
+        "files": len(status["files"]),
+        "jails": len(status["jails"]),
+        "currently_failed": sum(j["currently_failed"] for j in status["jails"]),
+        "alerts": sum(j["alerts"] for j in status["jails"]),
+    }
 
 
 def _rules_summary(status: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-TOPICS = frozenset({"alerts", "silences", "status", "audit", "traffic", "facts", "rules"})
+TOPICS = frozenset(
+    {"alerts", "silences", "status", "audit", "traffic", "facts", "rules", "bans", "logs"}
+)
 
 
 @dataclass(eq=False)

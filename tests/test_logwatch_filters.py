@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from engine.logwatch import timestamps
-from engine.logwatch.filters import FilterError, examine, find_filter, load_filter
+from engine.logwatch.filters import (
+    Examiner,
+    FilterError,
+    examine,
+    find_filter,
+    load_filter,
+    split_syslog,
+)
 from tests.conftest import ROOT
 
 # An instant after every syslog line below, so their year is this one.
@@ -208,6 +215,57 @@ def test_sshd_lines_that_are_not_failures(line: str) -> None:
     assert examine(find_filter("sshd"), line, NOW).kind == "missed"
 
 
+# -- messages their source has already split (a syslog receiver, the journal) ----------------
+
+# The journal's SYSLOG_IDENTIFIER and MESSAGE of OpenSSH entries (a syslog receiver's TAG and
+# MSG are the same), with the time the source gave or none.
+SSHD_MESSAGES = [
+    ("sshd", "Failed password for root from 203.0.113.5 port 52514 ssh2", 1795873501.0,
+     "matched", "203.0.113.5"),
+    ("sshd-session", "Invalid user oracle from 2001:db8::7 port 40022", None,
+     "matched", "2001:db8::7"),
+    ("/usr/sbin/sshd", "Failed publickey for git from ::ffff:198.51.100.4 port 50001 ssh2: RSA "
+     "SHA256:Lz1hV2rXbSxUvB", 1795873502.5, "matched", "198.51.100.4"),
+    ("sshd", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
+     "rhost=203.0.113.9  user=root", 1795873503.0, "noted", "203.0.113.9"),
+    ("sshd", "Accepted publickey for alice from 2001:db8::20 port 50000 ssh2: ED25519 SHA256:x",
+     1795873504.0, "missed", ""),
+    ("CRON", "Failed password for root from 203.0.113.5 port 1 ssh2", 1795873505.0, "missed", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("program", "message", "ts", "kind", "host"), SSHD_MESSAGES)
+def test_a_message_split_by_its_source(
+    program: str, message: str, ts: float | None, kind: str, host: str
+) -> None:
+    """The program is the filter's by its basename; the time is the one the source gave."""
+    verdict = Examiner(find_filter("sshd")).examine_message(program, message, ts)
+    assert (verdict.kind, verdict.host, verdict.ts) == (kind, host, ts)
+
+
+def test_a_message_gets_the_verdict_of_its_whole_line() -> None:
+    lines = [line for line, _, _ in SSHD_FAILURES + SSHD_NOTED] + SSHD_NOT_FAILURES
+    for line in lines:
+        ts, rest = timestamps.parse(line, NOW)
+        program, message = split_syslog(rest)
+        whole = Examiner(find_filter("sshd")).examine(line, NOW)
+        alone = Examiner(find_filter("sshd")).examine_message(program, message, ts)
+        assert (alone.kind, alone.ts, alone.host, alone.user, alone.regex) == (
+            whole.kind, whole.ts, whole.host, whole.user, whole.regex
+        ), line  # fmt: skip
+
+
+def test_messages_remember_the_host_of_the_message_before() -> None:
+    """Mosquitto through the journal: its refusal names no address, the connection before does."""
+    examiner = Examiner(find_filter("mosquitto"))
+    connection = "New connection from 203.0.113.5:37076 on port 1883."
+    assert examiner.examine_message("mosquitto", connection, None).kind == "missed"
+    refusal = examiner.examine_message(
+        "mosquitto", "Client <unknown> disconnected, not authorised.", None
+    )
+    assert (refusal.kind, refusal.host) == ("matched", "203.0.113.5")
+
+
 def test_every_shipped_filter_loads() -> None:
     from engine.logwatch.filters import shipped_filters
 
@@ -256,6 +314,39 @@ def test_times_in_the_formats_daemons_write() -> None:
     )
     with pytest.raises(timestamps.NoTime):
         timestamps.parse("hello world")
+
+
+def test_syslog_times_read_in_a_burst() -> None:
+    """Lines of one minute, read again with another ``now``: each keeps its own second, and
+    the year still follows ``now``."""
+    minute = datetime(2026, 11, 24, 13, 45).timestamp()
+    seconds = [timestamps.parse(f"Nov 24 13:45:{s:02d} gw x", NOW)[0] - minute for s in range(60)]
+    assert seconds == list(range(60))
+    last_year = datetime(2025, 12, 31, 23, 59, 30).timestamp()
+    assert timestamps.parse("Dec 31 23:59:30 gw x", NOW)[0] == last_year
+    january = datetime(2026, 1, 2).timestamp()
+    assert timestamps.parse("Dec 31 23:59:30 gw x", january)[0] == last_year
+    december = datetime(2027, 12, 31, 23, 59, 45).timestamp()
+    assert timestamps.parse("Dec 31 23:59:30 gw x", december)[0] == (
+        datetime(2027, 12, 31, 23, 59, 30).timestamp()
+    )
+    for line in ("Dec 31 23:59:60 gw x", "Feb 30 10:00:00 gw x", "Foo 12 10:00:00 gw x"):
+        with pytest.raises(timestamps.NoTime):
+            timestamps.parse(line, NOW)
+
+
+def test_syslog_times_follow_a_change_of_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A syslog time is local time: read again after the zone changed, it is another instant."""
+    line = "Jul 14 12:00:00 gw sshd[1]: x"
+    try:
+        for zone, hours in (("UTC", 0), ("America/New_York", 4), ("UTC", 0)):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            expected = datetime(2026, 7, 14, 12, tzinfo=UTC).timestamp() + hours * 3600
+            assert timestamps.parse(line, NOW)[0] == expected, zone
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 # -- iotsec logs test ------------------------------------------------------------------------

@@ -74,12 +74,17 @@ def query_alerts(
     states: list[str] | None = None,
     min_severity: int = 0,
     limit: int = 1000,
+    source: str = "",
 ) -> list[Alert]:
-    """Alerts newest first, optionally only in ``states`` and at least ``min_severity``."""
+    """Alerts newest first, optionally only in ``states``, at least ``min_severity`` and from
+    one ``source`` (rules, logwatch, ...)."""
     where, params = ["severity >= ?"], [min_severity]
     if states:
         where.append(f"state IN ({','.join('?' * len(states))})")
         params.extend(states)
+    if source:
+        where.append("source = ?")
+        params.append(source)
     cur = conn.execute(
         f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
         " ORDER BY last_seen DESC, id DESC LIMIT ?",

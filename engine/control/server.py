@@ -349,7 +349,8 @@ async def _subscribe(session: Session, args: dict[str, Any]) -> dict[str, Any]:
 
 @command("alerts.list")
 async def _alerts_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Alerts newest first; ``state`` (one or a list), ``severity`` (minimum), ``limit``."""
+    """Alerts newest first; ``state`` (one or a list), ``severity`` (minimum), ``source``
+    (rules, logwatch, ...), ``limit``."""
     states = args.get("state") or []
     if isinstance(states, str):
         states = [states]
@@ -357,9 +358,12 @@ async def _alerts_list(session: Session, args: dict[str, Any]) -> list[dict[str,
         raise ControlError("state must be a state name or a list of them", "bad_request")
     states = [AlertState.parse(s).value for s in states]
     severity = Severity.parse(_str(args, "severity", "info"))
+    source = _str(args, "source")
     limit = max(1, min(_int({"limit": args.get("limit", 1000)}, "limit"), 100_000))
     alerts = await session.engine.read(
-        lambda conn: query_alerts(conn, states=states, min_severity=int(severity), limit=limit)
+        lambda conn: query_alerts(
+            conn, states=states, min_severity=int(severity), limit=limit, source=source
+        )
     )
     return [a.to_json() for a in alerts]
 
@@ -657,3 +661,22 @@ async def _bans_confirm(session: Session, args: dict[str, Any]) -> dict[str, Any
 async def _bans_reject(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Drop a ban the policy proposed."""
     return await session.engine.respond.reject(_int(args, "id"), session.operator.name)
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+@command("logs.status")
+async def _logs_status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Followed files, jails with their failure counts and top hosts, syslog and journal."""
+    return session.engine.logwatch.status()
+
+
+@command("logs.tail", Role.OPERATOR)
+async def _logs_tail(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """The last ``lines`` lines of a followed ``source`` (a file's path, "syslog" or a
+    journal source), each with the jail and host it fails."""
+    try:
+        return await session.engine.logwatch.tail(_str(args, "source"), _limit(args, 200, 5000))
+    except KeyError as exc:
+        raise ControlError(str(exc.args[0]), "not_found") from None

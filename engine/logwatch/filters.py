@@ -16,12 +16,13 @@ kept as written and never resolved (a lookup would leave the machine).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.logwatch import timestamps
 
@@ -58,9 +59,9 @@ class Filter:
     written: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What a filter makes of one line."""
+class Verdict(NamedTuple):
+    """What a filter makes of one line. A NamedTuple rather than a frozen dataclass: one is
+    made for every line read, in under half the time (measured: 8% of ``iotsec logs test``)."""
 
     kind: str  # "matched", "noted" (a nofail line), "ignored" or "missed"
     ts: float | None = None
@@ -170,16 +171,23 @@ class Examiner:
         self.remembered = ""
 
     def examine(self, line: str, now: float | None = None) -> Verdict:
-        filter_ = self.filter
+        """What the filter makes of a whole line: its time, then (when the filter names
+        programs) its syslog header, then the message."""
         try:
             ts, rest = timestamps.parse(line, now)
         except timestamps.NoTime:
             ts, rest = None, line
-        message = rest
-        if filter_.programs:
-            program, message = split_syslog(rest)
-            if program.rsplit("/", 1)[-1] not in filter_.programs:
-                return Verdict("missed", ts)
+        if not self.filter.programs:
+            return self.examine_message("", rest, ts)
+        program, message = split_syslog(rest)
+        return self.examine_message(program, message, ts)
+
+    def examine_message(self, program: str, message: str, ts: float | None) -> Verdict:
+        """What the filter makes of a message whose source has already split it from its
+        program (a syslog receiver's TAG, the journal's SYSLOG_IDENTIFIER) and time."""
+        filter_ = self.filter
+        if filter_.programs and program.rsplit("/", 1)[-1] not in filter_.programs:
+            return Verdict("missed", ts)
         for pattern in filter_.ignoreregex:
             if pattern.search(message):
                 return Verdict("ignored", ts)
@@ -205,6 +213,9 @@ class Examiner:
         return Verdict("missed", ts)
 
 
+# Cached: an attack comes from a few hundred hosts, each failing many times, and parsing an
+# address with ipaddress costs more than all of a line's regexes.
+@functools.lru_cache(maxsize=4096)
 def normal_host(text: str) -> str:
     """An address in its usual form (``::ffff:1.2.3.4`` as ``1.2.3.4``), a host name as
     written; "" for what is neither (a name must have a letter)."""

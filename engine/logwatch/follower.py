@@ -30,6 +30,7 @@ log = logging.getLogger("iotsec.logwatch")
 
 HEAD_BYTES = 4096  # the first line's hash covers at most this much
 CHUNK = 1 << 20
+TAIL_BYTES = 1 << 20  # last_lines looks this far back at most
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".z")
 
 
@@ -266,3 +267,20 @@ def _end_of_last_line(handle: BinaryIO, size: int) -> int:
     block = os.pread(handle.fileno(), size - start, start)
     newline = block.rfind(b"\n")
     return start + newline + 1 if newline >= 0 else (0 if start == 0 else size)
+
+
+def last_lines(path: str, count: int) -> list[str]:
+    """The last ``count`` lines of a file (of its last MiB at most)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            start = max(0, size - TAIL_BYTES)
+            data = os.pread(handle.fileno(), size - start, start)
+    except OSError:
+        return []
+    raw = data.split(b"\n")
+    if start:
+        raw = raw[1:]  # the first piece may be the end of a line
+    if raw and raw[-1] == b"":
+        raw.pop()
+    return [decode(r) for r in raw[-count:]]

@@ -12,22 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.logwatch.filters import Examiner, Filter
-
-# A longer line is cut (with MARK appended): a log line must never exhaust memory.
-MAX_LINE = 16384
-MARK = "…[cut]"
+from engine.logwatch.lines import decode
 
 
 def read_lines(path: str | Path) -> Iterator[str]:
-    """The lines of a file, decoded as UTF-8 (bad bytes replaced), newline removed, each at
-    most MAX_LINE characters."""
+    """The lines of a file as :func:`engine.logwatch.lines.decode` gives them."""
     with open(path, "rb") as handle:
         for raw in handle:
-            if len(raw) > MAX_LINE:
-                text = raw[:MAX_LINE].decode("utf-8", "replace") + MARK
-            else:
-                text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            yield text
+            yield decode(raw)
 
 
 @dataclass

@@ -10,6 +10,7 @@ own time decides a jail's window, so replaying an old log gives the answer watch
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -90,13 +91,30 @@ def _iso(m: re.Match[str]) -> float:
 
 def _syslog(m: re.Match[str], now: float) -> float:
     month_name, day, hh, mm, ss = m.groups()
-    month = MONTHS.get(month_name.lower())
-    if month is None:
-        raise NoTime(f"not a month: {month_name!r}")
-    year = time.localtime(now).tm_year
-    stamp = _local(year, month, int(day), hh, mm, ss)
+    zone = time.tzname  # what time.tzset() changes: a new zone must not hit the caches' entries
+    year, second = _year(zone, now), int(ss)
+    stamp = _minute(zone, year, month_name, day, hh, mm) + second
+    if second > 59:
+        raise NoTime(f"not a date: second must be in 0..59, not {second}")
     # No year in the line: a time more than a day ahead of now is from last year (a December
     # line read in January).
     if stamp > now + 86400:
-        stamp = _local(year - 1, month, int(day), hh, mm, ss)
+        stamp = _minute(zone, year - 1, month_name, day, hh, mm) + second
     return stamp
+
+
+# The two caches below make a syslog time cost two dict look-ups: a log writes many lines a
+# minute, and whoever reads it passes the same ``now`` for many lines.
+@functools.lru_cache(maxsize=64)
+def _year(zone: tuple[str, str], now: float) -> int:
+    return time.localtime(now).tm_year
+
+
+@functools.lru_cache(maxsize=4096)
+def _minute(zone: tuple[str, str], year: int, month_name: str, day: str, hh: str, mm: str) -> float:
+    """The epoch seconds of a local minute's start. A second within it is this plus its
+    seconds: UTC offsets change only at the start of a minute (daylight saving time too)."""
+    month = MONTHS.get(month_name.lower())
+    if month is None:
+        raise NoTime(f"not a month: {month_name!r}")
+    return _local(year, month, int(day), hh, mm, "0")

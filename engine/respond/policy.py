@@ -25,7 +25,9 @@ def _holds(rule: PolicyRule, event: AlertEvent) -> bool:
         return False
     if rule.classtypes and evidence.get("classtype") not in rule.classtypes:
         return False
-    if rule.actions and not (from_rules and evidence.get("action") in rule.actions):
+    # A jail that bans marks its alerts "drop"; other sources' evidence does not decide this.
+    acting = from_rules or event.source == "logwatch"
+    if rule.actions and not (acting and evidence.get("action") in rule.actions):
         return False
     if rule.jails and not (event.source == "logwatch" and event.rule in rule.jails):
         return False

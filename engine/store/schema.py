@@ -205,6 +205,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE bans ADD COLUMN alert INTEGER;
         """,
     ),
+    (
+        "where each followed journal was read up to",
+        """
+        CREATE TABLE journal_cursors (
+            matches TEXT PRIMARY KEY,
+            cursor TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 LATEST = len(MIGRATIONS)
