@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from engine.control.protocol import ControlError
-from tests.conftest import EngineProcess, start_engine
+from tests.conftest import EngineProcess, start_engine, wait_for
 from tests.test_capture_decode import pcap
 from tests.test_capture_live import RECEIVER, SENDER, Pair, pair  # noqa: F401 (fixture)
 
@@ -29,16 +28,6 @@ OWN_RULE = (
 SECOND_RULE = (
     'alert udp any any -> any 7777 (msg:"TEST second"; content:"second"; sid:1000002; rev:1;)\n'
 )
-
-
-def wait_for(check, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rule_alerts(engine: EngineProcess, sid: int) -> list[dict]:

@@ -15,28 +15,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import EngineProcess, start_engine
+from tests.conftest import EngineProcess, start_engine, wait_for
 
 ATTACKER = "203.0.113.50"  # documentation range: a dry-run ban never leaves the machine
-
-
-def wait_for(what: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def request(engine: EngineProcess, cmd: str, args: dict[str, Any] | None = None) -> Any:
     with engine.client() as client:
         return client.request(cmd, args)
+
+
+def log_alerts(engine: EngineProcess) -> list[dict[str, Any]]:
+    return request(engine, "alerts.list", {"source": "logwatch"})
 
 
 def failed(n: int, host: str = ATTACKER, user: str = "root") -> str:
@@ -70,15 +63,13 @@ def test_a_jail_on_a_file_alerts_and_bans(tmp_path: Path) -> None:
                 " port 5000 ssh2\n"
             )
             handle.writelines(failed(n) for n in range(3))
-        alerts = wait_for(
-            lambda: [a for a in request(engine, "alerts.list", {}) if a["source"] == "logwatch"]
-        )
+        alerts = wait_for(lambda: log_alerts(engine), "the jail's alert")
         alert = alerts[0]
         assert alert["rule"] == "sshd" and alert["src"] == ATTACKER
         lines = alert["evidence"]["lines"]
         assert len(lines) == 3 and all("Failed password for root" in line for line in lines)
         assert alert["evidence"]["jail_state"]["alerts"] == 1
-        bans = wait_for(lambda: request(engine, "bans.list")["bans"])
+        bans = wait_for(lambda: request(engine, "bans.list")["bans"], "the ban")
         assert bans[0]["address"] == ATTACKER and bans[0]["source"] == "logwatch:sshd"
         assert f"alert #{alert['id']}" in bans[0]["reason"]
 
@@ -104,7 +95,7 @@ def test_a_broken_jail_is_reported_and_the_others_run(tmp_path: Path) -> None:
         assert states["nothing"].startswith("error:") and "no-such" in states["nothing"]
         with log.open("a") as handle:
             handle.writelines(failed(n) for n in range(3))
-        wait_for(lambda: request(engine, "logs.status")["jails"][0]["alerts"] == 1)
+        wait_for(lambda: request(engine, "logs.status")["jails"][0]["alerts"] == 1, "the alert")
     finally:
         engine.stop()
 
@@ -187,7 +178,7 @@ def test_every_line_once_through_rotation_truncation_deletion_and_restart(tmp_pa
                 rows, total = conn.execute("SELECT count(*), total(count) FROM alerts").fetchone()
             return rows, int(total)
 
-        wait_for(lambda: counted()[1] >= writer.written, timeout=30)
+        wait_for(lambda: counted()[1] >= writer.written, "every line's alert", timeout=30)
         time.sleep(1.0)  # anything read twice would arrive by now
         assert writer.written > 2000
         assert counted() == (writer.written, writer.written)
@@ -233,9 +224,7 @@ def test_syslog_from_devices_over_udp_and_tcp_reaches_its_jail(tmp_path: Path) -
                 b"<86>Nov 24 03:01:04 cam1 dropbear[77]: Bad password attempt for "
                 b"'user' from 198.51.100.20:40002\n"
             )
-        alert = wait_for(
-            lambda: [a for a in request(engine, "alerts.list", {}) if a["source"] == "logwatch"]
-        )[0]
+        alert = wait_for(lambda: log_alerts(engine), "the jail's alert")[0]
         assert alert["rule"] == "dropbear" and alert["src"] == "198.51.100.20"
         assert len(alert["evidence"]["lines"]) == 3
         status = request(engine, "logs.status")["syslog"]

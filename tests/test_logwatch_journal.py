@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 from engine.logwatch.journal import entry_of
-from tests.conftest import require_root, require_tool, start_engine, unavailable
-from tests.test_logwatch_engine import jail_config, request, wait_for
+from tests.conftest import require_root, require_tool, start_engine, unavailable, wait_for
+from tests.test_logwatch_engine import jail_config, log_alerts, request
 
 JOURNALD = Path("/lib/systemd/systemd-journald")
 ATTACKER = "203.0.113.60"
@@ -55,20 +55,23 @@ def test_journal_failures_reach_the_jail(tmp_path: Path) -> None:
                           prefix=("unshare", "--mount", "--propagation", "private",
                                   "sh", "-c", script, "sh"))  # fmt: skip
     try:
-        wait_for(lambda: request(engine, "logs.status")["journal"][0]["state"] == "following")
+        wait_for(
+            lambda: request(engine, "logs.status")["journal"][0]["state"] == "following",
+            "journalctl",
+        )
         for port in (40001, 40002, 40003):
             subprocess.run(
                 ["nsenter", "--mount", f"--target={engine.proc.pid}", "systemd-cat", "-t", "sshd"],
                 input=f"Failed password for root from {ATTACKER} port {port} ssh2\n",
                 text=True, check=True, timeout=10,
             )  # fmt: skip
-        alert = wait_for(lambda: [a for a in request(engine, "alerts.list", {})
-                                  if a["source"] == "logwatch"])[0]  # fmt: skip
+        alert = wait_for(lambda: log_alerts(engine), "the jail's alert")[0]  # fmt: skip
         assert alert["rule"] == "sshd-journal" and alert["src"] == ATTACKER
         assert len(alert["evidence"]["lines"]) == 3
         assert "sshd" in alert["evidence"]["lines"][0]
         assert alert["evidence"]["sources"] == ["journal:SYSLOG_IDENTIFIER=sshd"]
-        assert wait_for(lambda: request(engine, "bans.list")["bans"])[0]["address"] == ATTACKER
+        bans = wait_for(lambda: request(engine, "bans.list")["bans"], "the ban")
+        assert bans[0]["address"] == ATTACKER
         assert engine.stop() == 0
         with sqlite3.connect(engine.db) as conn:
             (cursor,) = conn.execute("SELECT cursor FROM journal_cursors").fetchone()

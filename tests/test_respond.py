@@ -21,7 +21,7 @@ import pytest
 
 from engine.respond.allowlist import AllowList, ssh_clients
 from engine.respond.targets import TargetError, bantime, parse_target
-from tests.conftest import EngineProcess, require_root, require_tool, start_engine
+from tests.conftest import EngineProcess, require_root, require_tool, start_engine, wait_for
 from tests.test_capture_decode import pcap
 
 CLIENT4, SERVER4 = "10.253.99.1", "10.253.99.2"
@@ -142,13 +142,6 @@ def ban(engine: EngineProcess, address: str, *extra: str) -> dict:
     return json.loads(engine.cli("ban", address, *extra, "--json").stdout)
 
 
-def wait_for(what: str, check, seconds: float = 8.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 # -- bans in the firewall --------------------------------------------------------------------
 
 BACKENDS = ["nftables", "iptables"]
@@ -186,8 +179,8 @@ def test_a_ban_is_lifted_when_its_time_runs_out(hosts: Hosts, backend: str) -> N
     try:
         made = ban(engine, CLIENT4, "--for", "4s")
         assert not hosts.reaches("tcp", SERVER4)
-        wait_for("the ban to end", lambda: hosts.reaches("tcp", SERVER4))
-        wait_for("the engine to mark it", lambda: not engine.client().request("bans.list")["bans"])
+        wait_for(lambda: hosts.reaches("tcp", SERVER4), "the ban to end")
+        wait_for(lambda: not engine.client().request("bans.list")["bans"], "the engine to mark it")
         with sqlite3.connect(engine.db) as conn:
             state = conn.execute("SELECT state FROM bans WHERE id = ?", (made["id"],)).fetchone()
         assert state == ("expired",)
@@ -209,7 +202,7 @@ def test_a_flushed_firewall_is_noticed_and_the_bans_applied_again(
             done = hosts.run(hosts.server, "iptables-nft", "-F", "INPUT")
             hosts.run(hosts.server, "ip6tables", "-F", "INPUT")
         assert done.returncode == 0, done.stderr
-        wait_for("the ban to be applied again", lambda: not hosts.reaches("udp", SERVER6))
+        wait_for(lambda: not hosts.reaches("udp", SERVER6), "the ban to be applied again")
         status = engine.client().request("status")["bans"]
         assert status["reapplied"] >= 1 and status["active"] == 1
     finally:
@@ -431,7 +424,7 @@ def test_a_drop_rule_bans_its_source_through_the_policy(hosts: Hosts, backend: s
     engine = policy_engine(hosts, backend)
     try:
         replay_telnet(engine)
-        wait_for("the policy's ban", lambda: engine.client().request("bans.list")["bans"])
+        wait_for(lambda: engine.client().request("bans.list")["bans"], "the policy's ban")
         (made,) = engine.client().request("bans.list")["bans"]
         assert (made["address"], made["source"], made["created_by"]) == (
             TELNET_CLIENT,
@@ -452,7 +445,7 @@ def test_a_proposed_ban_waits_for_an_operator(hosts: Hosts) -> None:
     try:
         replay_telnet(engine)
         client = engine.client()
-        wait_for("the proposal", lambda: client.request("bans.list")["proposed"])
+        wait_for(lambda: client.request("bans.list")["proposed"], "the proposal")
         listed = client.request("bans.list")
         (proposal,) = listed["proposed"]
         assert listed["bans"] == [] and hosts.nft_elements() == []
@@ -470,7 +463,7 @@ def test_a_proposed_ban_waits_for_an_operator(hosts: Hosts) -> None:
         # Lifted, the next alert proposes again; rejected, nothing reaches the firewall.
         engine.cli("unban", TELNET_CLIENT)
         replay_telnet(engine)
-        wait_for("a new proposal", lambda: client.request("bans.list")["proposed"])
+        wait_for(lambda: client.request("bans.list")["proposed"], "a new proposal")
         (again,) = client.request("bans.list")["proposed"]
         assert client.request("bans.reject", {"id": again["id"]})["state"] == "rejected"
         assert client.request("bans.list")["proposed"] == [] and hosts.nft_elements() == []

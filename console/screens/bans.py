@@ -265,7 +265,7 @@ class BansScreen(EngineView):
             await self.console.link.request("bans.unban", {"address": address})
             self.app.notify(f"Ban of {clean(address)} lifted", markup=False)
             if self.is_attached:
-                self._changed()
+                self._ask_again()
 
         def send(confirmed: bool | None) -> None:
             if confirmed:
@@ -289,7 +289,7 @@ class BansScreen(EngineView):
         async def call() -> None:
             await send_ban(self.console, "bans.confirm", {"id": proposal["id"]})
             if self.is_attached:
-                self._changed()
+                self._ask_again()
 
         self.console.run_worker(
             call(),
@@ -309,7 +309,7 @@ class BansScreen(EngineView):
                 markup=False,
             )
             if self.is_attached:
-                self._changed()
+                self._ask_again()
 
         self.console.run_worker(
             call(),
@@ -324,11 +324,6 @@ class BansScreen(EngineView):
             self.app.notify("No proposed ban under the cursor", severity="warning")
             return None
         return ban
-
-    def _changed(self) -> None:
-        """What the engine holds changed: ask again at once."""
-        self._generation += 1
-        self._poller.now()
 
     # -- filter -------------------------------------------------------------------------------
 

@@ -87,6 +87,12 @@ class EngineView(Screen[None]):
     def _focus_view(self) -> None:
         raise NotImplementedError
 
+    def _ask_again(self) -> None:
+        """What the engine holds or what the view asks for changed: poll at once (and ignore
+        an answer to the question before)."""
+        self._generation += 1
+        self._poller.now()
+
     def _failed(self, exc: ControlError) -> None:
         if not self.is_attached:
             return

@@ -277,7 +277,7 @@ class LogsScreen(EngineView):
             if row["key"] != self._shown_source:
                 self._shown_source = str(row["key"])
                 self.lines.show([Text("reading…", style="dim")])
-                self._changed()  # the next poll reads its tail
+                self._ask_again()  # the next poll reads its tail
             elif self._tail_note:
                 self.lines.show([Text(self._tail_note, style="dim")])
 
@@ -308,7 +308,7 @@ class LogsScreen(EngineView):
         self._show_modes()
         self.refresh_bindings()
         self._show_rows()
-        self._changed()
+        self._ask_again()
 
     @on(DataTable.RowSelected, "#log-table")
     def _open(self) -> None:
@@ -319,10 +319,6 @@ class LogsScreen(EngineView):
         from console.screens.alert_detail import AlertDetailScreen
 
         self.app.push_screen(AlertDetailScreen(int(found[1]["id"])))
-
-    def _changed(self) -> None:
-        self._generation += 1
-        self._poller.now()
 
     def _filter_changed(self) -> None:
         self._show_rows()

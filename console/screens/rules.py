@@ -317,10 +317,8 @@ class RulesScreen(EngineView):
         )
 
     def _changed(self) -> None:
-        """What the engine holds or what the view asks for changed: ask again at once."""
-        self._generation += 1
         self._update_titles()
-        self._poller.now()
+        self._ask_again()
 
     # -- filter, sort, views ------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from console.panes.traffic_table import TrafficTable
 from console.screens.alert_detail import AlertDetailScreen
 from console.screens.logs import LogsScreen
 from tests.conftest import EngineProcess, start_engine
-from tests.test_logwatch_engine import failed, jail_config, request
+from tests.test_logwatch_engine import failed, jail_config, log_alerts
 
 SIZE = (80, 24)
 
@@ -54,7 +54,7 @@ async def test_logs_view_shows_jails_tails_and_the_lines_of_an_alert(tmp_path: P
         alerts: list[Any] = []
 
         def raised() -> bool:
-            alerts[:] = [a for a in request(engine, "alerts.list") if a["source"] == "logwatch"]
+            alerts[:] = log_alerts(engine)
             return bool(alerts)
 
         app = console_for(engine.config)
