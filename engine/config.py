@@ -206,6 +206,18 @@ class LogwatchConfig:
 
 
 @dataclass(frozen=True)
+class ScanConfig:
+    # The networks scans may touch; a target outside them is refused. Empty: no scans.
+    scope: tuple[str, ...] = ()
+    # New TCP connects a second per host, and connects in flight at once over all hosts.
+    rate: float = 2000.0
+    concurrency: int = 512
+    # A port's timeout follows the host's round-trip time, between these.
+    min_timeout: Duration = Duration(0.1)
+    max_timeout: Duration = Duration(1.5)
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     max_rows: int = 5000
@@ -231,6 +243,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     respond: RespondConfig = field(default_factory=RespondConfig)
     logwatch: LogwatchConfig = field(default_factory=LogwatchConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -312,6 +325,8 @@ def _check_values(config: Config, where: str) -> None:
         ("capture.ring_bytes", config.capture.ring_bytes, 0),
         ("capture.buffer_bytes", config.capture.buffer_bytes, 2 << 20),
         ("detect.stream_depth", config.detect.stream_depth, 0),
+        ("scan.concurrency", config.scan.concurrency, 1),
+        ("scan.rate", config.scan.rate, 1),
     ]
     for key, value, least in minimums:
         if value < least:
@@ -325,6 +340,7 @@ def _check_values(config: Config, where: str) -> None:
         ("respond.bantime", config.respond.bantime),
         ("respond.check_interval", config.respond.check_interval),
         ("logwatch.poll_interval", config.logwatch.poll_interval),
+        ("scan.min_timeout", config.scan.min_timeout),
     ]:
         if seconds <= 0:
             raise ConfigError(f"{where}: {key}: must be longer than zero")
@@ -348,6 +364,15 @@ def _check_values(config: Config, where: str) -> None:
             except ValueError as exc:
                 raise ConfigError(f'{at}.bantime: {exc} (or "permanent")') from None
     _check_jails(config.logwatch, where)
+    if config.scan.max_timeout < config.scan.min_timeout:
+        raise ConfigError(f"{where}: scan.max_timeout: must be at least scan.min_timeout")
+    for text in config.scan.scope:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: scan.scope: {text!r} is not a network (e.g. 192.168.1.0/24)"
+            ) from None
     for text in config.respond.ignoreip:
         try:
             ipaddress.ip_network(text, strict=False)
