@@ -14,9 +14,10 @@ from typing import Any
 
 import click
 
-from console import (  # noqa: F401 - register ban/unban/bans, logs, analyze, capture
+from console import (  # noqa: F401 - register ban/unban/bans, logs, scan, analyze, capture
     cli_bans,
     cli_logs,
+    cli_scan,
     cli_traffic,
 )
 from console.cli_base import (

@@ -376,9 +376,12 @@ async def _modbus(reader, writer, service, findings, banner, address, timeout) -
     service.details["device_id"] = objects
     service.product = objects.get("vendor", "")
     service.version = objects.get("revision", "")
-    answer = ", ".join(f"{k} {v}" for k, v in objects.items()) or (
-        f"exception {data[8]:#x} to device identification" if function & 0x80 else "an answer"
-    )
+    if objects:
+        answer = ", ".join(f"{k} {v}" for k, v in objects.items())
+    elif function & 0x80:
+        answer = f"exception {data[8]:#x} to device identification"
+    else:
+        answer = "device identification with no objects"
     service.banner = answer
     findings.append(Finding(
         "modbus-reachable", Severity.HIGH,

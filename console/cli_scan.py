@@ -1,0 +1,105 @@
+"""``iotsec scan``: scan targets inside ``[scan] scope`` — live hosts, open TCP ports and what
+answers on them — with a progress bar on the terminal and a table of hosts, ports and findings
+(``--json`` for scripts)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from console.cli_base import Settings, echo, emit_json, global_options, json_option, main
+
+SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+@main.command()
+@global_options
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--ports", default="", metavar="LIST",
+              help="TCP ports: 22,80,8000-8100 or - for all (default: the profile's).")  # fmt: skip
+@click.option("--profile", type=click.Choice(["quick", "full"]), default="quick",
+              show_default=True,
+              help="quick: the top IoT ports; full: every TCP port.")  # fmt: skip
+@json_option
+def scan(targets: tuple[str, ...], ports: str, profile: str, as_json: bool) -> None:
+    """Scan TARGETS (addresses, networks such as 192.168.1.0/24, ranges such as
+    192.168.1.10-20), which must all be inside [scan] scope: the live hosts, their open TCP
+    ports (connect scan: no privileges needed), what answers on each (SSH, Telnet, FTP,
+    HTTP(S), MQTT, RTSP, Modbus) and the findings, each with its evidence and a fix. Live
+    hosts are found with ARP and ICMP (CAP_NET_RAW), else a TCP ping, when more than one
+    target is given. Nothing is logged into; names are never resolved."""
+    from engine.scan.ports import PortsError, parse_ports
+    from engine.scan.scanner import Options, profile_ports
+    from engine.scan.scanner import scan as run_scan
+    from engine.scan.scope import ScopeError, expand, parse_scope
+
+    config = click.get_current_context().ensure_object(Settings).config.scan
+    try:
+        addresses = expand(targets, parse_scope(config.scope))
+        chosen = parse_ports(ports) if ports else profile_ports(profile)
+    except (ScopeError, PortsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    options = Options(ports=chosen)
+    bar = _Progress(enabled=sys.stderr.isatty())
+    try:
+        hosts = asyncio.run(run_scan(addresses, options, config, bar.update))
+    except PermissionError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    data = {"targets": list(targets), "ports": len(chosen),
+            "hosts": [h.to_json() for h in hosts]}  # fmt: skip
+    if as_json:
+        emit_json(data)
+        return
+    _print_table(data)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only on a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def update(self, what: str, done: int, total: int) -> None:
+        if not self.enabled or what == "done":
+            return
+        width = 30
+        filled = width * done // total if total else width
+        line = f"\r{what:<9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        click.echo(line, nl=False, err=True)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("\r" + " " * 70 + "\r", nl=False, err=True)
+
+
+def _print_table(data: dict[str, Any]) -> None:
+    hosts = data["hosts"]
+    if not hosts:
+        echo("no live host found")
+        return
+    for host in hosts:
+        known = ", ".join(p for p in (host["mac"], host["vendor"]) if p)
+        echo(f"{host['address']}" + (f"  ({known})" if known else "") +
+             f"  {len(host['ports'])} open, {host['closed']} closed, {host['filtered']} filtered,"
+             f" {host['elapsed']:.1f}s")  # fmt: skip
+        if host["ports"]:
+            echo(f"  {'PORT':<10} {'SERVICE':<8} WHAT")
+        for port in host["ports"]:
+            what = " ".join(p for p in (port["product"], port["version"]) if p) or port["banner"]
+            echo(f"  {str(port['port']) + '/' + port['proto']:<10} {port['service'] or '?':<8}"
+                 f" {what[:60]}")  # fmt: skip
+        for finding in host["findings"]:
+            severity = finding["severity"]
+            label = click.style(f"{severity.upper():<8}", fg=SEVERITY_COLOURS.get(severity))
+            where = f" [{finding['port']}/{finding['proto']}]" if finding["port"] else ""
+            confidence = " (low confidence)" if finding["confidence"] == "low" else ""
+            click.echo(f"  {label} {finding['title']}{where}{confidence}")
+            echo(f"           {finding['evidence'][:150]}")
+        echo("")
