@@ -22,21 +22,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_scan_ports import drop_syns_but, listen  # noqa: E402
+
 SCANNER, DEVICE = "10.254.71.1", "10.254.71.2"
 OPEN = (22, 80, 443, 554)
 CLOSED = 8080
 PORTS = "1-1024"
 
-LISTEN = f"""
-import socket, threading
-for port in {OPEN}:
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("{DEVICE}", port)); s.listen(256)
-    threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)],
-                     daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
 OURS = f"""
 import asyncio, json, time
 from engine.config import ScanConfig
@@ -64,11 +58,7 @@ def setup(tag: str) -> tuple[str, str]:
         run("ip", "-n", netns, "addr", "add", f"{address}/24", "dev", link)
         run("ip", "-n", netns, "link", "set", link, "up")
         run("ip", "-n", netns, "link", "set", "lo", "up")
-    allowed = ", ".join(map(str, (*OPEN, CLOSED)))
-    ruleset = (f"table inet guard {{\n chain input {{\n  type filter hook input priority 0;\n"
-               f"  tcp flags & (syn | ack) == syn tcp dport != {{ {allowed} }} drop\n"
-               " }\n}\n")  # fmt: skip
-    run("ip", "netns", "exec", device, "nft", "-f", "-", input=ruleset)
+    drop_syns_but(device, (*OPEN, CLOSED))
     return scanner, device
 
 
@@ -98,9 +88,7 @@ def main() -> int:
     scanner, device = setup(tag)
     listener = None
     try:
-        listener = subprocess.Popen(["ip", "netns", "exec", device, sys.executable, "-c", LISTEN],
-                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        listener = listen(device, DEVICE, OPEN)
         times: dict[str, list[float]] = {"ours": [], "nmap": []}
         found: dict[str, list[int]] = {}
         for _ in range(args.runs):

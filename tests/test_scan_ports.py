@@ -17,16 +17,38 @@ from tests.conftest import ROOT, require_root, require_tool
 
 OPEN = (22, 80, 443, 1883)
 CLOSED = 8080  # let through by the firewall, nothing listens: a reset
-LISTEN = f"""
-import socket, threading
-for port in {OPEN}:
+LISTEN = """
+import socket, sys, threading
+for port in map(int, sys.argv[2:]):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port)); s.listen(64)
+    s.bind((sys.argv[1], port)); s.listen(256)
     threading.Thread(target=lambda s=s: [s.accept()[0].close() for _ in iter(int, 1)],
                      daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 """
+
+
+def listen(netns: str, address: str, ports: tuple[int, ...]) -> subprocess.Popen[str]:
+    """Listeners on ``ports`` of ``address`` in ``netns`` (the caller kills the process)."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", LISTEN, address, *map(str, ports)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+    return listener
+
+
+def drop_syns_but(netns: str, allowed: tuple[int, ...]) -> None:
+    """nft in ``netns`` silently drops the SYNs to every TCP port but ``allowed``."""
+    ports = ", ".join(map(str, allowed))
+    ruleset = (f"table inet guard {{\n chain input {{\n  type filter hook input priority 0;\n"
+               f"  tcp flags & (syn | ack) == syn tcp dport != {{ {ports} }} drop\n"
+               " }\n}\n")  # fmt: skip
+    subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=ruleset, text=True,
+                   check=True)  # fmt: skip
+
+
 SCAN = """
 import asyncio, json, sys
 from engine.scan.ports import scan_host, parse_ports
@@ -46,16 +68,8 @@ def guarded() -> Iterator[str]:
     listener = None
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
-        allowed = ", ".join(map(str, (*OPEN, CLOSED)))
-        ruleset = (f"table inet guard {{\n chain input {{\n"
-                   f"  type filter hook input priority 0;\n"
-                   f"  tcp flags & (syn | ack) == syn tcp dport != {{ {allowed} }} drop\n"
-                   f" }}\n}}\n")  # fmt: skip
-        subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=ruleset,
-                       text=True, check=True)  # fmt: skip
-        listener = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", LISTEN],
-                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        drop_syns_but(netns, (*OPEN, CLOSED))
+        listener = listen(netns, "127.0.0.1", OPEN)
         yield netns
     finally:
         if listener is not None:
