@@ -23,14 +23,20 @@ SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "l
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick",
               show_default=True,
               help="quick: the top IoT ports; full: every TCP port.")  # fmt: skip
+@click.option("--check-default-creds", is_flag=True,
+              help="Also try the shipped default credentials (rules/creds) on Telnet, "
+                   "SSH, HTTP basic auth and MQTT: capped, paced, stopping at the first "
+                   "that works.")  # fmt: skip
 @json_option
-def scan(targets: tuple[str, ...], ports: str, profile: str, as_json: bool) -> None:
+def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds: bool,
+         as_json: bool) -> None:  # fmt: skip
     """Scan TARGETS (addresses, networks such as 192.168.1.0/24, ranges such as
     192.168.1.10-20), which must all be inside [scan] scope: the live hosts, their open TCP
     ports (connect scan: no privileges needed), what answers on each (SSH, Telnet, FTP,
     HTTP(S), MQTT, RTSP, Modbus) and the findings, each with its evidence and a fix. Live
     hosts are found with ARP and ICMP (CAP_NET_RAW), else a TCP ping, when more than one
-    target is given. Nothing is logged into; names are never resolved."""
+    target is given. Nothing is logged into unless --check-default-creds is given; names
+    are never resolved."""
     from engine.scan.ports import PortsError, parse_ports
     from engine.scan.scanner import Options, profile_ports
     from engine.scan.scanner import scan as run_scan
@@ -42,7 +48,7 @@ def scan(targets: tuple[str, ...], ports: str, profile: str, as_json: bool) -> N
         chosen = parse_ports(ports) if ports else profile_ports(profile)
     except (ScopeError, PortsError) as exc:
         raise click.ClickException(str(exc)) from None
-    options = Options(ports=chosen)
+    options = Options(ports=chosen, check_default_creds=check_default_creds)
     bar = _Progress(enabled=sys.stderr.isatty())
     try:
         hosts = asyncio.run(run_scan(addresses, options, config, bar.update))

@@ -215,6 +215,10 @@ class ScanConfig:
     # A port's timeout follows the host's round-trip time, between these.
     min_timeout: Duration = Duration(0.1)
     max_timeout: Duration = Duration(1.5)
+    # Default-credential checks (only with --check-default-creds): pairs tried at most per
+    # service per host, and the pause between two tries.
+    creds_max_attempts: int = 10
+    creds_delay: Duration = Duration(0.5)
 
 
 @dataclass(frozen=True)
@@ -327,6 +331,7 @@ def _check_values(config: Config, where: str) -> None:
         ("detect.stream_depth", config.detect.stream_depth, 0),
         ("scan.concurrency", config.scan.concurrency, 1),
         ("scan.rate", config.scan.rate, 1),
+        ("scan.creds_max_attempts", config.scan.creds_max_attempts, 1),
     ]
     for key, value, least in minimums:
         if value < least:

@@ -108,3 +108,26 @@ def test_a_target_outside_the_scope_is_refused_before_anything_is_sent(
     done = scan_from_gateway(lab, tmp_path, lab.devices[0].address, outside)
     assert done.returncode == 1
     assert f"{outside} is outside the scan scope ({lab.lan})" in done.stderr
+
+
+def test_default_credentials_only_when_asked(lab: Plan, tmp_path: Path) -> None:
+    require_root("the lab's namespaces")
+    devices = {d.role: d.address for d in lab.devices}
+    camera, ssh = devices["camera"], devices["ssh"]
+    quiet = scan_from_gateway(lab, tmp_path, camera, "--ports", "23,80", "--json")
+    (host,) = json.loads(quiet.stdout)["hosts"]
+    assert not host["default_creds_checked"]
+    assert "default-credentials" not in {f["kind"] for f in host["findings"]}
+
+    done = scan_from_gateway(lab, tmp_path, camera, ssh, "--ports", "22,23,80",
+                             "--check-default-creds", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    hosts = {h["address"]: h for h in json.loads(done.stdout)["hosts"]}
+    found = {f["port"]: f for f in hosts[camera]["findings"] if f["kind"] == "default-credentials"}
+    # The camera's Telnet takes Mirai's first pair; its web page admin/admin.
+    assert found[23]["severity"] == "critical"
+    assert "root / xc3511" in found[23]["evidence"] and "Mirai" in found[23]["evidence"]
+    assert "admin / admin" in found[80]["evidence"]
+    # The SSH host's accounts are the machine's own: no default pair works there.
+    assert hosts[ssh]["default_creds_checked"]
+    assert not [f for f in hosts[ssh]["findings"] if f["kind"] == "default-credentials"]

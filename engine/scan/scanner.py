@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import ScanConfig
+from engine.scan import creds
 from engine.scan.discovery import discover
 from engine.scan.findings import Finding, Service
 from engine.scan.ports import TOP_IOT_PORTS, scan_host
@@ -23,6 +24,7 @@ PROFILES = ("quick", "full")
 @dataclass
 class Options:
     ports: list[int] = field(default_factory=lambda: list(TOP_IOT_PORTS))
+    check_default_creds: bool = False
     discover: bool | None = None  # None: only when more than one target is given
 
 
@@ -43,6 +45,7 @@ class HostResult:
     findings: list[Finding] = field(default_factory=list)
     closed: int = 0
     filtered: int = 0
+    creds_checked: bool = False
     elapsed: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -55,6 +58,7 @@ class HostResult:
             "findings": [f.to_json() for f in sorted(self.findings,
                                                      key=lambda f: (-f.severity, f.kind))],
             "closed": self.closed,
+            "default_creds_checked": self.creds_checked,
             "filtered": self.filtered,
             "elapsed": round(self.elapsed, 3),
         }  # fmt: skip
@@ -101,4 +105,9 @@ async def _scan_one(host: HostResult, options: Options, config: ScanConfig,
     for service, findings in identified:
         host.ports.append(service)
         host.findings.extend(findings)
+    if options.check_default_creds:
+        host.creds_checked = True
+        host.findings += await creds.check(host.address, host.ports,
+                                           max_attempts=config.creds_max_attempts,
+                                           delay=config.creds_delay)  # fmt: skip
     host.elapsed = time.monotonic() - started
