@@ -1,5 +1,5 @@
-"""``iotsec scan``: scan targets inside ``[scan] scope`` — live hosts, open TCP ports and what
-answers on them — with a progress bar on the terminal and a table of hosts, ports and findings
+"""``iotsec scan``: scan targets inside ``[scan] scope`` — live hosts, open TCP ports, what
+answers on them and TLS audits — with a progress bar on the terminal and a table of hosts, ports and findings
 (``--json`` for scripts)."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds
     """Scan TARGETS (addresses, networks such as 192.168.1.0/24, ranges such as
     192.168.1.10-20), which must all be inside [scan] scope: the live hosts, their open TCP
     ports (connect scan: no privileges needed), what answers on each (SSH, Telnet, FTP,
-    HTTP(S), MQTT, RTSP, Modbus) and the findings, each with its evidence and a fix. Live
+    HTTP(S), MQTT, RTSP, Modbus), a TLS audit of the TLS services, and the findings, each
+    with its evidence and a fix. Live
     hosts are found with ARP and ICMP (CAP_NET_RAW), else a TCP ping, when more than one
     target is given. Nothing is logged into unless --check-default-creds is given; names
     are never resolved."""

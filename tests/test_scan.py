@@ -95,6 +95,11 @@ def test_scan_of_the_lab_finds_what_nmap_finds_and_the_devices_weaknesses(
     assert service("camera", 23)["service"] == "telnet"
     assert kinds("broker")["mqtt-anonymous"]["severity"] == "high"
     assert service("tls", 443)["service"] == "https"
+    tls = kinds("tls")
+    assert {"tls-expired", "tls-self-signed", "tls-weak-key"} <= set(tls)
+    assert "1024" in tls["tls-weak-key"]["evidence"]
+    certificate = hosts[devices["tls"]]["tls"]["443"]["certificate"]
+    assert certificate["cn"] == "ipcam.local" and certificate["key_bits"] == 1024
     ssh = service("ssh", 22)
     assert ssh["service"] == "ssh" and ssh["product"] == "dropbear"
     assert "curve25519-sha256" in ssh["details"]["algorithms"]["kex"]

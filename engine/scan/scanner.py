@@ -1,6 +1,7 @@
 """A scan of targets inside the scope: discovery of the live hosts (for more than one target),
-the TCP connect scan of their ports, and what answers on each open port. The result is a list
-of hosts, each with its open ports and findings; ``iotsec scan --json`` prints it as it is."""
+the TCP connect scan of their ports, what answers on each open port, and a TLS audit of the TLS
+services. The result is a list of hosts, each with its open ports and findings; ``iotsec scan
+--json`` prints it as it is."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from engine.scan.findings import Finding, Service
 from engine.scan.ports import TOP_IOT_PORTS, scan_host
 from engine.scan.probes import identify
 from engine.scan.scope import Address
+from engine.scan.tls_audit import audit_tls
 
 PROFILES = ("quick", "full")
+# Services worth a TLS audit: the probe spoke TLS to them.
+TLS_SERVICES = frozenset({"https", "mqtts"})
 
 
 @dataclass
@@ -43,6 +47,7 @@ class HostResult:
     how: str = ""  # how it was found up: "arp", "icmp", "tcp", or "given"
     ports: list[Service] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    tls: dict[int, dict[str, Any]] = field(default_factory=dict)
     closed: int = 0
     filtered: int = 0
     creds_checked: bool = False
@@ -57,6 +62,7 @@ class HostResult:
             "ports": [s.to_json() for s in sorted(self.ports, key=lambda s: (s.proto, s.port))],
             "findings": [f.to_json() for f in sorted(self.findings,
                                                      key=lambda f: (-f.severity, f.kind))],
+            "tls": {str(port): report for port, report in sorted(self.tls.items())},
             "closed": self.closed,
             "default_creds_checked": self.creds_checked,
             "filtered": self.filtered,
@@ -105,6 +111,11 @@ async def _scan_one(host: HostResult, options: Options, config: ScanConfig,
     for service, findings in identified:
         host.ports.append(service)
         host.findings.extend(findings)
+    audited = [s for s in host.ports if s.service in TLS_SERVICES]
+    for service, tls in zip(audited, await asyncio.gather(
+            *(audit_tls(host.address, s.port) for s in audited)), strict=True):  # fmt: skip
+        host.tls[service.port] = tls.to_json()
+        host.findings.extend(tls.findings)
     if options.check_default_creds:
         host.creds_checked = True
         host.findings += await creds.check(host.address, host.ports,
