@@ -1,6 +1,6 @@
 """``iotsec scan``: scan targets inside ``[scan] scope`` — live hosts, open TCP ports, what
-answers on them and TLS audits — with a progress bar on the terminal and a table of hosts, ports and findings
-(``--json`` for scripts)."""
+answers on them and TLS audits — with a progress bar on the terminal and a table of hosts,
+ports and findings (``--json`` for scripts)."""
 
 from __future__ import annotations
 
