@@ -1,6 +1,6 @@
 """``iotsec scan``: scan targets inside ``[scan] scope`` — live hosts, open TCP ports, what
-answers on them and TLS audits — with a progress bar on the terminal and a table of hosts,
-ports and findings (``--json`` for scripts)."""
+answers on them, TLS audits and the IoT UDP services — with a progress bar on the terminal and
+a table of hosts, ports and findings (``--json`` for scripts)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,16 @@ SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "l
               help="Also try the shipped default credentials (rules/creds) on Telnet, "
                    "SSH, HTTP basic auth and MQTT: capped, paced, stopping at the first "
                    "that works.")  # fmt: skip
+@click.option("--no-udp", is_flag=True,
+              help="Skip the CoAP, SSDP, SNMP, mDNS and NTP probes.")  # fmt: skip
 @json_option
 def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds: bool,
-         as_json: bool) -> None:  # fmt: skip
+         no_udp: bool, as_json: bool) -> None:  # fmt: skip
     """Scan TARGETS (addresses, networks such as 192.168.1.0/24, ranges such as
     192.168.1.10-20), which must all be inside [scan] scope: the live hosts, their open TCP
     ports (connect scan: no privileges needed), what answers on each (SSH, Telnet, FTP,
-    HTTP(S), MQTT, RTSP, Modbus), a TLS audit of the TLS services, and the findings, each
-    with its evidence and a fix. Live
+    HTTP(S), MQTT, RTSP, Modbus), a TLS audit of the TLS services, CoAP/SSDP/SNMP/mDNS/NTP
+    probes with real requests, and the findings, each with its evidence and a fix. Live
     hosts are found with ARP and ICMP (CAP_NET_RAW), else a TCP ping, when more than one
     target is given. Nothing is logged into unless --check-default-creds is given; names
     are never resolved."""
@@ -49,7 +51,7 @@ def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds
         chosen = parse_ports(ports) if ports else profile_ports(profile)
     except (ScopeError, PortsError) as exc:
         raise click.ClickException(str(exc)) from None
-    options = Options(ports=chosen, check_default_creds=check_default_creds)
+    options = Options(ports=chosen, check_default_creds=check_default_creds, udp=not no_udp)
     bar = _Progress(enabled=sys.stderr.isatty())
     try:
         hosts = asyncio.run(run_scan(addresses, options, config, bar.update))

@@ -104,6 +104,10 @@ def test_scan_of_the_lab_finds_what_nmap_finds_and_the_devices_weaknesses(
     assert ssh["service"] == "ssh" and ssh["product"] == "dropbear"
     assert "curve25519-sha256" in ssh["details"]["algorithms"]["kex"]
     assert "Modbus" in kinds("controller")["modbus-reachable"]["title"]
+    sensor = kinds("sensor")
+    assert "Linux sensor" in sensor["snmp-default-community"]["evidence"]
+    assert "coap-exposed" in sensor
+    assert service("sensor", 5683, "udp")["service"] == "coap"
 
 
 def test_a_target_outside_the_scope_is_refused_before_anything_is_sent(

@@ -1,7 +1,7 @@
 """A scan of targets inside the scope: discovery of the live hosts (for more than one target),
-the TCP connect scan of their ports, what answers on each open port, and a TLS audit of the TLS
-services. The result is a list of hosts, each with its open ports and findings; ``iotsec scan
---json`` prints it as it is."""
+the TCP connect scan of their ports, what answers on each open port, a TLS audit of the TLS
+services, and the common IoT UDP services probed with real requests. The result is a list of
+hosts, each with its open ports and findings; ``iotsec scan --json`` prints it as it is."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from engine.scan.ports import TOP_IOT_PORTS, scan_host
 from engine.scan.probes import identify
 from engine.scan.scope import Address
 from engine.scan.tls_audit import audit_tls
+from engine.scan.udp_probes import probe_udp
 
 PROFILES = ("quick", "full")
 # Services worth a TLS audit: the probe spoke TLS to them.
@@ -29,6 +30,7 @@ TLS_SERVICES = frozenset({"https", "mqtts"})
 class Options:
     ports: list[int] = field(default_factory=lambda: list(TOP_IOT_PORTS))
     check_default_creds: bool = False
+    udp: bool = True
     discover: bool | None = None  # None: only when more than one target is given
 
 
@@ -116,6 +118,10 @@ async def _scan_one(host: HostResult, options: Options, config: ScanConfig,
             *(audit_tls(host.address, s.port) for s in audited)), strict=True):  # fmt: skip
         host.tls[service.port] = tls.to_json()
         host.findings.extend(tls.findings)
+    if options.udp:
+        for service, findings in await probe_udp(host.address):
+            host.ports.append(service)
+            host.findings.extend(findings)
     if options.check_default_creds:
         host.creds_checked = True
         host.findings += await creds.check(host.address, host.ports,
