@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from engine.scan.tls_audit import MAX_HANDSHAKES, TlsReport, audit_tls
+from tests.conftest import unavailable
 
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -246,7 +247,7 @@ async def test_old_device_certificate_and_findings(old_device: Device) -> None:
 
 async def test_old_protocols_are_found(old_device: Device) -> None:
     if not tls1_works(old_device.context):
-        pytest.skip(NO_TLS1)
+        unavailable(NO_TLS1)
     report = await audit_tls("127.0.0.1", old_device.server.port, timeout=2.0)
 
     assert "TLSv1" in report.versions and "TLSv1" not in report.untested
@@ -265,7 +266,7 @@ async def test_a_device_that_speaks_only_tls_1_0_is_still_audited(tmp_path: Path
         warnings.simplefilter("ignore", DeprecationWarning)
         context.maximum_version = ssl.TLSVersion.TLSv1
     if not tls1_works(context):
-        pytest.skip(NO_TLS1)
+        unavailable(NO_TLS1)
     with serve_tls(context) as server:
         report = await audit_tls("127.0.0.1", server.port, timeout=2.0)
 
