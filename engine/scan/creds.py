@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import struct
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from engine.model import Severity
 from engine.scan.findings import Finding, Service
+from engine.scan.probes import http_get, mqtt_connect, telnet_options
 
 SHIPPED = (
     Path(__file__).resolve().parent.parent.parent / "rules" / "creds" / "default-credentials.toml"
@@ -141,12 +141,9 @@ async def _expect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             return None
         if not chunk:
             return None
-        refusals = bytearray()
-        for verb, option in re.findall(rb"\xff([\xfb-\xfe])(.)", chunk, re.S):
-            refusals += bytes([0xFF, 0xFE if verb[0] in (0xFB, 0xFC) else 0xFC, option[0]])
+        text, refusals = telnet_options(chunk)
         if refusals:
-            writer.write(bytes(refusals))
-        text = re.sub(rb"\xff[\xfb-\xfe].|\xff.", b"", chunk, flags=re.S)
+            writer.write(refusals)
         # BusyBox's ash asks where the cursor is (ESC [6n) right after its prompt.
         data += re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", text)
         if re.search(pattern, data, re.I):
@@ -173,9 +170,7 @@ async def _http(address: str, port: int, pair: Pair) -> bool:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), LOGIN_WAIT)
     try:
         token = base64.b64encode(f"{pair.user}:{pair.password}".encode()).decode()
-        host = f"[{address}]" if ":" in address else address
-        writer.write(f"GET / HTTP/1.0\r\nHost: {host}\r\nAuthorization: Basic {token}\r\n"
-                     "User-Agent: iotsec-scan\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+        writer.write(http_get(address, f"Authorization: Basic {token}"))
         status = await asyncio.wait_for(reader.readline(), LOGIN_WAIT)
         code = status.split(b" ")[1:2]
         return bool(code) and code[0][:1] in (b"2", b"3")
@@ -186,11 +181,7 @@ async def _http(address: str, port: int, pair: Pair) -> bool:
 async def _mqtt(address: str, port: int, pair: Pair) -> bool:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), LOGIN_WAIT)
     try:
-        client, user, password = b"iotsec-scan", pair.user.encode(), pair.password.encode()
-        body = (b"\x00\x04MQTT\x04\xc2\x00\x0a" + struct.pack(">H", len(client)) + client
-                + struct.pack(">H", len(user)) + user + struct.pack(">H", len(password))
-                + password)  # fmt: skip
-        writer.write(bytes([0x10, len(body)]) + body)
+        writer.write(mqtt_connect(pair.user, pair.password))
         answer = await asyncio.wait_for(reader.readexactly(4), LOGIN_WAIT)
         if answer[0] == 0x20 and answer[3] == 0:
             writer.write(b"\xe0\x00")

@@ -137,6 +137,44 @@ def _text(data: bytes, limit: int = 300) -> str:
     return data.decode("utf-8", "replace").strip()[:limit]
 
 
+# -- what the probes and the credential checks both send -------------------------------------
+
+_TELNET_OPTION = re.compile(rb"\xff([\xfb-\xfe])(.)", re.S)
+_TELNET_COMMAND = re.compile(rb"\xff[\xfb-\xfe].|\xff.", re.S)
+# WILL or WONT is answered DONT; DO or DONT is answered WONT.
+_REFUSAL = {0xFB: 0xFE, 0xFC: 0xFE, 0xFD: 0xFC, 0xFE: 0xFC}
+
+
+def telnet_options(data: bytes) -> tuple[bytes, bytes]:
+    """(``data`` without its Telnet commands, the refusal of every option it asks for): a
+    server whose options are all refused goes on to its login prompt."""
+    refusals = b"".join(bytes([IAC, _REFUSAL[verb[0]], option[0]])
+                        for verb, option in _TELNET_OPTION.findall(data))  # fmt: skip
+    return _TELNET_COMMAND.sub(b"", data), refusals
+
+
+def http_get(address: str, *headers: str) -> bytes:
+    """``GET /`` to ``address`` (an IPv6 one bracketed in Host), with ``headers`` added."""
+    host = f"[{address}]" if ":" in address else address
+    lines = [f"Host: {host}", *headers, "User-Agent: iotsec-scan", "Accept: */*",
+             "Connection: close"]  # fmt: skip
+    return ("GET / HTTP/1.0\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n").encode()
+
+
+def mqtt_connect(user: str | None = None, password: str = "") -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session, keep-alive 10 s), with credentials if ``user``."""
+    flags = 0x02 | (0xC0 if user is not None else 0)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x0a" + _mqtt_string("iotsec-scan")
+    if user is not None:
+        body += _mqtt_string(user) + _mqtt_string(password)
+    return bytes([0x10, len(body)]) + body
+
+
+def _mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data
+
+
 # -- protocols ---------------------------------------------------------------------------------
 
 
@@ -192,17 +230,11 @@ def _kexinit(data: bytes) -> dict[str, list[str]]:
 
 
 async def _telnet(reader, writer, service, findings, banner, address, timeout) -> None:
-    data = banner
-    # Refuse every option the server asks for, so that it goes on to its prompt.
-    answer = bytearray()
-    for verb, option in re.findall(rb"\xff([\xfb-\xfe])(.)", data, re.S):
-        refusal = {0xFB: 0xFE, 0xFC: 0xFE, 0xFD: 0xFC, 0xFE: 0xFC}[verb[0]]
-        answer += bytes([IAC, refusal, option[0]])
-    if answer:
-        writer.write(bytes(answer))
+    _, refusals = telnet_options(banner)
+    if refusals:
+        writer.write(refusals)
         await writer.drain()
-    data += await _read(reader, BANNER_WAIT, until=b":")
-    text = _text(re.sub(rb"\xff[\xfb-\xfe].|\xff.", b"", data, flags=re.S))
+    text = _text(telnet_options(banner + await _read(reader, BANNER_WAIT, until=b":"))[0])
     service.service, service.banner = "telnet", text
     findings.append(Finding(
         "telnet-cleartext", Severity.HIGH,
@@ -235,9 +267,7 @@ async def _unknown(reader, writer, service, findings, banner, address, timeout) 
 
 
 async def _http(reader, writer, service, findings, banner, address, timeout) -> None:
-    host = f"[{address}]" if ":" in address else address
-    writer.write(f"GET / HTTP/1.0\r\nHost: {host}\r\nUser-Agent: iotsec-scan\r\n"
-                 "Accept: */*\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+    writer.write(http_get(address))
     await writer.drain()
     data = await _read(reader, timeout)
     if data.startswith(b"RTSP/"):
@@ -293,11 +323,7 @@ async def _http(reader, writer, service, findings, banner, address, timeout) -> 
 
 
 async def _mqtt(reader, writer, service, findings, banner, address, timeout) -> None:
-    client = b"iotsec-scan"
-    variable = b"\x00\x04MQTT\x04\x02\x00\x0a"  # MQTT 3.1.1, clean session, keep-alive 10 s
-    payload = struct.pack(">H", len(client)) + client
-    body = variable + payload
-    writer.write(bytes([0x10, len(body)]) + body)
+    writer.write(mqtt_connect())
     await writer.drain()
     data = await _read(reader, timeout, enough=lambda d: len(d) >= 4)
     if len(data) < 4 or data[0] != 0x20:
