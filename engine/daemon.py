@@ -313,7 +313,7 @@ class Engine:
             "bans": self.respond.status(),
             "capture": _capture_summary(self.capture.status()),
             "rules": _rules_summary(self.detect.status()),
-            "logs": _logs_summary(self.logwatch.status()),
+            "logs": self.logwatch.summary(),
             "store": {
                 "path": str(self.db_path),
                 "size": size,
@@ -334,17 +334,6 @@ def _capture_summary(status: dict[str, Any]) -> dict[str, Any]:
     keys = ("state", "reason", "interfaces", "bpf", "packets", "bytes", "kernel_drops",
             "queue_drops", "store_drops", "malformed")  # fmt: skip
     return {**{k: status[k] for k in keys}, "flows": status["flows"]}
-
-
-def _logs_summary(status: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "state": status["state"],
-        "watcher": status["watcher"],
-        "files": len(status["files"]),
-        "jails": len(status["jails"]),
-        "currently_failed": sum(j["currently_failed"] for j in status["jails"]),
-        "alerts": sum(j["alerts"] for j in status["jails"]),
-    }
 
 
 def _rules_summary(status: dict[str, Any]) -> dict[str, Any]:

@@ -454,6 +454,19 @@ class LogWatch:
             "dropped": self.dropped,
         }
 
+    def summary(self) -> dict[str, Any]:
+        """What ``iotsec status`` shows of log watching: counts only (the engine's status is
+        published every two seconds; no file is looked at and no host list sorted for it)."""
+        jails = self.jails.values()
+        return {
+            "state": self.state,
+            "watcher": self.watcher,
+            "files": len(self.files),
+            "jails": len(self.jails),
+            "currently_failed": sum(j.currently_failed() for j in jails),
+            "alerts": sum(j.tripped for j in jails),
+        }
+
     async def tail(self, name: str, lines: int = 200) -> dict[str, Any]:
         """The last lines of a followed file (or "syslog", or a journal source), each with the
         jail and host it fails, for showing with the matches highlighted."""
