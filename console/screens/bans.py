@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Static
 
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.ban_form import send_ban
@@ -141,13 +141,7 @@ class BansScreen(EngineView):
         with Vertical(id="bans-box"):
             yield TrafficTable(BAN_COLUMNS, rest="reason", id="ban-table")
         yield Static("", id="detail", markup=False)
-        yield Input(
-            placeholder="filter: text in the address, source, operator or reason",
-            id="ban-filter",
-            classes="view-filter",
-            compact=True,
-        )
-        yield Footer(compact=True)
+        yield from self.filter_and_footer("filter: text in the address, source, operator or reason")
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -156,16 +150,11 @@ class BansScreen(EngineView):
 
     # -- polling ------------------------------------------------------------------------------
 
-    async def _fetch(self) -> None:
-        generation = self._generation
-        listing = await self.console.link.request("bans.list")
-        if not self.is_attached:
-            return
-        if generation != self._generation:
-            self._poller.again()
-            return
-        self._show_problem("")
-        self.show(listing)
+    async def _ask(self) -> dict[str, Any]:
+        return await self.console.link.request("bans.list")
+
+    def _answer(self, answer: dict[str, Any]) -> None:
+        self.show(answer)
 
     # -- showing what came back ---------------------------------------------------------------
 

@@ -4,12 +4,13 @@ keeps it, Esc clears it, Esc again closes the view)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
+from textual.app import ComposeResult
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Input, Static
+from textual.widgets import Footer, Input, Static
 
 from console.polling import Poller
 from console.untrusted import clean
@@ -22,10 +23,9 @@ POLL_SECONDS = 2.0
 
 
 class EngineView(Screen[None]):
-    """A subclass names what it shows (``what``), composes a ``Static#problem.alarm`` and an
-    ``Input.view-filter``, and implements ``_fetch`` (ask the engine and show the answer; call
-    ``self._poller.again()`` when ``self._generation`` moved while it asked), ``_filter_changed``
-    and ``_focus_view``."""
+    """A subclass names what it shows (``what``), composes a ``Static#problem.alarm`` and ends
+    with :meth:`filter_and_footer`, and implements ``_ask`` (the engine's answer to one poll),
+    ``_answer`` (show it), ``_filter_changed`` and ``_focus_view``."""
 
     what: ClassVar[str] = ""
 
@@ -79,7 +79,28 @@ class EngineView(Screen[None]):
         return self.is_attached and self.app.is_running and not self._unsupported
 
     async def _fetch(self) -> None:
+        """One poll: ask the engine, then show the answer unless the question changed while it
+        was asked (then ask again) or the view has closed."""
+        generation = self._generation
+        answer = await self._ask()
+        if not self.is_attached:
+            return
+        if generation != self._generation:
+            self._poller.again()
+            return
+        self._show_problem("")
+        self._answer(answer)
+
+    async def _ask(self) -> Any:
         raise NotImplementedError
+
+    def _answer(self, answer: Any) -> None:
+        raise NotImplementedError
+
+    def filter_and_footer(self, placeholder: str) -> ComposeResult:
+        """The filter prompt (hidden until ``/``) and the footer every view ends with."""
+        yield Input(placeholder=placeholder, classes="view-filter", compact=True)
+        yield Footer(compact=True)
 
     def _filter_changed(self) -> None:
         raise NotImplementedError

@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Static
 
 from console.panes.traffic_table import TrafficTable
 from console.screens.engine_view import EngineView
@@ -141,13 +141,7 @@ class LogsScreen(EngineView):
             yield TrafficTable(JAIL_COLUMNS, rest="sources", id="log-table")
         with Vertical(id="lines-box"):
             yield LogLines(id="log-lines")
-        yield Input(
-            placeholder="filter: text in the row",
-            id="log-filter",
-            classes="view-filter",
-            compact=True,
-        )
-        yield Footer(compact=True)
+        yield from self.filter_and_footer("filter: text in the row")
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -156,8 +150,7 @@ class LogsScreen(EngineView):
 
     # -- polling ------------------------------------------------------------------------------
 
-    async def _fetch(self) -> None:
-        generation = self._generation
+    async def _ask(self) -> tuple[Any, ...]:
         link = self.console.link
         status = await link.request("logs.status")
         alerts = self._alerts
@@ -166,20 +159,17 @@ class LogsScreen(EngineView):
                 "alerts.list", {"source": "logwatch", "limit": ALERTS_SHOWN}
             )
         tail: dict[str, Any] | None = None
+        note = ""
         source = self._source_under_cursor()
-        self._tail_note = ""
         if source is not None:
             if self.console.may("logs.tail"):
                 tail = await link.request("logs.tail", {"source": source, "limit": TAIL_LINES})
             else:
-                self._tail_note = "Reading log lines needs the operator role."
-        if not self.is_attached:
-            return
-        if generation != self._generation:
-            self._poller.again()
-            return
-        self._show_problem("")
-        self.status, self._alerts = status, alerts
+                note = "Reading log lines needs the operator role."
+        return status, alerts, source, tail, note
+
+    def _answer(self, answer: tuple[Any, ...]) -> None:
+        self.status, self._alerts, source, tail, self._tail_note = answer
         self._show_rows()
         if tail is not None and source == self._source_under_cursor():
             self._show_tail(tail)

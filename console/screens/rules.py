@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static
+from textual.widgets import ContentSwitcher, DataTable, Static
 
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.alert_detail import when
@@ -150,13 +150,7 @@ class RulesScreen(EngineView):
                 yield TrafficTable(RULE_COLUMNS, rest="msg", id="rule-table")
             with Vertical(id="rejections-box"):
                 yield TrafficTable(REJECTION_COLUMNS, rest="reason", id="rejection-table")
-        yield Input(
-            placeholder="filter: text in the sid, msg or classtype",
-            id="rule-filter",
-            classes="view-filter",
-            compact=True,
-        )
-        yield Footer(compact=True)
+        yield from self.filter_and_footer("filter: text in the sid, msg or classtype")
 
     def on_mount(self) -> None:
         self.rules.label_sort(self.sort, descending=DESCENDING[self.sort])
@@ -166,21 +160,18 @@ class RulesScreen(EngineView):
 
     # -- polling ------------------------------------------------------------------------------
 
-    async def _fetch(self) -> None:
+    async def _ask(self) -> tuple[dict[str, Any], dict[str, Any]]:
         link = self.console.link
-        generation = self._generation
         args: dict[str, Any] = {"limit": LIST_LIMIT}
         if self.filter:
             args["filter"] = self.filter
         status, listed = await asyncio.gather(
             link.request("rules.status"), link.request("rules.list", args)
         )
-        if not self.is_attached:
-            return
-        if generation != self._generation:
-            self._poller.again()
-            return
-        self._show_problem("")
+        return status, listed
+
+    def _answer(self, answer: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        status, listed = answer
         self._show_status(status)
         self._show_rules(listed)
 
