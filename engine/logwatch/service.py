@@ -17,13 +17,13 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError as FutureCancelled
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.config import LogwatchConfig
-from engine.logwatch.filters import Examiner, FilterError, find_filter
+from engine.logwatch.filters import Examiner, FilterError, Verdict, find_filter
 from engine.logwatch.follower import Follower, Position, last_lines
 from engine.logwatch.jails import Failure, Jail
 from engine.logwatch.journal import JournalReader
@@ -311,38 +311,34 @@ class LogWatch:
                 return
 
     def _read_messages(self) -> None:
-        by_source: dict[int, tuple[Source, list[tuple[Jail, Any, str]]]] = {}
+        by_source: dict[int, tuple[Source, list[tuple[Jail, Verdict, str]]]] = {}
         while self.messages:
             source, program, message, ts, line = self.messages.popleft()
             source.lines += 1
             source.recent.append(line)
             entry = by_source.setdefault(id(source), (source, []))
             for route in source.routes:
-                for examiner in route.examiners:
-                    verdict = examiner.examine_message(program, message, ts)
-                    if verdict.kind == "matched":
-                        entry[1].append((route.jail, verdict, line))
-                        break
+                failed = _failure(e.examine_message(program, message, ts) for e in route.examiners)
+                if failed is not None:
+                    entry[1].append((route.jail, failed, line))
         for source, hits in by_source.values():
             source.matched += len(hits)
             self._hand_over(source, hits, None)
 
-    def _examine(self, source: Source, lines: list[str]) -> list[tuple[Jail, Any, str]]:
+    def _examine(self, source: Source, lines: list[str]) -> list[tuple[Jail, Verdict, str]]:
         hits = []
         now = self.clock()
         for line in lines:
             for route in source.routes:
-                for examiner in route.examiners:
-                    verdict = examiner.examine(line, now)
-                    if verdict.kind == "matched":
-                        hits.append((route.jail, verdict, line))
-                        break  # one failure per line per jail, whichever filter saw it
+                failed = _failure(e.examine(line, now) for e in route.examiners)
+                if failed is not None:
+                    hits.append((route.jail, failed, line))
         source.lines += len(lines)
         source.matched += len(hits)
         return hits
 
     def _hand_over(
-        self, source: Source, hits: list[tuple[Jail, Any, str]], position: Position | None
+        self, source: Source, hits: list[tuple[Jail, Verdict, str]], position: Position | None
     ) -> None:
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._deliver(source, hits, position), self._loop)
@@ -351,7 +347,7 @@ class LogWatch:
     # -- on the loop ---------------------------------------------------------------------------
 
     async def _deliver(
-        self, source: Source, hits: list[tuple[Jail, Any, str]], position: Position | None
+        self, source: Source, hits: list[tuple[Jail, Verdict, str]], position: Position | None
     ) -> None:
         now = self.clock()
         for jail, verdict, line in hits:
@@ -486,16 +482,9 @@ class LogWatch:
         for text in texts:
             row: dict[str, Any] = {"text": printable(text)}
             for route in routes:
-                verdict = next(
-                    (
-                        v
-                        for v in (e.examine(text, now) for e in route.examiners)
-                        if v.kind == "matched"
-                    ),
-                    None,
-                )
-                if verdict is not None:
-                    row.update(jail=route.jail.name, host=verdict.host)
+                failed = _failure(e.examine(text, now) for e in route.examiners)
+                if failed is not None:
+                    row.update(jail=route.jail.name, host=failed.host)
                     break
             out.append(row)
         return {"source": name, "lines": out}
@@ -511,6 +500,12 @@ class _Wake:
     def dispatch(self, event: Any) -> None:
         if not event.is_directory or event.event_type == "moved":
             self.wake.set()
+
+
+def _failure(verdicts: Iterable[Verdict]) -> Verdict | None:
+    """The first failure among a jail's filters' verdicts on one line (the rest are not asked:
+    one failure per line per jail, whichever filter saw it)."""
+    return next((v for v in verdicts if v.kind == "matched"), None)
 
 
 def _route(jail: Jail) -> Route:
