@@ -21,7 +21,6 @@ from engine.scan.scope import Address
 from engine.scan.tls_audit import audit_tls
 from engine.scan.udp_probes import probe_udp
 
-PROFILES = ("quick", "full")
 # Services worth a TLS audit: the probe spoke TLS to them.
 TLS_SERVICES = frozenset({"https", "mqtts"})
 
