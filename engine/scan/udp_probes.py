@@ -1,6 +1,7 @@
-"""What answers on the common IoT UDP ports: a CoAP GET of /.well-known/core, an SSDP M-SEARCH,
-an SNMPv2c GET of sysDescr, an mDNS service enumeration and NTP client and mode 6 queries — each
-read-only, built and parsed here — and the findings that follow from the answers."""
+"""What answers on the common IoT UDP ports: a CoAP GET of /.well-known/core, an SSDP M-SEARCH
+(and the UPnP description it points at), an SNMPv2c GET of sysDescr, an mDNS service enumeration
+and NTP client and mode 6 queries — each read-only, built and parsed here — and the findings that
+follow from the answers."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.model import Severity
+from engine.scan import upnp
 from engine.scan.findings import Finding, Service
 
 DEFAULT_PORTS = (5683, 1900, 161, 5353, 123)
 CONCURRENCY = 32  # ports probed at once; a port outside DEFAULT_PORTS gets every probe
 GATHER = 0.3  # seconds to go on listening for the rest of a multi-datagram answer
 LIST_LIMIT = 50  # resources, records, ... kept in a service's details
+DESCRIPTION_LIMIT = 4  # UPnP descriptions fetched from one device (one per distinct LOCATION)
 # Linux's IP_RECVERR and IPV6_RECVERR, which the socket module does not name: with them an
 # unconnected socket is told of an ICMP port unreachable, as a connected one always is.
 _RECVERR = {4: (socket.IPPROTO_IP, 11), 6: (socket.IPPROTO_IPV6, 25)}
@@ -317,8 +320,8 @@ def _ssdp_headers(data: bytes) -> dict[str, str]:
 
 
 async def ssdp_probe(address: str, port: int = 1900, timeout: float = 2.0) -> Result | None:
-    """A unicast M-SEARCH for ``ssdp:all``: a UPnP stack answers with where its description is
-    (fetching it is the HTTP side's job)."""
+    """A unicast M-SEARCH for ``ssdp:all``: a UPnP stack answers with where its descriptions
+    are, and those on ``address`` itself are fetched and read (see :mod:`engine.scan.upnp`)."""
     datagrams = await _exchange(
         address, port, _SSDP_SEARCH, timeout, any_port=True, more=lambda _: True
     )
@@ -348,12 +351,21 @@ async def ssdp_probe(address: str, port: int = 1900, timeout: float = 2.0) -> Re
         details["locations"] = locations[:LIST_LIMIT]
     if problems:
         details["malformed"] = problems
+    # Several root devices (a router's IGD beside its media server) each have their own.
+    descriptions = await asyncio.gather(*(upnp.fetch_description(address, url, timeout)
+                                          for url in locations[:DESCRIPTION_LIMIT]))  # fmt: skip
+    if descriptions:
+        details["descriptions"] = [description.to_json() for description in descriptions]
     service = Service(port, "udp", "upnp", details=details)
     products = [(n, v) for n, v in _SERVER_PRODUCT.findall(server) if n.upper() != "UPNP"]
     if products:
         service.product, service.version = products[-1]
+    # The model a description names says more than the UPnP stack in SERVER, which is kept.
+    model = next((d.device for d in descriptions if d.device and d.device.product), None)
+    if model is not None:
+        service.product, service.version = model.product, model.model_number
     service.banner = f"{server} at {location}" if server else location
-    finding = Finding(
+    findings = [Finding(
         "upnp-exposed", Severity.MEDIUM,
         "UPnP answers a unicast SSDP search",
         f"SERVER: {server}; LOCATION: {location}",
@@ -361,8 +373,20 @@ async def ssdp_probe(address: str, port: int = 1900, timeout: float = 2.0) -> Re
         "the LAN): an answering SSDP stack amplifies reflected traffic and advertises the "
         "device's description and control URLs.",
         port, "udp",
-    )  # fmt: skip
-    return service, [finding]
+    )]  # fmt: skip
+    signs = {d.location: upnp.gateway_signs(d) for d in descriptions}
+    if any(signs.values()):
+        findings.append(Finding(
+            "upnp-gateway", Severity.HIGH,
+            "UPnP Internet gateway: any host on the LAN can open ports in its firewall",
+            " | ".join(f"{url}: {'; '.join(shown)}" for url, shown in signs.items() if shown),
+            "Disable UPnP IGD on the router, or restrict it (miniupnpd: secure_mode=yes and "
+            "allow rules for the few hosts and ports that need it, then deny 0-65535 0.0.0.0/0 "
+            "0-65535): AddPortMapping needs no password, so any program on any LAN host, malware "
+            "included, can forward ports from the Internet to itself.",
+            port, "udp",
+        ))  # fmt: skip
+    return service, findings
 
 
 # -- SNMP (RFC 3416, BER of X.690: only what a GET of sysDescr needs) ------------------------------
