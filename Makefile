@@ -45,6 +45,7 @@ bench: $(STAMP)
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/traffic_live.py
 	$(BIN)/python bench/detect.py
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/bans.py
+	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/discovery.py
 	$(BIN)/python bench/logs.py
 
 $(STAMP): pyproject.toml
