@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from console import (  # noqa: F401 - register ban/unban/bans, logs, scan, analyze, capture
-    cli_bans,
+from console import (  # noqa: F401 - register ban/unban/bans, logs, scan, analyze, capture,
+    cli_bans,  # devices, findings
+    cli_devices,
     cli_logs,
     cli_scan,
     cli_traffic,

@@ -11,8 +11,7 @@ from typing import Any
 import click
 
 from console.cli_base import Settings, echo, emit_json, global_options, json_option, main
-
-SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan"}
+from console.cli_devices import severity_label
 
 
 @main.command()
@@ -29,9 +28,14 @@ SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "l
                    "that works.")  # fmt: skip
 @click.option("--no-udp", is_flag=True,
               help="Skip the CoAP, SSDP, SNMP, mDNS and NTP probes.")  # fmt: skip
+@click.option(
+    "--embedded",
+    is_flag=True,
+    help="Scan from this process even when an engine runs (not recorded).",
+)
 @json_option
 def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds: bool,
-         no_udp: bool, as_json: bool) -> None:  # fmt: skip
+         no_udp: bool, embedded: bool, as_json: bool) -> None:  # fmt: skip
     """Scan TARGETS (addresses, networks such as 192.168.1.0/24, ranges such as
     192.168.1.10-20), which must all be inside [scan] scope: the live hosts, their open TCP
     ports (connect scan: no privileges needed), what answers on each (SSH, Telnet, FTP,
@@ -39,32 +43,97 @@ def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds
     probes with real requests, and the findings, each with its evidence and a fix. Live
     hosts are found with ARP and ICMP (CAP_NET_RAW), else a TCP ping, when more than one
     target is given. Nothing is logged into unless --check-default-creds is given; names
-    are never resolved."""
+    are never resolved.
+
+    With an engine running, the scan runs there (it needs the operator role): the results go
+    into the device inventory and are compared with the previous scan of the same targets;
+    Ctrl-C cancels it. Without one, it runs here and is only printed."""
     from engine.scan.ports import PortsError, parse_ports
     from engine.scan.scanner import Options, profile_ports
     from engine.scan.scanner import scan as run_scan
     from engine.scan.scope import ScopeError, expand, parse_scope
 
-    config = click.get_current_context().ensure_object(Settings).config.scan
+    settings = click.get_current_context().ensure_object(Settings)
+    config = settings.config.scan
     try:
         addresses = expand(targets, parse_scope(config.scope))
         chosen = parse_ports(ports) if ports else profile_ports(profile)
     except (ScopeError, PortsError) as exc:
         raise click.ClickException(str(exc)) from None
-    options = Options(ports=chosen, check_default_creds=check_default_creds, udp=not no_udp)
     bar = _Progress(enabled=sys.stderr.isatty())
+    request = {"targets": list(targets), "profile": profile, "ports": ports,
+               "check_default_creds": check_default_creds, "udp": not no_udp}  # fmt: skip
     try:
-        hosts = asyncio.run(run_scan(addresses, options, config, bar.update))
+        data = None if embedded else _in_engine(settings, request, bar)
+        if data is None:
+            options = Options(ports=chosen, check_default_creds=check_default_creds,
+                              udp=not no_udp)  # fmt: skip
+            hosts = asyncio.run(run_scan(addresses, options, config, bar.update))
+            data = {"hosts": [h.to_json() for h in hosts], "scan": None, "diff": None}
     except PermissionError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         bar.close()
-    data = {"targets": list(targets), "ports": len(chosen),
-            "hosts": [h.to_json() for h in hosts]}  # fmt: skip
+    data = {"targets": list(targets), "ports": len(chosen), **data}
     if as_json:
         emit_json(data)
         return
     _print_table(data)
+    if data["scan"] is None:
+        echo("(scanned here: no engine is running, so the inventory did not record it)")
+    else:
+        for line in _changes(data["diff"]):
+            echo(line)
+
+
+def _in_engine(settings: Settings, request: dict[str, Any],
+               bar: _Progress) -> dict[str, Any] | None:  # fmt: skip
+    """Run the scan in the engine (recorded in the inventory, compared with the previous
+    scan) and follow its progress; None when no engine is running. Ctrl-C cancels it."""
+    from engine.control.protocol import ControlError
+
+    try:
+        client = settings.client()
+    except click.ClickException:
+        return None
+    with client:
+        try:
+            client.request("subscribe", {"topics": ["scans", "status"]})
+            run = client.request("scan.start", request)
+        except ControlError as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            while run["state"] == "running":
+                message = client.next_event()
+                if message["event"] == "scans" and message["data"]["id"] == run["id"]:
+                    run = message["data"]
+                    bar.update(run["phase"], run["done"], run["total"])
+        except KeyboardInterrupt:
+            client.request("scan.cancel", {"id": run["id"]})
+            raise click.ClickException(f"scan {run['id']} cancelled") from None
+        except ControlError as exc:
+            raise click.ClickException(f"lost the engine during scan {run['id']}: {exc}") from None
+        if run["state"] != "done":
+            raise click.ClickException(f"scan {run['id']} {run['state']}: {run['error']}")
+        found = client.request("scan.get", {"id": run["id"]})
+    return {"hosts": found["hosts"], "scan": run["id"], "diff": found["diff"]}
+
+
+def _changes(diff: dict[str, Any] | None) -> list[str]:
+    """What changed since the previous scan of the same targets, a line each."""
+    if diff is None:
+        return ["first scan of these targets"]
+    if not diff["changed"]:
+        return ["no change since the previous scan of these targets"]
+    lines = ["since the previous scan of these targets:"]
+    lines += [f"  host up     {a}" for a in diff["hosts_up"]]
+    lines += [f"  host down   {a}" for a in diff["hosts_down"]]
+    lines += [f"  opened      {p['address']}:{p['port']}/{p['proto']} {p['service']}"
+              for p in diff["opened"]]  # fmt: skip
+    lines += [f"  closed      {p['address']}:{p['port']}/{p['proto']}" for p in diff["closed"]]
+    lines += [f"  new         {f['address']} {f['title']}" for f in diff["new_findings"]]
+    lines += [f"  resolved    {f['address']} {f['title']}" for f in diff["resolved_findings"]]
+    return lines
 
 
 class _Progress:
@@ -106,7 +175,7 @@ def _print_table(data: dict[str, Any]) -> None:
                  f" {what[:60]}")  # fmt: skip
         for finding in host["findings"]:
             severity = finding["severity"]
-            label = click.style(f"{severity.upper():<8}", fg=SEVERITY_COLOURS.get(severity))
+            label = severity_label(severity)
             where = f" [{finding['port']}/{finding['proto']}]" if finding["port"] else ""
             confidence = " (low confidence)" if finding["confidence"] == "low" else ""
             click.echo(f"  {label} {finding['title']}{where}{confidence}")

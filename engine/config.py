@@ -206,6 +206,22 @@ class LogwatchConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """A scan the engine runs by itself every ``interval`` (nmap from cron, without cron)."""
+
+    name: str = ""
+    # Addresses, networks or ranges; empty: every network of [scan] scope.
+    targets: tuple[str, ...] = ()
+    interval: Duration = Duration(86400)
+    # quick: the top IoT ports; full: every TCP port; ports: a list such as "22,80,8000-8100".
+    profile: str = "quick"
+    ports: str = ""
+    udp: bool = True
+    check_default_creds: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class ScanConfig:
     # The networks scans may touch; a target outside them is refused. Empty: no scans.
     scope: tuple[str, ...] = ()
@@ -219,6 +235,28 @@ class ScanConfig:
     # service per host, and the pause between two tries.
     creds_max_attempts: int = 10
     creds_delay: Duration = Duration(0.5)
+    # Scans running at once in the engine (more are refused until one ends).
+    max_running: int = 2
+    # [[scan.schedule]] tables.
+    schedule: tuple[ScheduleConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    # A device not seen (traffic, ARP, announcements, scans) for this long is marked gone.
+    gone_after: Duration = Duration(3600)
+    # Alerts for what changes in the inventory (each is also an event on the devices topic).
+    alert_new_device: bool = True
+    alert_gone: bool = True
+    alert_new_port: bool = True
+    alert_findings: bool = True
+    # Addresses that traffic shows behind a MAC are the device's own only inside these
+    # networks (besides [scan] scope); others are hosts beyond a router. Default: the private,
+    # link-local and unique-local ranges.
+    local_networks: tuple[str, ...] = (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
+        "fc00::/7", "fe80::/10",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -248,6 +286,7 @@ class Config:
     respond: RespondConfig = field(default_factory=RespondConfig)
     logwatch: LogwatchConfig = field(default_factory=LogwatchConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -332,6 +371,7 @@ def _check_values(config: Config, where: str) -> None:
         ("scan.concurrency", config.scan.concurrency, 1),
         ("scan.rate", config.scan.rate, 1),
         ("scan.creds_max_attempts", config.scan.creds_max_attempts, 1),
+        ("scan.max_running", config.scan.max_running, 1),
     ]
     for key, value, least in minimums:
         if value < least:
@@ -346,6 +386,7 @@ def _check_values(config: Config, where: str) -> None:
         ("respond.check_interval", config.respond.check_interval),
         ("logwatch.poll_interval", config.logwatch.poll_interval),
         ("scan.min_timeout", config.scan.min_timeout),
+        ("devices.gone_after", config.devices.gone_after),
     ]:
         if seconds <= 0:
             raise ConfigError(f"{where}: {key}: must be longer than zero")
@@ -377,6 +418,14 @@ def _check_values(config: Config, where: str) -> None:
         except ValueError:
             raise ConfigError(
                 f"{where}: scan.scope: {text!r} is not a network (e.g. 192.168.1.0/24)"
+            ) from None
+    _check_schedules(config.scan, where)
+    for text in config.devices.local_networks:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: devices.local_networks: {text!r} is not a network"
             ) from None
     for text in config.respond.ignoreip:
         try:
@@ -486,3 +535,31 @@ def _check_jails(config: LogwatchConfig, where: str) -> None:
                 raise ConfigError(
                     f"{at}.journal: {match!r} is not a match (FIELD=value, or + between groups)"
                 )
+
+
+def _check_schedules(config: ScanConfig, where: str) -> None:
+    # Imported here: the scanner's modules are not needed by most commands reading the config.
+    from engine.scan.ports import PortsError, parse_ports
+    from engine.scan.scope import ScopeError, expand, parse_scope
+
+    names: set[str] = set()
+    for n, schedule in enumerate(config.schedule):
+        at = f"{where}: scan.schedule[{n}]"
+        if not schedule.name or not all(c.isalnum() or c in "-_." for c in schedule.name):
+            raise ConfigError(f"{at}.name: a name of letters, digits, '-', '_' or '.' is needed")
+        if schedule.name in names:
+            raise ConfigError(f"{at}.name: another schedule is called {schedule.name!r}")
+        names.add(schedule.name)
+        at = f"{at} ({schedule.name})"
+        if schedule.interval < 1:
+            raise ConfigError(f"{at}.interval: must be at least one second")
+        if schedule.profile not in ("quick", "full"):
+            raise ConfigError(f"{at}.profile: expected quick or full, got {schedule.profile!r}")
+        try:
+            if schedule.ports:
+                parse_ports(schedule.ports)
+            expand(schedule.targets or config.scope, parse_scope(config.scope))
+        except PortsError as exc:
+            raise ConfigError(f"{at}.ports: {exc}") from None
+        except ScopeError as exc:
+            raise ConfigError(f"{at}.targets: {exc}") from None

@@ -24,12 +24,15 @@ from engine.config import Config
 from engine.control.protocol import ControlError
 from engine.control.server import ControlServer
 from engine.detect.service import DetectService, rule_states
+from engine.devices.inventory import Inventory
 from engine.events import EventBus
 from engine.logwatch.service import LogWatch
 from engine.model import Alert, AlertEvent, Operator, Role, Severity
 from engine.respond.allowlist import Allowed
 from engine.respond.manager import BanManager
 from engine.respond.targets import TargetError, parse_target
+from engine.scan.scope import parse_scope
+from engine.scan.service import ScanService
 from engine.store.db import connect, lock_database
 from engine.store.retention import prune
 from engine.store.writer import Writer
@@ -39,9 +42,10 @@ log = logging.getLogger("iotsec.engine")
 T = TypeVar("T")
 VERSION = "0.1.0"
 STATUS_INTERVAL = 2.0
+INVENTORY_INTERVAL = 1.0
 
 # Parts later issues fill in; until then the engine reports them honestly as not started.
-PLANNED_PARTS = ("scan", "serial")
+PLANNED_PARTS = ("serial",)
 
 
 class Engine:
@@ -60,6 +64,8 @@ class Engine:
         self.detect: DetectService = None  # type: ignore[assignment]
         self.respond: BanManager = None  # type: ignore[assignment]
         self.logwatch: LogWatch = None  # type: ignore[assignment]
+        self.devices: Inventory = None  # type: ignore[assignment]
+        self.scans: ScanService = None  # type: ignore[assignment]
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._key = b""
@@ -103,10 +109,17 @@ class Engine:
                                  self.read)  # fmt: skip
         self.logwatch.respond = self.respond.consider
         await self.logwatch.start()
+        self.devices = Inventory(self.config.devices, parse_scope(self.config.scan.scope),
+                                 self.writer, self.bus, self.alerts)  # fmt: skip
+        await self.read(self.devices.load)
+        self.capture.on_facts = self.devices.observe
+        self.scans = ScanService(self.config.scan, self.writer, self.bus, self.read, self.devices)
+        await self.scans.start()
         await self.server.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
         self.background(self._every(1.0, self._housekeeping))
+        self.background(self._every(INVENTORY_INTERVAL, self._inventory))
         self.background(self._every(self.config.respond.check_interval, self.respond.tick))
         self.background(self._every(STATUS_INTERVAL, self._publish_status))
         self.background(self._every(store.retention.prune_interval, self._prune))
@@ -123,8 +136,12 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.logwatch is not None:
             await self.logwatch.stop()  # its last lines and positions reach the writer
+        if self.scans is not None:
+            await self.scans.stop()  # running scans are cancelled and marked so
         if self.capture is not None:
             await self.capture.stop()  # open flows end and reach the writer before it closes
+        if self.devices is not None:
+            self.devices.flush()
         if self.alerts is not None:
             self.alerts.flush_events()
         if self._reader is not None:
@@ -182,6 +199,10 @@ class Engine:
         self.alerts.expire_index()
         await self.alerts.expire_silences()
         await asyncio.to_thread(self._save_audit_head)
+
+    async def _inventory(self) -> None:
+        self.devices.tick()
+        await self.scans.tick()
 
     def _save_audit_head(self) -> None:
         head = self._audit_head
@@ -289,7 +310,8 @@ class Engine:
         writer = self.writer
         parts = {"store": "running", "control": "running", "alerts": "running",
                  "capture": self.capture.state, "detect": self.detect.state,
-                 "respond": self.respond.state, "logwatch": self.logwatch.state}  # fmt: skip
+                 "respond": self.respond.state, "logwatch": self.logwatch.state,
+                 "devices": self.devices.state, "scan": self.scans.state}  # fmt: skip
         parts.update({name: "not started" for name in PLANNED_PARTS})
         return {
             "version": VERSION,
@@ -314,6 +336,8 @@ class Engine:
             "capture": _capture_summary(self.capture.status()),
             "rules": _rules_summary(self.detect.status()),
             "logs": self.logwatch.summary(),
+            "devices": self.devices.status(),
+            "scans": self.scans.summary(),
             "store": {
                 "path": str(self.db_path),
                 "size": size,

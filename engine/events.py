@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TOPICS = frozenset(
-    {"alerts", "silences", "status", "audit", "traffic", "facts", "rules", "bans", "logs"}
-)
+    {"alerts", "silences", "status", "audit", "traffic", "facts", "rules", "bans", "logs",
+     "devices", "scans"}
+)  # fmt: skip
 
 
 @dataclass(eq=False)

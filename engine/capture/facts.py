@@ -2,7 +2,9 @@
 MAC/IP pair, DHCP host names and vendor classes, mDNS and SSDP announcements.
 
 Each fact is a small dict published on the ``facts`` topic; the pairs already reported are
-remembered in a bounded table so a busy network does not repeat them, nor grow memory.
+remembered in a bounded table so a busy network does not repeat them, nor grow memory. Every
+pair's newest time is also kept until the owner takes them (``take_seen``), so the inventory
+knows who is still there without a fact per packet.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class FactFinder:
     def __init__(self, max_pairs: int = MAX_PAIRS) -> None:
         self.max_pairs = max_pairs
         self._pairs: OrderedDict[tuple[bytes, str], None] = OrderedDict()
+        self._seen: dict[tuple[bytes, str], float] = {}
 
     def host(self, packet: Packet, iface: str) -> dict[str, Any] | None:
         """A fact when ``packet`` shows a MAC/IP pair not reported before."""
@@ -27,6 +30,9 @@ class FactFinder:
         if not mac or mac == NO_MAC or not packet.src or packet.src in ("0.0.0.0", "::"):
             return None
         pair = (mac, packet.src)
+        seen = self._seen
+        if len(seen) < self.max_pairs or pair in seen:
+            seen[pair] = packet.ts
         if pair in self._pairs:
             return None
         self._pairs[pair] = None
@@ -35,6 +41,11 @@ class FactFinder:
         return {"kind": "host", "ts": packet.ts, "iface": iface, "mac": mac.hex(":"),
                 "ip": packet.src, "via": "arp" if packet.is_arp else "ip"}  # fmt: skip
 
+    def take_seen(self) -> dict[tuple[str, str], float]:
+        """(MAC, IP) pairs seen since the last call, each with the time it was last seen."""
+        seen, self._seen = self._seen, {}
+        return {(mac.hex(":"), ip): ts for (mac, ip), ts in seen.items()}
+
     @staticmethod
     def announced(
         tag: str, found: dict[str, Any], packet: Packet, iface: str
@@ -42,9 +53,11 @@ class FactFinder:
         """A fact for a DHCP, mDNS or SSDP message that names or describes a host."""
         base = {"ts": packet.ts, "iface": iface, "ip": packet.src,
                 "mac": packet.src_mac.hex(":") if packet.src_mac else ""}  # fmt: skip
-        if tag == "dhcp" and ("hostname" in found or "vendor_class" in found):
+        # A client names itself in DISCOVER/REQUEST; the server's ACK says which address it has.
+        acked = found.get("type") == "ACK" and "your_ip" in found
+        if tag == "dhcp" and ("hostname" in found or "vendor_class" in found or acked):
             fact = {**base, "kind": "dhcp", "mac": found.get("client_mac", base["mac"])}
-            for key in ("hostname", "vendor_class", "requested_ip", "type"):
+            for key in ("hostname", "vendor_class", "requested_ip", "type", "your_ip"):
                 if key in found:
                     fact[key] = found[key]
             return fact

@@ -41,6 +41,7 @@ log = logging.getLogger("iotsec.capture")
 
 TICK = 0.5
 CHUNK = 256  # frames fed per hold of the pipeline lock
+FactSink = Callable[[list[dict[str, Any]], dict[tuple[str, str], float]], None]
 MAX_PENDING = 50_000  # ended flows or facts waiting for the loop before they are dropped
 RECENT_ENDED = 2000  # ended flows still listed in the Traffic pane
 EXPORT_CHUNK = 512 * 1024
@@ -62,6 +63,9 @@ class CaptureService:
         # Rules run on every packet in the capture threads (engine.detect's Detector); what
         # they match goes to ``on_alerts`` on the loop.
         self.on_alerts = on_alerts
+        # The device inventory's: the facts found and the (MAC, IP) pairs seen since the last
+        # tick, on the loop.
+        self.on_facts: FactSink | None = None
         self.pipeline = self._new_pipeline(detector)
         self.live: LiveCapture | None = None
         self.state = "stopped"
@@ -200,6 +204,7 @@ class CaptureService:
                 self._last_tick = now
             ended, pipeline.ended = pipeline.ended, []
             facts, pipeline.facts = pipeline.facts, []
+            seen = pipeline.take_seen()
             alerts, pipeline.alerts = pipeline.alerts, []
         if alerts and self.on_alerts is not None:
             self.on_alerts(alerts)
@@ -211,6 +216,8 @@ class CaptureService:
                 del pending[MAX_PENDING:]
         if ended:
             self._ended(ended)
+        if (facts or seen) and self.on_facts is not None:
+            self.on_facts(facts, seen)
         if facts and self.bus.wants("facts"):
             self.bus.publish("facts", facts)
         if self.bus.wants("traffic") and (self.live is not None or ended or facts):

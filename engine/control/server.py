@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine.alerts.manager import AlertError, fetch_alert, fetch_history, query_alerts
 from engine.control.auth import peer_credentials, role_for, user_name
 from engine.control.protocol import MAX_LINE, ControlError, decode, encode
+from engine.devices.model import FINDING_COLUMNS, finding_from_row
 from engine.durations import parse_duration
 from engine.events import TOPICS, Subscriber
 from engine.fileperms import PermissionProblem, private_dir, usable_group
@@ -680,3 +681,151 @@ async def _logs_tail(session: Session, args: dict[str, Any]) -> dict[str, Any]:
         return await session.engine.logwatch.tail(_str(args, "source"), _limit(args, 200, 5000))
     except KeyError as exc:
         raise ControlError(str(exc.args[0]), "not_found") from None
+
+
+# -- devices, findings and scans ---------------------------------------------------------------
+
+
+def _device(session: Session, args: dict[str, Any]) -> Any:
+    key = _str(args, "device").strip()
+    device = session.engine.devices.find(key) if key else None
+    if device is None:
+        raise ControlError(f"no device {key!r} (give its id, MAC or an address)", "not_found")
+    return device
+
+
+@command("devices.list")
+async def _devices_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inventory, riskiest first: optionally only ``state`` present or gone."""
+    state = _str(args, "state")
+    if state not in ("", "present", "gone"):
+        raise ControlError("state must be present or gone", "bad_request")
+    return session.engine.devices.listing(state)[: _limit(args, 5000, 100_000)]
+
+
+@command("devices.get")
+async def _devices_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """One device: addresses, vendor, type, services, TLS, open and resolved findings, its
+    recent flows (live and stored) and alerts."""
+    device = _device(session, args)
+    addresses = list(device.addresses)
+    host_filter = " or ".join(f"host {a}" for a in addresses)
+    live = (await session.engine.capture.flows("flows", "last", 20, host_filter))["rows"] \
+        if addresses else []  # fmt: skip
+
+    def read(conn):
+        marks = ",".join("?" * len(addresses)) or "''"
+        flows = conn.execute(
+            "SELECT start, last, proto, src, sport, dst, dport, packets, bytes, app FROM flows"
+            f" WHERE src IN ({marks}) OR dst IN ({marks}) ORDER BY last DESC LIMIT 20",
+            (*addresses, *addresses),
+        ).fetchall()  # fmt: skip
+        alerts = conn.execute(
+            "SELECT id, severity, source, rule, title, src, dst, state, last_seen, count"
+            f" FROM alerts WHERE src IN ({marks}) OR dst IN ({marks}) OR device = ?"
+            " ORDER BY last_seen DESC LIMIT 30",
+            (*addresses, *addresses, device.mac or device.ip),
+        ).fetchall()  # fmt: skip
+        resolved = conn.execute(
+            "SELECT kind, severity, title, port, proto, first_seen, resolved FROM findings"
+            " WHERE device_id = ? AND state = 'resolved' ORDER BY resolved DESC LIMIT 30",
+            (device.id,),
+        ).fetchall()  # fmt: skip
+        return flows, alerts, resolved
+
+    flows, alerts, resolved = await session.engine.read(read)
+    flow_keys = ("start", "last", "proto", "src", "sport", "dst", "dport", "packets", "bytes",
+                 "app")  # fmt: skip
+    alert_keys = ("id", "severity", "source", "rule", "title", "src", "dst", "state",
+                  "last_seen", "count")  # fmt: skip
+    return {
+        **device.to_json(),
+        "live_flows": live,
+        "flows": [dict(zip(flow_keys, row, strict=True)) for row in flows],
+        "alerts": [{**dict(zip(alert_keys, row, strict=True)),
+                    "severity": Severity(row[1]).label} for row in alerts],
+        "resolved_findings": [
+            {"kind": r[0], "severity": Severity(r[1]).label, "title": r[2], "port": r[3],
+             "proto": r[4], "first_seen": r[5], "resolved": r[6]} for r in resolved],
+    }  # fmt: skip
+
+
+@command("findings.list")
+async def _findings_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Open findings over all devices, worst first (``state`` resolved or all for history),
+    at least ``severity``, of one ``device``."""
+    state = _str(args, "state", "open")
+    if state not in ("open", "resolved", "all"):
+        raise ControlError("state must be open, resolved or all", "bad_request")
+    try:
+        least = Severity.parse(_str(args, "severity", "info"))
+    except ValueError as exc:
+        raise ControlError(str(exc), "bad_request") from None
+    inventory = session.engine.devices
+    devices = [_device(session, args)] if args.get("device") else list(inventory.devices.values())
+    rows: list[dict[str, Any]] = []
+    if state in ("open", "all"):
+        rows += [{**f.to_json(), "address": d.ip, "mac": d.mac or "", "hostname": d.hostname}
+                 for d in devices for f in d.findings.values() if f.severity >= least]  # fmt: skip
+    if state in ("resolved", "all"):
+        by_id = {d.id: d for d in devices}
+
+        def read(conn):
+            cur = conn.execute(
+                f"SELECT {FINDING_COLUMNS} FROM findings WHERE state = 'resolved'"
+                " AND severity >= ? ORDER BY resolved DESC LIMIT ?",
+                (int(least), _limit(args)),
+            )
+            return [finding_from_row(r) for r in cur.fetchall()]
+
+        for finding in await session.engine.read(read):
+            device = by_id.get(finding.device_id)
+            if device is not None:
+                rows.append({**finding.to_json(), "address": device.ip, "mac": device.mac or "",
+                             "hostname": device.hostname})  # fmt: skip
+    rows.sort(key=lambda r: (r["state"] != "open", -Severity.parse(r["severity"]),
+                             r["address"], r["kind"]))  # fmt: skip
+    return rows[: _limit(args, 5000, 100_000)]
+
+
+@command("scan.start", Role.OPERATOR, changes_state=True)
+async def _scan_start(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Start a scan of ``targets`` (inside [scan] scope; empty: the whole scope) with a
+    ``profile`` (quick, full) or ``ports``, ``udp`` probes and, only when asked,
+    ``check_default_creds``."""
+    targets = args.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) and len(t) < 100
+                                                for t in targets):  # fmt: skip
+        raise ControlError("targets must be a list of addresses, networks or ranges",
+                           "bad_request")  # fmt: skip
+    profile = _str(args, "profile", "quick")
+    if profile not in ("quick", "full"):
+        raise ControlError("profile must be quick or full", "bad_request")
+    return await session.engine.scans.begin(
+        targets, profile=profile, ports=_str(args, "ports"), udp=args.get("udp", True) is True,
+        check_default_creds=args.get("check_default_creds") is True,
+        by=session.operator.name)  # fmt: skip
+
+
+@command("scan.cancel", Role.OPERATOR, changes_state=True)
+async def _scan_cancel(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Cancel a running scan (what it found so far is not recorded)."""
+    return await session.engine.scans.cancel(_int(args, "id"))
+
+
+@command("scan.status")
+async def _scan_status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Running scans with their progress, recent ones, and the schedules."""
+    return session.engine.scans.status()
+
+
+@command("scan.get")
+async def _scan_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """One scan: its hosts (ports, findings) and its difference from the previous scan."""
+    return await session.engine.scans.get(_int(args, "id"))
+
+
+@command("scan.list")
+async def _scan_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Scans newest first, with their summaries."""
+    return await session.engine.scans.history(_limit(args, 50, 1000))

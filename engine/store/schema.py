@@ -215,6 +215,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "the device inventory: addresses, services, type, risk, presence; findings by port; "
+        "scan results and their differences",
+        """
+        ALTER TABLE devices ADD COLUMN addresses TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE devices ADD COLUMN kind_reason TEXT NOT NULL DEFAULT '';
+        ALTER TABLE devices ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE devices ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE devices ADD COLUMN seen_by TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE devices ADD COLUMN risk INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE devices ADD COLUMN state TEXT NOT NULL DEFAULT 'present';
+        ALTER TABLE devices ADD COLUMN last_scan INTEGER;
+        ALTER TABLE findings ADD COLUMN port INTEGER;
+        ALTER TABLE findings ADD COLUMN proto TEXT NOT NULL DEFAULT '';
+        ALTER TABLE findings ADD COLUMN scan_id INTEGER;
+        ALTER TABLE findings ADD COLUMN resolved REAL;
+        ALTER TABLE scans ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE scans ADD COLUMN results TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE scans ADD COLUMN diff TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE scans ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+        ALTER TABLE scans ADD COLUMN error TEXT NOT NULL DEFAULT '';
+        CREATE INDEX scans_kind ON scans (kind, started);
+        """,
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

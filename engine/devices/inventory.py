@@ -1,0 +1,625 @@
+"""The device inventory: devices built passively from what the capture sees (every MAC/IP pair,
+DHCP names and vendor classes, mDNS and SSDP announcements) and actively from scans (open ports,
+services, TLS, findings), kept in memory on the engine's loop and written behind to SQLite.
+
+What changes is an event on the ``devices`` topic and, as configured, an alert (Kismet's
+found/lost alerts): a new device, a device gone (not seen for ``gone_after``) or back, a new open
+port on a device scanned before, a finding that appeared or that a later scan no longer finds.
+Times are when the engine saw something, not the packets' own times, so a replayed capture does
+not make its devices gone at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import queue
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.config import DevicesConfig
+from engine.devices.classify import guess
+from engine.devices.model import (
+    DEVICE_COLUMNS,
+    FINDING_COLUMNS,
+    Device,
+    DeviceFinding,
+    FindingKey,
+    device_from_row,
+    finding_from_row,
+)
+from engine.model import AlertEvent, Severity
+from engine.scan import oui
+from engine.scan.scope import Network
+from engine.text import printable
+
+if TYPE_CHECKING:
+    from engine.alerts.manager import AlertManager
+    from engine.events import EventBus
+    from engine.store.writer import Writer
+
+log = logging.getLogger("iotsec.devices")
+
+SEEN_WRITE = 60.0  # a device's last_seen alone is written at most this often
+MAX_NAMES = 32  # announced names and services kept per device
+CREDENTIALS = "default-credentials"
+
+
+def _upsert(table: str, columns: str) -> str:
+    names = [c.strip() for c in columns.split(",")]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "id")
+    marks = ", ".join("?" * len(names))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}"
+    )
+
+
+UPSERT_DEVICE = _upsert("devices", DEVICE_COLUMNS)
+UPSERT_FINDING = _upsert("findings", FINDING_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a scan looked at: only there can a port be found closed or a finding gone."""
+
+    tcp: frozenset[int]
+    udp: bool
+    creds: bool
+
+    def covers(self, port: int | None, proto: str) -> bool:
+        if port is None:
+            return True
+        return port in self.tcp if proto == "tcp" else self.udp
+
+    def covers_finding(self, finding: DeviceFinding) -> bool:
+        if finding.kind == CREDENTIALS and not self.creds:
+            return False
+        return self.covers(finding.port, finding.proto)
+
+
+class Inventory:
+    def __init__(
+        self,
+        config: DevicesConfig,
+        scope: list[Network],
+        writer: Writer,
+        bus: EventBus,
+        alerts: AlertManager,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.local = [ipaddress.ip_network(n, strict=False) for n in config.local_networks]
+        self.local += scope
+        self.writer = writer
+        self.bus = bus
+        self.alerts = alerts
+        self.clock = clock
+        self.devices: dict[int, Device] = {}
+        self.by_mac: dict[str, Device] = {}
+        self.by_ip: dict[str, Device] = {}
+        self._next_device = 1
+        self._next_finding = 1
+        self._dirty: set[int] = set()
+        self._dirty_findings: dict[int, DeviceFinding] = {}
+        self._written_seen: dict[int, float] = {}
+        self._removed: list[int] = []
+        self.bad_facts = 0
+        self.state = "stopped"
+
+    # -- loading and saving -------------------------------------------------------------------
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """The devices and their open findings as the last run left them (read connection)."""
+        for row in conn.execute(f"SELECT {DEVICE_COLUMNS} FROM devices"):
+            self._register(device_from_row(row))
+        for row in conn.execute(f"SELECT {FINDING_COLUMNS} FROM findings WHERE state = 'open'"):
+            finding = finding_from_row(row)
+            device = self.devices.get(finding.device_id)
+            if device is not None:
+                device.findings[finding.key] = finding
+        for device in self.devices.values():
+            self._written_seen[device.id] = device.last_seen
+        self._next_device = max(self.devices, default=0) + 1
+        last = conn.execute("SELECT max(id) FROM findings").fetchone()[0]
+        self._next_finding = (last or 0) + 1
+        self.state = "running"
+
+    def flush(self) -> None:
+        """Write what changed since the last flush in one transaction (kept for the next
+        flush when the writer is full)."""
+        if not (self._dirty or self._dirty_findings or self._removed):
+            return
+        devices = [self.devices[i].row() for i in sorted(self._dirty) if i in self.devices]
+        findings = [f.row() for f in self._dirty_findings.values()]
+        removed = [(i,) for i in self._removed]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM devices WHERE id = ?", removed)
+            conn.executemany(UPSERT_DEVICE, devices)
+            conn.executemany(UPSERT_FINDING, findings)
+
+        try:
+            self.writer.call(write)
+        except queue.Full:
+            return
+        for i in self._dirty:
+            if i in self.devices:
+                self._written_seen[i] = self.devices[i].last_seen
+        self._dirty.clear()
+        self._dirty_findings.clear()
+        self._removed.clear()
+
+    def tick(self) -> None:
+        """Mark the devices not seen for ``gone_after`` as gone, then write what changed."""
+        now = self.clock()
+        for device in self.devices.values():
+            if device.state == "present" and now - device.last_seen > self.config.gone_after:
+                device.state = "gone"
+                self._dirty.add(device.id)
+                self._event("gone", device)
+                if self.config.alert_gone:
+                    self._alert(
+                        Severity.LOW,
+                        "device-gone",
+                        device,
+                        f"Device gone: {_name(device)} not seen since "
+                        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(device.last_seen))}",
+                        {"last_seen": device.last_seen},
+                    )
+        self.flush()
+
+    # -- what the capture sees ------------------------------------------------------------------
+
+    def observe(self, facts: list[dict[str, Any]], seen: dict[tuple[str, str], float]) -> None:
+        """Facts from the capture and the (MAC, IP) pairs it saw since the last tick."""
+        for fact in facts:
+            try:
+                self._fact(fact)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.bad_facts += 1
+                log.warning("ignored a malformed %s fact: %s", fact.get("kind", "?"), exc)
+        for (mac, ip), _ts in seen.items():
+            self._host(mac, ip, "ip")
+
+    def _fact(self, fact: dict[str, Any]) -> None:
+        kind = fact["kind"]
+        if kind == "host":
+            self._host(fact["mac"], fact["ip"], fact.get("via", "ip"))
+        elif kind == "dhcp":
+            self._dhcp(fact)
+        elif kind in ("mdns", "ssdp"):
+            device = self._host(fact["mac"], fact["ip"], kind)
+            if device is not None:
+                self._announced(device, kind, fact)
+
+    def _host(self, mac: str, ip: str, via: str) -> Device | None:
+        """The device with ``mac`` seen at ``ip`` now (made when new); None when ``ip`` is not
+        a local address (a host beyond a router, whose MAC is the router's)."""
+        if not mac or mac == "00:00:00:00:00:00":
+            return None
+        device = self.by_mac.get(mac)
+        if not self._is_local(ip):
+            if device is not None:
+                self._touch(device, via="ip")
+            return None
+        if device is None:
+            device = self.by_ip.get(ip)
+            if device is None or device.mac is not None:
+                return self._create(mac=mac, ip=ip, how=via)
+            device = self._give_mac(device, mac)
+        self._claim(device, ip)
+        self._touch(device, via)
+        return device
+
+    def _dhcp(self, fact: dict[str, Any]) -> None:
+        mac = fact["mac"]
+        # The client's address: the server's ACK says it; a renewing client sends from it.
+        ip = fact.get("your_ip") or (fact["ip"] if fact.get("type") != "ACK" else "")
+        if ip in ("", "0.0.0.0"):
+            device = self.by_mac.get(mac) or self._create(mac=mac, ip="", how="dhcp")
+            self._touch(device, "dhcp")
+        else:
+            device = self._host(mac, ip, "dhcp")
+            if device is None:
+                return
+        dhcp = device.details.setdefault("dhcp", {})
+        changed = False
+        for key in ("hostname", "vendor_class"):
+            value = fact.get(key)
+            if value and dhcp.get(key) != value:
+                dhcp[key] = value
+                changed = True
+        if fact.get("hostname") and device.hostname != fact["hostname"]:
+            device.hostname = fact["hostname"]  # a DHCP client's own name beats mDNS's
+            changed = True
+        if changed:
+            self._changed(device)
+
+    def _announced(self, device: Device, kind: str, fact: dict[str, Any]) -> None:
+        before = repr(device.details.get(kind))
+        if kind == "mdns":
+            mdns = device.details.setdefault("mdns", {"names": [], "services": []})
+            _merge_list(mdns["names"], fact.get("hosts", []))
+            _merge_list(mdns["services"], fact.get("services", []))
+            local = [n for n in mdns["names"] if n.endswith(".local")]
+            if local and not device.hostname:
+                device.hostname = local[0].removesuffix(".local")
+        else:
+            ssdp = device.details.setdefault("ssdp", {})
+            for key in ("server", "location", "usn", "nt", "st"):
+                if fact.get(key):
+                    ssdp[key] = fact[key]
+        if repr(device.details.get(kind)) != before:
+            self._changed(device)
+
+    # -- what a scan found ----------------------------------------------------------------------
+
+    def apply_scan(
+        self, scan_id: int, hosts: list[dict[str, Any]], coverage: Coverage
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The hosts of a finished scan (``HostResult.to_json()``) into the inventory; returns
+        what changed: new devices and ports, closed ports, new and resolved findings."""
+        changes: dict[str, list[dict[str, Any]]] = {
+            "new_devices": [],
+            "new_ports": [],
+            "closed_ports": [],
+            "new_findings": [],
+            "resolved_findings": [],
+        }
+        for host in hosts:
+            device = self._scanned(host, changes)
+            self._services(device, host, coverage, changes)
+            self._findings(device, scan_id, host, coverage, changes)
+            device.last_scan = scan_id
+            self._changed(device)
+            self._event("scanned", device, scan=scan_id)
+        self.flush()
+        return changes
+
+    def _scanned(self, host: dict[str, Any], changes: dict[str, list[Any]]) -> Device:
+        address, mac = host["address"], host.get("mac") or None
+        device = (self.by_mac.get(mac) if mac else None) or self.by_ip.get(address)
+        if device is None:
+            device = self._create(mac=mac, ip=address, how="scan")
+            changes["new_devices"].append({"device": device.id, "address": address})
+        else:
+            if mac and device.mac is None:
+                device = self._give_mac(device, mac)
+            self._claim(device, address)
+            self._touch(device, "scan")
+        if host.get("vendor") and not device.vendor:
+            device.vendor = host["vendor"]
+        return device
+
+    def _services(
+        self,
+        device: Device,
+        host: dict[str, Any],
+        coverage: Coverage,
+        changes: dict[str, list[Any]],
+    ) -> None:
+        before = {(s["port"], s["proto"]) for s in device.services}
+        kept = [s for s in device.services if not coverage.covers(s["port"], s["proto"])]
+        found = host.get("ports", [])
+        device.services = sorted(kept + found, key=lambda s: (s["proto"], s["port"]))
+        now_open = {(s["port"], s["proto"]) for s in found}
+        for port, proto in sorted(now_open - before):
+            if device.last_scan is None:
+                continue  # its first scan: nothing was known to be closed before
+            changes["new_ports"].append(
+                {"device": device.id, "address": device.ip, "port": port, "proto": proto}
+            )
+            service = next(s for s in found if (s["port"], s["proto"]) == (port, proto))
+            self._event("new-port", device, port=port, proto=proto)
+            if self.config.alert_new_port:
+                what = service.get("service") or "unknown service"
+                self._alert(
+                    Severity.MEDIUM,
+                    "new-open-port",
+                    device,
+                    f"New open port {port}/{proto} ({what}) on {_name(device)}",
+                    {"port": port, "proto": proto, "service": service},
+                    detail=f"{port}/{proto}",
+                )
+        for port, proto in sorted(before - now_open):
+            if coverage.covers(port, proto):
+                changes["closed_ports"].append(
+                    {"device": device.id, "address": device.ip, "port": port, "proto": proto}
+                )
+                self._event("closed-port", device, port=port, proto=proto)
+        tls = {
+            k: v
+            for k, v in device.details.get("tls", {}).items()
+            if not coverage.covers(int(k), "tcp")
+        }
+        tls.update(host.get("tls", {}))
+        if tls:
+            device.details["tls"] = tls
+        else:
+            device.details.pop("tls", None)
+
+    def _findings(
+        self,
+        device: Device,
+        scan_id: int,
+        host: dict[str, Any],
+        coverage: Coverage,
+        changes: dict[str, list[Any]],
+    ) -> None:
+        now = self.clock()
+        found: dict[FindingKey, dict[str, Any]] = {}
+        for item in host.get("findings", []):
+            found[(item["kind"], item.get("port"), item.get("proto", "tcp"))] = item
+        for key, item in found.items():
+            detail = {
+                "evidence": item.get("evidence", ""),
+                "fix": item.get("fix", ""),
+                "confidence": item.get("confidence", "high"),
+                "source": "scan",
+            }
+            severity = Severity.parse(item["severity"])
+            existing = device.findings.get(key)
+            if existing is not None:
+                existing.severity, existing.title, existing.detail = severity, item["title"], detail
+                existing.last_seen, existing.scan_id = now, scan_id
+                self._dirty_findings[existing.id] = existing
+                continue
+            finding = DeviceFinding(
+                self._next_finding,
+                device.id,
+                key[0],
+                severity,
+                item["title"],
+                detail,
+                key[1],
+                key[2],
+                now,
+                now,
+                scan_id=scan_id,
+            )
+            self._next_finding += 1
+            device.findings[key] = finding
+            self._dirty_findings[finding.id] = finding
+            changes["new_findings"].append(
+                {"device": device.id, "address": device.ip, **finding.to_json()}
+            )
+            self._event("finding", device, finding=finding.to_json())
+            if self.config.alert_findings:
+                self._alert(
+                    severity,
+                    finding.kind,
+                    device,
+                    f"{finding.title} on {_name(device)}{_where(finding)}",
+                    {
+                        "evidence": detail["evidence"],
+                        "fix": detail["fix"],
+                        "port": finding.port,
+                        "proto": finding.proto,
+                        "confidence": detail["confidence"],
+                        "scan": scan_id,
+                    },
+                    source="scan",
+                    detail=_port(finding),
+                )
+        for key, finding in list(device.findings.items()):
+            if key in found or not coverage.covers_finding(finding):
+                continue
+            if finding.detail.get("source", "scan") != "scan":
+                continue  # e.g. a serial console's finding: a network scan cannot clear it
+            finding.state, finding.resolved, finding.scan_id = "resolved", now, scan_id
+            del device.findings[key]
+            self._dirty_findings[finding.id] = finding
+            changes["resolved_findings"].append(
+                {"device": device.id, "address": device.ip, **finding.to_json()}
+            )
+            self._event("resolved", device, finding=finding.to_json())
+            if self.config.alert_findings:
+                self._alert(
+                    Severity.INFO,
+                    "finding-resolved",
+                    device,
+                    f"No longer found: {finding.title} on {_name(device)}{_where(finding)}",
+                    {"kind": finding.kind, "scan": scan_id},
+                    detail=f"{finding.kind} {_port(finding)}",
+                )
+        device.rescore()
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def find(self, key: str | int) -> Device | None:
+        """A device by id, MAC or any of its addresses."""
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            return self.devices.get(int(key))
+        text = key.strip().lower()
+        return self.by_mac.get(text) or self.by_ip.get(_canonical(text))
+
+    def listing(self, state: str = "") -> list[dict[str, Any]]:
+        devices = [d for d in self.devices.values() if not state or d.state == state]
+        return [d.summary() for d in sorted(devices, key=lambda d: (-d.risk, _sort_ip(d.ip)))]
+
+    def status(self) -> dict[str, Any]:
+        present = sum(1 for d in self.devices.values() if d.state == "present")
+        return {
+            "state": self.state,
+            "devices": len(self.devices),
+            "present": present,
+            "gone": len(self.devices) - present,
+            "open_findings": sum(len(d.findings) for d in self.devices.values()),
+            "bad_facts": self.bad_facts,
+        }
+
+    # -- the parts ------------------------------------------------------------------------------
+
+    def _register(self, device: Device) -> None:
+        self.devices[device.id] = device
+        if device.mac:
+            self.by_mac[device.mac] = device
+        for address in device.addresses:
+            self.by_ip[address] = device
+
+    def _create(self, *, mac: str | None, ip: str, how: str) -> Device:
+        now = self.clock()
+        device = Device(id=self._next_device, first_seen=now, last_seen=now, mac=mac)
+        self._next_device += 1
+        device.vendor = oui.vendor(mac) if mac else ""
+        device.seen_by.add(how)
+        self._register(device)
+        if ip:
+            self._claim(device, ip)
+        self._changed(device)
+        self._event("new", device)
+        if self.config.alert_new_device:
+            known = ", ".join(p for p in (device.mac or "", device.vendor) if p)
+            self._alert(
+                Severity.LOW,
+                "new-device",
+                device,
+                f"New device {_name(device)}" + (f" ({known})" if known else ""),
+                {"mac": device.mac, "vendor": device.vendor, "seen_by": how},
+            )
+        return device
+
+    def _give_mac(self, device: Device, mac: str) -> Device:
+        """A device known by address only (scanned across no ARP) now shows its MAC; when
+        another device already has that MAC, the two are one: merged into that one, returned."""
+        other = self.by_mac.get(mac)
+        if other is not None and other is not device:
+            self._merge(device, into=other)
+            return other
+        device.mac = mac
+        device.vendor = device.vendor or oui.vendor(mac)
+        self.by_mac[mac] = device
+        self._changed(device)
+        return device
+
+    def _merge(self, device: Device, into: Device) -> None:
+        del self.devices[device.id]
+        self._dirty.discard(device.id)
+        self._removed.append(device.id)
+        for address in device.addresses:
+            self.by_ip.pop(address, None)
+        for address in device.addresses:
+            self._claim(into, address)
+        into.first_seen = min(into.first_seen, device.first_seen)
+        into.seen_by |= device.seen_by
+        if not into.services:
+            into.services, into.last_scan = device.services, device.last_scan
+        for key, finding in device.findings.items():
+            if key not in into.findings:
+                finding.device_id = into.id
+                into.findings[key] = finding
+                self._dirty_findings[finding.id] = finding
+        into.rescore()
+        self._changed(into)
+
+    def _claim(self, device: Device, ip: str) -> None:
+        """``ip`` is ``device``'s now; a device that had it before loses it (DHCP moves)."""
+        owner = self.by_ip.get(ip)
+        if owner is not None and owner is not device and owner.mac is None and device.mac:
+            self._merge(owner, into=device)  # it was known by this address alone: the same one
+        elif owner is not None and owner is not device:
+            owner.addresses.remove(ip)
+            if owner.ip == ip:
+                owner.ip = owner.addresses[-1] if owner.addresses else ""
+            self._dirty.add(owner.id)
+        self.by_ip[ip] = device
+        new = ip not in device.addresses
+        # IPv4 is the address people know a device by; IPv6 only while it has none.
+        if new or (":" not in ip and device.ip != ip) or not device.ip:
+            if new:
+                device.add_address(ip)
+            if ":" not in ip or not device.ip or ":" in device.ip:
+                device.ip = ip
+            self._dirty.add(device.id)
+
+    def _touch(self, device: Device, via: str) -> None:
+        now = self.clock()
+        device.last_seen = now
+        if device.state == "gone":
+            device.state = "present"
+            self._dirty.add(device.id)
+            self._event("back", device)
+        if via not in device.seen_by:
+            device.seen_by.add(via)
+            self._dirty.add(device.id)
+        if now - self._written_seen.get(device.id, 0.0) >= SEEN_WRITE:
+            self._dirty.add(device.id)
+
+    def _changed(self, device: Device) -> None:
+        device.kind, device.kind_reason = guess(
+            device.services, device.details, device.vendor, device.hostname
+        )
+        self._dirty.add(device.id)
+
+    def _is_local(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.local)
+
+    def _event(self, change: str, device: Device, **extra: Any) -> None:
+        if self.bus.wants("devices"):
+            self.bus.publish("devices", {"change": change, "device": device.summary(), **extra})
+
+    def _alert(
+        self,
+        severity: Severity,
+        rule: str,
+        device: Device,
+        title: str,
+        evidence: dict[str, Any],
+        *,
+        source: str = "devices",
+        detail: str = "",
+    ) -> None:
+        # One alert per device and change (the fold key is rule, src, dst): a port or
+        # finding goes in the rule so two of them on one device are two alerts.
+        self.alerts.raise_alert(
+            AlertEvent(
+                severity=severity,
+                source=source,
+                rule=f"{rule} {detail}".strip(),
+                title=printable(title, limit=300),
+                src=device.ip,
+                device=device.mac or device.ip,
+                evidence={"device": device.id, **evidence},
+            )
+        )
+
+
+def _merge_list(into: list[str], more: Iterable[str]) -> None:
+    for item in more:
+        if item not in into and len(into) < MAX_NAMES:
+            into.append(item)
+
+
+def _name(device: Device) -> str:
+    label = device.ip or device.mac or f"device {device.id}"
+    return f"{label} ({device.hostname})" if device.hostname else label
+
+
+def _where(finding: DeviceFinding) -> str:
+    return f" [{finding.port}/{finding.proto}]" if finding.port is not None else ""
+
+
+def _port(finding: DeviceFinding) -> str:
+    return f"{finding.port}/{finding.proto}" if finding.port is not None else ""
+
+
+def _canonical(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def _sort_ip(ip: str) -> tuple[int, int]:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return (9, 0)
+    return (address.version, int(address))

@@ -1,0 +1,266 @@
+"""A device of the inventory and the findings about it, as the engine keeps them in memory and
+in the ``devices`` and ``findings`` tables, and as the control API shows them; the risk score
+that orders them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.model import Severity
+
+# A finding's weight in the risk score (0-100): one critical finding outweighs several low ones.
+WEIGHTS = {
+    Severity.CRITICAL: 40,
+    Severity.HIGH: 25,
+    Severity.MEDIUM: 10,
+    Severity.LOW: 3,
+    Severity.INFO: 0,
+}
+MAX_ADDRESSES = 16
+
+FindingKey = tuple[str, int | None, str]  # kind, port, proto: the same finding in two scans
+
+
+@dataclass
+class DeviceFinding:
+    id: int
+    device_id: int
+    kind: str
+    severity: Severity
+    title: str
+    detail: dict[str, Any]  # evidence, fix, confidence and where it came from
+    port: int | None
+    proto: str
+    first_seen: float
+    last_seen: float
+    state: str = "open"  # "open", or "resolved" when a later check no longer finds it
+    scan_id: int | None = None
+    resolved: float | None = None
+
+    @property
+    def key(self) -> FindingKey:
+        return (self.kind, self.port, self.proto)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "device": self.device_id,
+            "kind": self.kind,
+            "severity": self.severity.label,
+            "title": self.title,
+            "evidence": self.detail.get("evidence", ""),
+            "fix": self.detail.get("fix", ""),
+            "confidence": self.detail.get("confidence", "high"),
+            "source": self.detail.get("source", "scan"),
+            "port": self.port,
+            "proto": self.proto,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "state": self.state,
+            "scan": self.scan_id,
+            "resolved": self.resolved,
+        }
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.device_id,
+            self.kind,
+            int(self.severity),
+            self.title,
+            json.dumps(self.detail),
+            self.first_seen,
+            self.last_seen,
+            self.state,
+            self.port,
+            self.proto,
+            self.scan_id,
+            self.resolved,
+        )
+
+
+FINDING_COLUMNS = (
+    "id, device_id, kind, severity, title, detail, first_seen, last_seen, state,"
+    " port, proto, scan_id, resolved"
+)
+
+
+@dataclass
+class Device:
+    id: int
+    first_seen: float
+    last_seen: float
+    mac: str | None = None
+    ip: str = ""  # the address it was last seen at
+    addresses: list[str] = field(default_factory=list)
+    hostname: str = ""
+    vendor: str = ""
+    kind: str = ""
+    kind_reason: str = ""
+    state: str = "present"  # or "gone": not seen for [devices] gone_after
+    services: list[dict[str, Any]] = field(default_factory=list)  # open ports, as scans saw them
+    details: dict[str, Any] = field(default_factory=dict)  # dhcp, mdns, ssdp, tls
+    seen_by: set[str] = field(default_factory=set)  # arp, ip, dhcp, mdns, ssdp, scan
+    risk: int = 0
+    last_scan: int | None = None
+    notes: str = ""
+    findings: dict[FindingKey, DeviceFinding] = field(default_factory=dict)  # the open ones
+
+    def add_address(self, address: str) -> bool:
+        """Make ``address`` the one it is seen at now; True when it is new to this device."""
+        new = address not in self.addresses
+        if new:
+            self.addresses.append(address)
+            del self.addresses[:-MAX_ADDRESSES]
+        self.ip = address
+        return new
+
+    def rescore(self) -> None:
+        self.risk = risk_score(self.findings.values())
+
+    def summary(self) -> dict[str, Any]:
+        """What the inventory's table shows."""
+        worst = max((f.severity for f in self.findings.values()), default=None)
+        return {
+            "id": self.id,
+            "ip": self.ip,
+            "mac": self.mac or "",
+            "hostname": self.hostname,
+            "vendor": self.vendor,
+            "kind": self.kind,
+            "kind_reason": self.kind_reason,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "state": self.state,
+            "ports": sorted(f"{s['port']}/{s['proto']}" for s in self.services),
+            "findings": len(self.findings),
+            "worst": worst.label if worst is not None else "",
+            "risk": self.risk,
+            "seen_by": sorted(self.seen_by),
+            "last_scan": self.last_scan,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything about it: the detail view and ``iotsec devices show``."""
+        findings = sorted(self.findings.values(), key=lambda f: (-f.severity, f.kind, f.port or 0))
+        return {
+            **self.summary(),
+            "addresses": list(self.addresses),
+            "services": self.services,
+            "details": self.details,
+            "notes": self.notes,
+            "open_findings": [f.to_json() for f in findings],
+        }
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.id,
+            self.mac,
+            self.ip,
+            self.hostname,
+            self.vendor,
+            self.kind,
+            self.first_seen,
+            self.last_seen,
+            self.notes,
+            json.dumps(self.addresses),
+            self.kind_reason,
+            json.dumps(self.services),
+            json.dumps(self.details),
+            json.dumps(sorted(self.seen_by)),
+            self.risk,
+            self.state,
+            self.last_scan,
+        )
+
+
+DEVICE_COLUMNS = (
+    "id, mac, ip, hostname, vendor, kind, first_seen, last_seen, notes, addresses,"
+    " kind_reason, services, details, seen_by, risk, state, last_scan"
+)
+
+
+def risk_score(findings: Any) -> int:
+    """0-100 from the open findings; inferred (low confidence) ones count half."""
+    total = 0.0
+    for finding in findings:
+        weight = WEIGHTS[finding.severity]
+        total += weight / 2 if finding.detail.get("confidence") == "low" else weight
+    return min(100, round(total))
+
+
+def device_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Device:
+    (
+        id_,
+        mac,
+        ip,
+        hostname,
+        vendor,
+        kind,
+        first,
+        last,
+        notes,
+        addresses,
+        reason,
+        services,
+        details,
+        seen_by,
+        risk,
+        state,
+        last_scan,
+    ) = row
+    return Device(
+        id=id_,
+        first_seen=first,
+        last_seen=last,
+        mac=mac,
+        ip=ip or "",
+        addresses=json.loads(addresses),
+        hostname=hostname or "",
+        vendor=vendor or "",
+        kind=kind or "",
+        kind_reason=reason,
+        state=state,
+        services=json.loads(services),
+        details=json.loads(details),
+        seen_by=set(json.loads(seen_by)),
+        risk=risk,
+        last_scan=last_scan,
+        notes=notes or "",
+    )
+
+
+def finding_from_row(row: sqlite3.Row | tuple[Any, ...]) -> DeviceFinding:
+    (
+        id_,
+        device_id,
+        kind,
+        severity,
+        title,
+        detail,
+        first,
+        last,
+        state,
+        port,
+        proto,
+        scan_id,
+        resolved,
+    ) = row
+    return DeviceFinding(
+        id=id_,
+        device_id=device_id,
+        kind=kind,
+        severity=Severity(severity),
+        title=title,
+        detail=json.loads(detail),
+        port=port,
+        proto=proto,
+        first_seen=first,
+        last_seen=last,
+        state=state,
+        scan_id=scan_id,
+        resolved=resolved,
+    )

@@ -1,0 +1,377 @@
+"""The device inventory on its own: devices built from the facts of real captures (mDNS, SSDP,
+DHCP, every MAC/IP pair), from scan results, and what changes raise: new, gone and back, new
+ports, findings that appear and are resolved; all written to and read back from SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from engine.alerts.manager import AlertManager
+from engine.capture.pipeline import Pipeline
+from engine.config import DevicesConfig
+from engine.devices.classify import guess
+from engine.devices.inventory import Coverage, Inventory
+from engine.events import EventBus, Subscriber
+from engine.scan.diff import diff_scans
+from engine.store.db import connect
+from engine.store.writer import Writer
+from tests.test_capture_protocols import flows_of
+
+CAMERA_MAC = "c0:56:e3:12:34:56"  # Hikvision's block
+ALL_TCP = Coverage(frozenset(range(1, 1025)), udp=True, creds=False)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class World:
+    inventory: Inventory
+    events: Subscriber
+    clock: Clock
+    path: Path
+    writer: Writer
+
+    def changes(self) -> list[dict[str, Any]]:
+        found = []
+        while not self.events.queue.empty():
+            message = self.events.queue.get_nowait()
+            if message["event"] == "devices":
+                found.append(message["data"])
+        return found
+
+    def alerts(self) -> list[tuple[str, str, str]]:
+        self.writer.flush()
+        with sqlite3.connect(self.path) as db:
+            return db.execute("SELECT source, rule, title FROM alerts ORDER BY id").fetchall()
+
+    def reloaded(self) -> Inventory:
+        self.inventory.flush()
+        self.writer.flush()
+        again = Inventory(
+            DevicesConfig(), [], self.writer, EventBus(), self.inventory.alerts, clock=self.clock
+        )
+        conn = connect(self.path, readonly=True)
+        try:
+            again.load(conn)
+        finally:
+            conn.close()
+        return again
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    path = tmp_path / "iotsec.db"
+    writer = Writer(path, interval=0.01)
+    bus = EventBus()
+    events = bus.subscribe("test", ["devices"])
+    clock = Clock()
+    alerts = AlertManager(writer, bus, clock=clock)
+    inventory = Inventory(DevicesConfig(gone_after=600), [], writer, bus, alerts, clock=clock)
+    conn = connect(path, readonly=True)
+    inventory.load(conn)
+    conn.close()
+    yield World(inventory, events, clock, path, writer)
+    writer.close()
+
+
+def feed(inventory: Inventory, pipeline: Pipeline) -> None:
+    inventory.observe(pipeline.facts, pipeline.take_seen())
+
+
+def dhcp_frames() -> list[bytes]:
+    """A camera's DHCP DISCOVER (its name and udhcp's vendor class) and the server's ACK."""
+    chaddr = bytes.fromhex(CAMERA_MAC.replace(":", ""))
+    discover = (
+        Ether(src=CAMERA_MAC, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="0.0.0.0", dst="255.255.255.255")
+        / UDP(sport=68, dport=67)
+        / BOOTP(chaddr=chaddr, xid=7)
+        / DHCP(
+            options=[
+                ("message-type", "discover"),
+                ("hostname", b"ipcam-7"),
+                ("vendor_class_id", b"udhcp 1.24.1"),
+                "end",
+            ]
+        )
+    )
+    ack = (
+        Ether(src="02:00:00:00:00:01", dst=CAMERA_MAC)
+        / IP(src="192.168.7.1", dst="192.168.7.50")
+        / UDP(sport=67, dport=68)
+        / BOOTP(op=2, chaddr=chaddr, xid=7, yiaddr="192.168.7.50")
+        / DHCP(options=[("message-type", "ack"), ("server_id", "192.168.7.1"), "end"])
+    )
+    return [bytes(discover), bytes(ack)]
+
+
+def test_mdns_announcements_name_the_host(world: World) -> None:
+    feed(world.inventory, flows_of("zeek_mdns.pcap"))
+    (device,) = world.inventory.devices.values()
+    assert device.mac == "8a:3c:d6:e1:4d:c4"
+    assert device.hostname == "johanna-QEMU-Virtual-Machine"
+    assert device.ip == "10.0.2.7"  # IPv4 is the address people know it by
+    assert set(device.addresses) == {
+        "10.0.2.7",
+        "fd52:429e:c03c:8235:883c:d6ff:fee1:4dc4",
+        "fe80::883c:d6ff:fee1:4dc4",
+    }
+    assert device.seen_by == {"ip", "mdns"}
+    assert device.vendor == ""  # a locally administered (randomised) MAC has no vendor
+    assert [c["change"] for c in world.changes()] == ["new"]
+
+
+def test_an_ssdp_notify_makes_a_router_with_the_reason(world: World) -> None:
+    feed(world.inventory, flows_of("sv_ssdp.pcap"))
+    device = world.inventory.find("192.168.1.1")
+    assert device is not None and device.mac == "e0:91:f5:73:8c:c2"
+    assert device.details["ssdp"]["location"] == "http://192.168.1.1:7406/rootDesc.xml"
+    assert device.kind == "router"
+    assert "MiniUPnPd" in device.kind_reason
+
+
+def test_one_mac_with_two_addresses_is_one_device(world: World) -> None:
+    feed(world.inventory, flows_of("sv_modbus.pcap"))
+    assert len(world.inventory.devices) == 3
+    device = world.inventory.find("00:50:04:93:70:67")
+    assert device is not None and sorted(device.addresses) == ["10.0.0.8", "10.0.0.9"]
+    assert world.inventory.find("10.0.0.9") is device
+
+
+def test_a_public_address_behind_the_router_is_not_a_device(world: World) -> None:
+    feed(world.inventory, flows_of("zeek_mqtt.pcap"))
+    assert [d.ip for d in world.inventory.devices.values()] == ["10.0.1.4"]
+    assert world.inventory.find("198.41.30.241") is None
+
+
+def test_dhcp_names_the_client_and_its_address(world: World) -> None:
+    pipeline = Pipeline(facts=True)
+    for n, frame in enumerate(dhcp_frames()):
+        pipeline.feed(1.0 + n, 1, frame, len(frame), "file")
+    feed(world.inventory, pipeline)
+    device = world.inventory.find(CAMERA_MAC)
+    assert device is not None
+    assert device.hostname == "ipcam-7" and device.ip == "192.168.7.50"
+    assert device.details["dhcp"]["vendor_class"] == "udhcp 1.24.1"
+    assert device.vendor.lower().startswith("hangzhou hikvision")
+    assert device.kind == "camera"  # the strongest clue: its vendor
+    assert device.kind_reason.startswith("MAC vendor")
+    # The DHCP server answered from its own address: it is a device too.
+    assert world.inventory.find("192.168.7.1") is not None
+
+
+def test_malformed_facts_are_counted_and_the_rest_still_count(world: World) -> None:
+    good = {"kind": "host", "mac": "02:11:22:33:44:55", "ip": "10.1.1.1", "via": "arp"}
+    world.inventory.observe([{"kind": "host"}, {"kind": "dhcp", "mac": 5}, good], {})
+    assert world.inventory.bad_facts == 2
+    assert world.inventory.find("10.1.1.1") is not None
+
+
+def test_gone_after_the_configured_time_then_back(world: World) -> None:
+    seen = {("02:11:22:33:44:55", "10.1.1.1"): 0.0}
+    world.inventory.observe([], seen)
+    world.clock.now += 599
+    world.inventory.tick()
+    assert world.inventory.find("10.1.1.1").state == "present"
+    world.clock.now += 2
+    world.inventory.tick()
+    assert world.inventory.find("10.1.1.1").state == "gone"
+    world.inventory.observe([], seen)
+    assert world.inventory.find("10.1.1.1").state == "present"
+    assert [c["change"] for c in world.changes()] == ["new", "gone", "back"]
+    assert [rule for _, rule, _ in world.alerts()] == ["new-device", "device-gone"]
+    assert world.reloaded().find("10.1.1.1").state == "present"
+
+
+def host(
+    address: str, ports: list[int], findings: list[tuple[str, int, str]], mac: str = ""
+) -> dict[str, Any]:
+    return {
+        "address": address,
+        "mac": mac,
+        "vendor": "",
+        "found_by": "arp" if mac else "given",
+        "ports": [
+            {
+                "port": p,
+                "proto": "tcp",
+                "service": {23: "telnet", 80: "http", 554: "rtsp"}.get(p, ""),
+            }
+            for p in ports
+        ],
+        "findings": [
+            {
+                "kind": kind,
+                "severity": severity,
+                "title": kind,
+                "evidence": "seen",
+                "fix": "fix it",
+                "port": port,
+                "proto": "tcp",
+                "confidence": "high",
+            }
+            for kind, port, severity in findings
+        ],
+        "tls": {},
+        "closed": 0,
+        "filtered": 0,
+    }
+
+
+def test_scans_make_ports_and_findings_and_their_changes(world: World) -> None:
+    inventory = world.inventory
+    first = inventory.apply_scan(
+        1, [host("10.9.0.5", [23, 80], [("telnet-cleartext", 23, "high")], mac=CAMERA_MAC)], ALL_TCP
+    )
+    assert [d["address"] for d in first["new_devices"]] == ["10.9.0.5"]
+    assert first["new_ports"] == []  # nothing was known before its first scan
+    assert [f["kind"] for f in first["new_findings"]] == ["telnet-cleartext"]
+    device = inventory.find("10.9.0.5")
+    assert device.risk == 25 and device.last_scan == 1
+    second = inventory.apply_scan(
+        2, [host("10.9.0.5", [80, 554], [("rtsp-no-auth", 554, "high")])], ALL_TCP
+    )
+    assert [(p["port"], p["proto"]) for p in second["new_ports"]] == [(554, "tcp")]
+    assert [p["port"] for p in second["closed_ports"]] == [23]
+    assert [f["kind"] for f in second["new_findings"]] == ["rtsp-no-auth"]
+    assert [f["kind"] for f in second["resolved_findings"]] == ["telnet-cleartext"]
+    assert device.kind == "camera" and device.kind_reason == "rtsp on 554/tcp"
+    rules = [rule for _, rule, _ in world.alerts()]
+    assert rules == [
+        "new-device",
+        "telnet-cleartext 23/tcp",
+        "new-open-port 554/tcp",
+        "rtsp-no-auth 554/tcp",
+        "finding-resolved telnet-cleartext 23/tcp",
+    ]
+    again = world.reloaded().find(CAMERA_MAC)
+    assert [s["port"] for s in again.services] == [80, 554]
+    assert list(again.findings) == [("rtsp-no-auth", 554, "tcp")]
+    with sqlite3.connect(world.path) as db:
+        states = db.execute("SELECT kind, state FROM findings ORDER BY id").fetchall()
+    assert states == [("telnet-cleartext", "resolved"), ("rtsp-no-auth", "open")]
+
+
+def test_only_what_a_scan_looked_at_can_be_found_gone(world: World) -> None:
+    inventory = world.inventory
+    inventory.apply_scan(
+        1,
+        [
+            host(
+                "10.9.0.6",
+                [23, 8080],
+                [("default-credentials", 23, "critical"), ("telnet-cleartext", 23, "high")],
+            )
+        ],
+        ALL_TCP,
+    )
+    # A scan of port 80 only, without default-credential checks: 23 and 8080 are not looked at.
+    inventory.apply_scan(2, [host("10.9.0.6", [], [])], Coverage(frozenset({80}), False, False))
+    device = inventory.find("10.9.0.6")
+    assert [s["port"] for s in device.services] == [23, 8080]
+    assert len(device.findings) == 2
+    # Port 23 scanned again but no credentials tried: the credential finding stays.
+    inventory.apply_scan(3, [host("10.9.0.6", [23], [])], ALL_TCP)
+    assert [k for k, _, _ in device.findings] == ["default-credentials"]
+
+
+def test_an_address_only_device_merges_into_its_mac_when_arp_shows_it(world: World) -> None:
+    inventory = world.inventory
+    inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.9.0.7", "via": "arp"}], {})
+    inventory.apply_scan(
+        1, [host("10.9.0.8", [80], [("http-login-cleartext", 80, "medium")])], ALL_TCP
+    )
+    assert len(inventory.devices) == 2
+    inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.9.0.8", "via": "arp"}], {})
+    (device,) = inventory.devices.values()
+    assert sorted(device.addresses) == ["10.9.0.7", "10.9.0.8"]
+    assert list(device.findings) == [("http-login-cleartext", 80, "tcp")]
+    assert len(world.reloaded().devices) == 1
+
+
+def test_an_address_moves_to_the_device_that_has_it_now(world: World) -> None:
+    inventory = world.inventory
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:0a", "ip": "10.1.1.9"}], {})
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:0b", "ip": "10.1.1.9"}], {})
+    old, new = inventory.find("02:00:00:00:00:0a"), inventory.find("02:00:00:00:00:0b")
+    assert old.addresses == [] and old.ip == "" and new.ip == "10.1.1.9"
+    assert inventory.find("10.1.1.9") is new
+
+
+@pytest.mark.parametrize(
+    ("services", "details", "vendor", "hostname", "kind", "reason"),
+    [
+        (
+            [{"port": 502, "proto": "tcp", "service": "modbus"}],
+            {},
+            "",
+            "",
+            "industrial controller",
+            "modbus on 502/tcp",
+        ),
+        (
+            [],
+            {"mdns": {"services": ["Office._ipp._tcp.local"]}},
+            "",
+            "",
+            "printer",
+            "mDNS announces _ipp",
+        ),
+        (
+            [],
+            {"dhcp": {"vendor_class": "android-dhcp-13"}},
+            "",
+            "",
+            "phone or tablet",
+            "DHCP vendor class 'android-dhcp-13'",
+        ),
+        ([], {}, "Espressif Inc.", "", "IoT module", "MAC vendor Espressif Inc."),
+        ([], {}, "", "raspberrypi", "single-board computer", "host name 'raspberrypi'"),
+        ([], {}, "", "", "", ""),
+    ],
+)
+def test_the_strongest_clue_names_the_kind(
+    services, details, vendor, hostname, kind, reason
+) -> None:
+    assert guess(services, details, vendor, hostname) == (kind, reason)
+
+
+def test_diff_of_two_scans() -> None:
+    before = [
+        host("10.9.0.5", [23, 80], [("telnet-cleartext", 23, "high")]),
+        host("10.9.0.6", [22], []),
+    ]
+    after = [
+        host("10.9.0.5", [80, 554], [("rtsp-no-auth", 554, "high")]),
+        host("10.9.0.7", [80], []),
+    ]
+    diff = diff_scans(before, after)
+    assert diff["hosts_up"] == ["10.9.0.7"] and diff["hosts_down"] == ["10.9.0.6"]
+    assert [(d["address"], d["port"]) for d in diff["opened"]] == [("10.9.0.5", 554)]
+    assert [(d["address"], d["port"]) for d in diff["closed"]] == [("10.9.0.5", 23)]
+    assert [d["kind"] for d in diff["new_findings"]] == ["rtsp-no-auth"]
+    assert [d["kind"] for d in diff["resolved_findings"]] == ["telnet-cleartext"]
+    assert diff["changed"] and not diff_scans(after, after)["changed"]
+
+
+async def test_the_loop_is_not_needed_for_alerts(world: World) -> None:
+    """Inventory changes raise alerts from the engine's loop without awaiting the writer."""
+    world.inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.2.2.2"}], {})
+    await asyncio.sleep(0)
+    assert world.alerts()[0][:2] == ("devices", "new-device")
