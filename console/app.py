@@ -28,11 +28,13 @@ from console.keys import bindings_of, keymap_problems, keys_for
 from console.notifier import AlertNotifier
 from console.panes.alert_table import AlertTable
 from console.panes.alerts import AlertsPane
+from console.panes.devices import DevicesPane
 from console.panes.part import PartPane
 from console.panes.traffic import TrafficPane
 from console.panes.traffic_table import FlowTable
 from console.screens.alert_detail import AlertDetailScreen
 from console.screens.bans import BansScreen
+from console.screens.device_detail import DeviceScreen
 from console.screens.help import HelpScreen, KeyRow
 from console.screens.logs import LogsScreen
 from console.screens.packet_detail import PacketDetailScreen
@@ -46,7 +48,8 @@ RESYNC_SECONDS = 2.0
 
 PANES = ("traffic", "devices", "alerts", "serial")
 # Screens opened over the panes: their keys can be rebound in the keymap too.
-SCREENS = (AlertDetailScreen, PacketDetailScreen, RulesScreen, BansScreen, LogsScreen)
+SCREENS = (AlertDetailScreen, PacketDetailScreen, DeviceScreen, RulesScreen, BansScreen,
+           LogsScreen)  # fmt: skip
 # The views opened over the panes, with the name help and the palette give their keys.
 VIEWS: dict[type[Screen[Any]], str] = {
     RulesScreen: "rules",
@@ -159,13 +162,7 @@ class IotsecApp(App[None]):
             with TabPane("1 Traffic", id="traffic"):
                 yield TrafficPane(refresh=self.config.console.refresh, id="traffic-pane")
             with TabPane("2 Devices", id="devices"):
-                yield PartPane(
-                    title="Devices",
-                    part="scan",
-                    subject="Device discovery",
-                    purpose="The devices seen on the network, their open services and the"
-                    " findings of scans (default credentials, telnet, anonymous MQTT, ...).",
-                )
+                yield DevicesPane(id="devices-pane")
             with TabPane("3 Alerts", id="alerts"):
                 yield AlertsPane(
                     max_rows=self.config.console.max_rows,
@@ -214,10 +211,19 @@ class IotsecApp(App[None]):
     def traffic(self) -> TrafficPane:
         return self.query_one(TrafficPane)
 
+    @property
+    def devices(self) -> DevicesPane:
+        return self.query_one(DevicesPane)
+
     def show_flow(self, flow: dict[str, Any], origin: str) -> None:
         """Show one flow (a rule alert's ``evidence["flow"]``) in the Traffic pane."""
         self.action_show_pane("traffic")
         self.traffic.show_flow(flow, origin)
+
+    def show_hosts(self, addresses: list[str]) -> None:
+        """Show the traffic of these addresses (a device's) in the Traffic pane."""
+        self.action_show_pane("traffic")
+        self.traffic.show_hosts(addresses)
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -233,6 +239,7 @@ class IotsecApp(App[None]):
         for pane in self.query(PartPane):
             pane.show_status(self.status if connected else None, connected=connected)
         self.traffic.show_link(connected)
+        self.devices.show_link(connected)
         self.refresh_bindings()
 
     @on(Snapshot)
@@ -318,17 +325,23 @@ class IotsecApp(App[None]):
             self.query_one(AlertTable).focus()
         elif event.pane.id == "traffic":
             self.query_one(FlowTable).focus()
-        # Traffic is polled only while it is in view.
+        elif event.pane.id == "devices":
+            self.devices.table.focus()
+        # Traffic and devices are polled only while in view.
         self.traffic.in_view(event.pane.id == "traffic")
+        self.devices.in_view(event.pane.id == "devices")
 
     def _active_pane(
         self,
-    ) -> tuple[str, AlertsPane | TrafficPane | PartPane | RulesScreen | BansScreen | LogsScreen]:
+    ) -> tuple[
+        str,
+        AlertsPane | TrafficPane | DevicesPane | PartPane | RulesScreen | BansScreen | LogsScreen,
+    ]:
         if isinstance(self.screen, RulesScreen | BansScreen | LogsScreen):
             return VIEWS[type(self.screen)], self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]
-        assert isinstance(pane, AlertsPane | TrafficPane | PartPane)
+        assert isinstance(pane, AlertsPane | TrafficPane | DevicesPane | PartPane)
         return tab, pane
 
     def _binding_owners(

@@ -8,6 +8,7 @@ import time
 import click
 
 from console.cli_base import call, echo, emit_json, global_options, json_option, main
+from engine.durations import format_age
 from engine.text import printable
 
 SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan"}
@@ -15,14 +16,7 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
 def ago(ts: float | None) -> str:
-    """How long ago, in the largest unit that fits: 12s, 5m, 3h, 2d."""
-    if not ts:
-        return "-"
-    seconds = max(0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+    return format_age(time.time() - ts) if ts else "-"
 
 
 def severity_label(severity: str) -> str:

@@ -52,3 +52,13 @@ def format_duration(seconds: float) -> str:
             n, seconds = divmod(seconds, size)
             out.append(f"{n}{unit}")
     return "".join(out[:2])
+
+
+def format_age(seconds: float) -> str:
+    """How long ago, in the largest unit that fits, as tables show it: ``"20s"``, ``"5m"``,
+    ``"3h"``, ``"2d"``."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -65,7 +65,7 @@ def short_count(n: int) -> str:
 
 
 @functools.lru_cache(maxsize=8192)
-def _address_key(address: str) -> tuple[int, int, str]:
+def address_order(address: str) -> tuple[int, int, str]:
     """Addresses in numeric order (IPv4 before IPv6), anything else after them by name."""
     try:
         ip = ipaddress.ip_address(address)
@@ -143,8 +143,8 @@ class AlertRow:
             severity.RANK.get(sev, 0),
             STATE_ORDER.get(state, len(STATE_ORDER)),
             count,
-            _address_key(src),
-            _address_key(dst),
+            address_order(src),
+            address_order(dst),
             title.casefold(),
         )
         return cls(alert, cells, sort_keys)

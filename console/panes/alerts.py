@@ -24,7 +24,7 @@ from console import severity
 from console.panes.alert_rows import AlertRow, alert_flow, clock
 from console.panes.alert_table import AlertTable
 from console.screens.alert_detail import ACTION_COMMANDS, AlertDetailScreen
-from console.screens.ban_form import BanRequest, BanScreen, send_ban
+from console.screens.ban_form import ask_ban
 from console.screens.prompts import ConfirmScreen, NoteScreen
 from console.screens.silence import SilenceRequest, SilenceScreen
 from console.throttle import Throttle
@@ -467,17 +467,9 @@ class AlertsPane(Vertical):
                 f"Alert {alert['id']} names no source address to ban", severity="warning"
             )
             return
-
-        def send(request: BanRequest | None) -> None:
-            if request is not None:
-                self.console.run_worker(
-                    send_ban(self.console, "bans.ban", request.args()),
-                    name=f"Ban {clean(request.address)}",
-                    group="actions",
-                    exit_on_error=False,
-                )
-
-        self.app.push_screen(BanScreen(alert), send)
+        title = clean(alert.get("title"), limit=200)
+        ask_ban(self.console, str(alert["src"]), f"the source of alert #{alert['id']}",
+                f"alert #{alert['id']}: {title}")  # fmt: skip
 
     def action_flow(self) -> None:
         if (alert := self._selected()) is not None:

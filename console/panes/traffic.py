@@ -427,6 +427,18 @@ class TrafficPane(Vertical):
         self._wanted_flow = (flow, origin)
         self._changed()
 
+    def show_hosts(self, addresses: list[str]) -> None:
+        """Show the flows of these hosts (a device's addresses, from the Devices pane)."""
+        text = " or ".join(f"host {address}" for address in addresses)
+        self.query_one("#traffic-filter", Input).value = text
+        self.remove_class("-filtering")
+        if self.mode != "flows":
+            self.action_toggle_mode()
+        if self.paused:
+            self.action_pause()
+        self._apply_filter(text)
+        self.flows.focus()
+
     def _find_flow(self, flow: dict[str, Any], origin: str) -> None:
         self._wanted_flow = None
         key = self._announce = str(flow["key"])

@@ -77,8 +77,22 @@ async def send_ban(console: IotsecApp, cmd: str, args: dict[str, Any]) -> None:
     console.notify(message, severity=level, markup=False, timeout=10)
 
 
+def ask_ban(console: IotsecApp, address: str, whose: str, reason: str) -> None:
+    """The ban dialog for ``address``; the ban is sent (and its outcome told) if the operator
+    confirms it."""
+
+    def send(request: BanRequest | None) -> None:
+        if request is not None:
+            console.run_worker(send_ban(console, "bans.ban", request.args()),
+                               name=f"Ban {clean(request.address)}", group="actions",
+                               exit_on_error=False)  # fmt: skip
+
+    console.push_screen(BanScreen(address, whose, reason), send)
+
+
 class BanScreen(Dialog[BanRequest | None]):
-    """Ask for how long to ban an alert's source, and why; dismissed with the request."""
+    """Ask for how long to ban ``address`` (``whose`` says what it is: the source of an alert,
+    a device) and why, starting from ``reason``; dismissed with the request."""
 
     DEFAULT_CSS = """
     BanScreen OptionList {
@@ -92,23 +106,20 @@ class BanScreen(Dialog[BanRequest | None]):
     }
     """
 
-    def __init__(self, alert: dict[str, Any]) -> None:
+    def __init__(self, address: str, whose: str, reason: str) -> None:
         super().__init__()
-        self.alert = alert
-        self.address = str(alert.get("src") or "")
+        self.address = address
+        self.whose = whose
+        self.reason = reason
 
     def compose(self) -> ComposeResult:
-        alert_id = self.alert.get("id")
-        title = clean(self.alert.get("title"), limit=200)
         with Vertical(id="dialog"):
             yield Static(
-                Content.assemble(
-                    "Ban ", (clean(self.address), "bold"), f", the source of alert #{alert_id}"
-                ),
+                Content.assemble("Ban ", (clean(self.address), "bold"), f", {clean(self.whose)}"),
                 classes="heading",
             )
             yield Static("Reason", markup=False)
-            yield Input(f"alert #{alert_id}: {title}", id="reason", max_length=500, compact=True)
+            yield Input(clean(self.reason, limit=300), id="reason", max_length=500, compact=True)
             yield Static("Ban", classes="label", markup=False)
             yield OptionList(*(label for _, label in LENGTHS), id="length", compact=True)
             yield Static(

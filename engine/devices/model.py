@@ -127,6 +127,7 @@ class Device:
         return {
             "id": self.id,
             "ip": self.ip,
+            "addresses": list(self.addresses),
             "mac": self.mac or "",
             "hostname": self.hostname,
             "vendor": self.vendor,
@@ -148,7 +149,6 @@ class Device:
         findings = sorted(self.findings.values(), key=lambda f: (-f.severity, f.kind, f.port or 0))
         return {
             **self.summary(),
-            "addresses": list(self.addresses),
             "services": self.services,
             "details": self.details,
             "notes": self.notes,

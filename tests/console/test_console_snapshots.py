@@ -111,3 +111,123 @@ def test_alert_detail_at_80x24(seeded_engine, snap_compare):
         )
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def _seed_devices(db) -> None:
+    """A small inventory written straight into a new database: a camera with findings, a
+    broker, a router, a gone sensor."""
+    from engine.devices.inventory import UPSERT_DEVICE, UPSERT_FINDING
+    from engine.devices.model import Device, DeviceFinding
+    from engine.store.db import connect
+
+    def service(port: int, name: str, product: str = "") -> dict:
+        return {"port": port, "proto": "tcp", "service": name, "product": product}
+
+    devices = [
+        Device(
+            1,
+            T0 - 86400,
+            T0 - 20,
+            "c0:56:e3:12:34:56",
+            "192.168.1.20",
+            ["192.168.1.20"],
+            "ipcam-7",
+            "Hangzhou Hikvision Digital Technology Co.,Ltd.",
+            "camera",
+            "rtsp on 554/tcp",
+            services=[service(23, "telnet"), service(80, "http"), service(554, "rtsp")],
+            seen_by={"arp", "dhcp", "scan"},
+            risk=90,
+            last_scan=3,
+        ),
+        Device(
+            2,
+            T0 - 600,
+            T0 - 5,
+            "02:42:ac:11:00:05",
+            "192.168.1.31",
+            ["192.168.1.31"],
+            "broker",
+            "",
+            "MQTT broker",
+            "mqtt on 1883/tcp",
+            services=[service(1883, "mqtt")],
+            seen_by={"ip", "scan"},
+            risk=25,
+            last_scan=3,
+        ),
+        Device(
+            3,
+            T0 - 7 * 86400,
+            T0 - 2,
+            "e0:91:f5:73:8c:c2",
+            "192.168.1.1",
+            ["192.168.1.1"],
+            "",
+            "NETGEAR",
+            "router",
+            "SSDP server 'MiniUPnPd/1.6'",
+            seen_by={"ip", "ssdp"},
+        ),
+        Device(
+            4,
+            T0 - 3 * 86400,
+            T0 - 2 * 86400,
+            "24:0a:c4:00:11:22",
+            "192.168.1.77",
+            ["192.168.1.77"],
+            "esp-sensor",
+            "Espressif Inc.",
+            "IoT module",
+            "MAC vendor Espressif Inc.",
+            state="gone",
+            seen_by={"dhcp"},
+        ),
+    ]
+    findings = [
+        (1, "default-credentials", 4, "Default credentials work", 23),
+        (1, "telnet-cleartext", 3, "Telnet remote login in cleartext", 23),
+        (1, "rtsp-no-auth", 3, "RTSP stream without authentication", 554),
+        (2, "mqtt-anonymous", 3, "MQTT broker accepts anonymous clients", 1883),
+    ]
+    conn = connect(db)
+    try:
+        conn.execute("BEGIN")
+        conn.executemany(UPSERT_DEVICE, [d.row() for d in devices])
+        for n, (device, kind, sev, title, port) in enumerate(findings, 1):
+            detail = {"evidence": "seen", "fix": "fix it", "confidence": "high"}
+            conn.execute(
+                UPSERT_FINDING,
+                DeviceFinding(
+                    n, device, kind, Severity(sev), title, detail, port, "tcp", T0, T0
+                ).row(),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def inventory_engine(tmp_path) -> Iterator[EngineProcess]:
+    with in_utc():
+        _seed_devices(tmp_path / "state" / "iotsec.db")
+        engine = start_engine(tmp_path, '[devices]\ngone_after = "36500d"\n')
+        try:
+            yield engine
+        finally:
+            engine.stop()
+
+
+def test_devices_at_80x24(inventory_engine, snap_compare):
+    from console.panes.devices import DevicesPane
+
+    app = console_for(inventory_engine.config)
+
+    async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        pane = app.query_one(DevicesPane)
+        pane.clock = lambda: T0
+        await pilot.press("2")
+        await wait_until(pilot, lambda: pane.table.row_count == 4, "the seeded devices")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -1,0 +1,66 @@
+"""What an operator does to a device from the Devices pane or its detail view: scan it now, ban
+it, look at its traffic, open its serial session."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from console.screens.ban_form import ask_ban
+from console.untrusted import clean
+
+if TYPE_CHECKING:
+    from console.app import IotsecApp
+
+
+def label(device: dict[str, Any]) -> str:
+    name = clean(device.get("hostname"), limit=40)
+    address = clean(device.get("ip"), limit=45) or clean(device.get("mac")) or "?"
+    return f"{address} ({name})" if name else address
+
+
+def scan_device(console: IotsecApp, device: dict[str, Any]) -> None:
+    """Start a quick scan of the device's address in the engine; its progress shows in the
+    pane's title, its results in the inventory."""
+    address = str(device.get("ip") or "")
+    if not address:
+        console.notify(
+            "This device has no address to scan (seen by its MAC only)", severity="warning"
+        )
+        return
+
+    async def call() -> None:
+        run = await console.link.request("scan.start", {"targets": [address]})
+        console.notify(
+            f"Scan #{run['id']} of {clean(address)} started: "
+            f"{run['total']} TCP ports and the UDP probes",
+            markup=False,
+        )
+
+    console.run_worker(call(), name=f"Scan {clean(address)}", group="actions", exit_on_error=False)
+
+
+def ban_device(console: IotsecApp, device: dict[str, Any]) -> None:
+    address = str(device.get("ip") or "")
+    if not address:
+        console.notify("This device has no address to ban", severity="warning")
+        return
+    kind = clean(device.get("kind"), limit=40)
+    ask_ban(
+        console,
+        address,
+        f"device {device['id']}" + (f", a {kind}" if kind else ""),
+        f"device {device['id']} {label(device)}",
+    )
+
+
+def show_traffic(console: IotsecApp, device: dict[str, Any]) -> None:
+    """The Traffic pane filtered to the device's addresses."""
+    addresses = device.get("addresses") or ([device["ip"]] if device.get("ip") else [])
+    if not addresses:
+        console.notify("This device has no address to filter traffic by", severity="warning")
+        return
+    console.show_hosts([str(a) for a in addresses])
+
+
+def has_serial(device: dict[str, Any]) -> bool:
+    return bool(device.get("serial"))
