@@ -245,6 +245,9 @@ class ScanConfig:
 class DevicesConfig:
     # A device not seen (traffic, ARP, announcements, scans) for this long is marked gone.
     gone_after: Duration = Duration(3600)
+    # An empty inventory learns the network this long before a new device raises an alert:
+    # the devices found then are the network as it was, not news (events are sent for them).
+    learning: Duration = Duration(600)
     # Alerts for what changes in the inventory (each is also an event on the devices topic).
     alert_new_device: bool = True
     alert_gone: bool = True

@@ -82,7 +82,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     events = bus.subscribe("test", ["devices"])
     clock = Clock()
     alerts = AlertManager(writer, bus, clock=clock)
-    inventory = Inventory(DevicesConfig(gone_after=600), [], writer, bus, alerts, clock=clock)
+    inventory = Inventory(
+        DevicesConfig(gone_after=600, learning=0), [], writer, bus, alerts, clock=clock
+    )
     conn = connect(path, readonly=True)
     inventory.load(conn)
     conn.close()
@@ -375,3 +377,30 @@ async def test_the_loop_is_not_needed_for_alerts(world: World) -> None:
     world.inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.2.2.2"}], {})
     await asyncio.sleep(0)
     assert world.alerts()[0][:2] == ("devices", "new-device")
+
+
+async def test_an_empty_inventory_learns_quietly_at_first(tmp_path: Path) -> None:
+    """The devices found in the first ``learning`` are the network as it was: events, but no
+    new-device alerts; later ones are news. The learning time holds across restarts."""
+    writer = Writer(tmp_path / "iotsec.db", interval=0.01)
+    clock = Clock()
+    alerts = AlertManager(writer, EventBus(), clock=clock)
+    config = DevicesConfig(learning=600)
+    inventory = Inventory(config, [], writer, EventBus(), alerts, clock=clock)
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:01", "ip": "10.1.1.1"}], {})
+    clock.now += 599
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:02", "ip": "10.1.1.2"}], {})
+    inventory.flush()
+    writer.flush()
+    again = Inventory(config, [], writer, EventBus(), alerts, clock=clock)
+    conn = connect(tmp_path / "iotsec.db", readonly=True)
+    again.load(conn)
+    conn.close()
+    clock.now += 2
+    again.observe([{"kind": "host", "mac": "02:00:00:00:00:03", "ip": "10.1.1.3"}], {})
+    writer.flush()
+    with sqlite3.connect(tmp_path / "iotsec.db") as db:
+        titles = [t for (t,) in db.execute("SELECT title FROM alerts")]
+    writer.close()
+    assert len(again.devices) == 3
+    assert titles == ["New device 10.1.1.3 (02:00:00:00:00:03)"]

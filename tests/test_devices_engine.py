@@ -23,7 +23,7 @@ from tests.conftest import ROOT, EngineProcess, require_root, start_engine, wait
 from tests.test_capture_live import RECEIVER, SENDER, Pair, pair  # noqa: F401 - the fixture
 from tests.test_scan import nmap_open
 
-LOOPBACK = '[scan]\nscope = ["127.0.0.0/8"]\n'
+LOOPBACK = '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
 
 
 @pytest.fixture
@@ -209,7 +209,8 @@ def device_of(engine: EngineProcess, mac: str) -> dict[str, Any] | None:
 
 def test_live_traffic_builds_devices_that_go_and_come_back(pair: Pair, tmp_path: Path) -> None:  # noqa: F811
     require_root("capture in the test's network namespaces")
-    config = f'[capture]\ninterfaces = ["{pair.veth_b}"]\n[devices]\ngone_after = "3s"\n'
+    config = (f'[capture]\ninterfaces = ["{pair.veth_b}"]\n'
+              '[devices]\ngone_after = "3s"\nlearning = "0s"\n')  # fmt: skip
     engine = start_engine(tmp_path, config, prefix=("ip", "netns", "exec", pair.b))
     try:
         with engine.client("events") as events:

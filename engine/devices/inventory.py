@@ -106,6 +106,8 @@ class Inventory:
         self._dirty_findings: dict[int, DeviceFinding] = {}
         self._written_seen: dict[int, float] = {}
         self._removed: list[int] = []
+        # Until when new devices are learned quietly (set when the first device is made).
+        self._learning_until: float | None = None
         self.bad_facts = 0
         self.state = "stopped"
 
@@ -122,6 +124,9 @@ class Inventory:
                 device.findings[finding.key] = finding
         for device in self.devices.values():
             self._written_seen[device.id] = device.last_seen
+        if self.devices:
+            first = min(d.first_seen for d in self.devices.values())
+            self._learning_until = first + self.config.learning
         self._next_device = max(self.devices, default=0) + 1
         last = conn.execute("SELECT max(id) FROM findings").fetchone()[0]
         self._next_finding = (last or 0) + 1
@@ -471,7 +476,9 @@ class Inventory:
             self._claim(device, ip)
         self._changed(device)
         self._event("new", device)
-        if self.config.alert_new_device:
+        if self._learning_until is None:
+            self._learning_until = now + self.config.learning
+        if self.config.alert_new_device and now >= self._learning_until:
             known = ", ".join(p for p in (device.mac or "", device.vendor) if p)
             self._alert(
                 Severity.LOW,
@@ -526,13 +533,12 @@ class Inventory:
                 owner.ip = owner.addresses[-1] if owner.addresses else ""
             self._dirty.add(owner.id)
         self.by_ip[ip] = device
-        new = ip not in device.addresses
+        new = device.add_address(ip)
         # IPv4 is the address people know a device by; IPv6 only while it has none.
-        if new or (":" not in ip and device.ip != ip) or not device.ip:
-            if new:
-                device.add_address(ip)
-            if ":" not in ip or not device.ip or ":" in device.ip:
-                device.ip = ip
+        if device.ip != ip and (":" not in ip or not device.ip or ":" in device.ip):
+            device.ip = ip
+            new = True
+        if new:
             self._dirty.add(device.id)
 
     def _touch(self, device: Device, via: str) -> None:

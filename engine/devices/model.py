@@ -110,12 +110,11 @@ class Device:
     findings: dict[FindingKey, DeviceFinding] = field(default_factory=dict)  # the open ones
 
     def add_address(self, address: str) -> bool:
-        """Make ``address`` the one it is seen at now; True when it is new to this device."""
+        """Add ``address`` to the device's (the oldest go past MAX_ADDRESSES); True when new."""
         new = address not in self.addresses
         if new:
             self.addresses.append(address)
             del self.addresses[:-MAX_ADDRESSES]
-        self.ip = address
         return new
 
     def rescore(self) -> None:
