@@ -199,6 +199,25 @@ sys.stdin.read()
 """
 
 
+# A device that answers ARP for the given addresses after a delay, in place of its kernel (its
+# interface is set to NOARP); netem is not in every kernel.
+SLOW_ARP = """
+import socket, struct, sys, threading
+iface, delay, addresses = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+asked_for = {socket.inet_aton(a) for a in addresses}
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+sock.bind((iface, 0x0806))
+mac = sock.getsockname()[4]
+print("ready", flush=True)
+while True:
+    frame = sock.recv(128)
+    sha, spa, tpa = frame[22:28], frame[28:32], frame[38:42]
+    if frame[20:22] == b"\\x00\\x01" and tpa in asked_for:
+        arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + tpa + sha + spa
+        threading.Timer(delay, sock.send, [sha + mac + b"\\x08\\x06" + arp]).start()
+"""
+
+
 @dataclass
 class Segment:
     scanner: str
@@ -327,6 +346,36 @@ def test_a_24_is_swept_in_5_s_with_each_device_s_mac_and_vendor(segment: Segment
     )
     print(f"/24 discovered in {done['elapsed']:.2f} s")
     assert done["elapsed"] <= 5.0, f"a /24 took {done['elapsed']:.2f} s"
+
+
+def test_a_device_slow_to_answer_arp_is_still_found(segment: Segment) -> None:
+    # As a device in Wi-Fi power save is: it hears a broadcast only after the next DTIM beacon,
+    # while the others answer within a ms and so would have the sweep wait no longer.
+    slow, fast = DEVICE_ADDRESSES[-1], DEVICE_ADDRESSES[0]
+    dev = f"m{len(DEVICE_ADDRESSES) - 1}"
+    sh("ip", "-n", segment.devices, "link", "set", dev, "arp", "off")
+    responder = subprocess.Popen(
+        ["ip", "netns", "exec", segment.devices, sys.executable, "-c", SLOW_ARP, dev, "0.15",
+         *slow],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert responder.stdout is not None and responder.stdout.readline() == "ready\n"
+        # Asked last, where only the wait after the requests can catch its answers, and on
+        # their own with a fast device, where no later requests hold the sweep up either.
+        swept = segment.run("discover", targets=[*(a for a in SWEEP if a not in slow), *slow])
+        few = segment.run("discover", targets=[fast[0], *slow])
+    finally:
+        responder.kill()
+        responder.wait(timeout=10)
+        sh("ip", "-n", segment.devices, "link", "set", dev, "arp", "on")
+    for done, up in ((swept, LIVE | {SCANNER}), (few, {fast[0], *slow})):
+        found = {h["address"]: h for h in done["result"]}
+        assert set(found) == up
+        for ip in slow:
+            assert (found[ip]["how"], found[ip]["mac"]) == ("arp", segment.macs[-1])
+            assert found[ip]["rtt"] >= 0.15
+        assert found[fast[0]]["rtt"] < 0.05
 
 
 def test_arp_sweep_asks_only_the_segment_s_addresses(segment: Segment) -> None:

@@ -15,14 +15,14 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from engine.capture.live import can_capture
 from engine.scan import oui
-from engine.scan.ports import connect
+from engine.scan.ports import RateLimit, connect
 from engine.scan.scope import Address
 
 T = TypeVar("T")
@@ -30,8 +30,28 @@ T = TypeVar("T")
 TCP_PORTS = (80, 443, 22, 23, 554, 8080, 1883)
 TCP_TIMEOUT = 1.0
 TCP_CONCURRENCY = 256
+# A round of requests ends once no answer came for QUIET_RTTS times the slowest answer so far,
+# within [floor, timeout]; before any answer, after the timeout. Answers that come late still
+# count in the next round.
+QUIET_RTTS = 4
 ARP_TIMEOUT, ARP_RETRIES = 1.5, 1
-ICMP_TIMEOUT = 1.5
+# Answers on one segment come within a few ms, but a device in Wi-Fi power save gets a
+# broadcast (an ARP request) only after the access point's next DTIM beacon: 102.4 ms apart
+# (an ESP8266 answers ARP in 50-200 ms), 307 ms with a DTIM period of 3. The floor covers the
+# common periods in the first round, and the retry round the longest. (nmap -T4: 0.1 s.)
+ARP_QUIET = 0.3
+# Rounds of half the single 1.5 s round there was: where nothing answers, a sweep takes as long
+# as then, and a first answer up to 1.5 s late still counts. Echo requests go beyond a gateway,
+# or to IPv6 neighbours not resolved yet, whose RTTs differ far more from host to host than on
+# one segment: hence a higher floor, nmap -T4's timeout before any RTT is known.
+ICMP_TIMEOUT, ICMP_RETRIES = 0.75, 1
+ICMP_QUIET = 0.5
+# One ARP request a millisecond: about 100 broadcasts between two beacons, under the 128 that a
+# Linux access point buffers for its stations in power save (the oldest are dropped).
+ARP_RATE = 1000
+ETH_P_ARP, ETH_P_IP = 0x0806, 0x0800
+ARP_REQUEST, ARP_REPLY = 1, 2
+PACKET_OUTGOING = 4  # the pkttype of a frame this host sent, which a packet socket sees too
 ARPHRD_ETHER = 1
 ICMP_ECHO, ICMP_ECHO_REPLY = 8, 0
 ICMP6_ECHO, ICMP6_ECHO_REPLY = 128, 129
@@ -87,47 +107,172 @@ def _is_ethernet(iface: str) -> bool:
         return False
 
 
-def on_link(targets: Iterable[Address], iface: str | None = None) -> dict[str, list[Address]]:
-    """The IPv4 targets to ask by ARP, by interface: those the routing table reaches directly
-    (no gateway) over Ethernet, other than this host's own addresses. With ``iface``, every
-    IPv4 target, on that interface: the caller knows they are on its segment."""
+def on_link(targets: Iterable[Address], iface: str | None = None) -> dict[str, dict[Address, str]]:
+    """The IPv4 targets to ask by ARP, by interface, each with this host's address on the way to
+    it (the request's sender): those the routing table reaches directly (no gateway) over
+    Ethernet, other than this host's own addresses. With ``iface``, every IPv4 target, on that
+    interface: the caller knows they are on its segment."""
     v4 = [t for t in targets if t.version == 4]
-    if iface is not None:
-        return {iface: v4} if v4 else {}
+    if not v4:
+        return {}
     import scapy.route  # noqa: F401 - its import fills in conf.route
     from scapy.config import conf
 
     conf.route.resync()  # the table read at import may be stale in a long-running engine
-    by_iface: dict[str, list[Address]] = {}
+    by_iface: dict[str, dict[Address, str]] = {}
     for target in v4:
-        dev, source, gateway = conf.route.route(str(target))
-        if gateway == "0.0.0.0" and source != str(target) and _is_ethernet(dev):
-            by_iface.setdefault(dev, []).append(target)
+        dev, source, gateway = conf.route.route(str(target), dev=iface, verbose=0)
+        if iface is not None:
+            by_iface.setdefault(iface, {})[target] = source
+        elif gateway == "0.0.0.0" and source != str(target) and _is_ethernet(dev):
+            by_iface.setdefault(dev, {})[target] = source
     return by_iface
 
 
-def _arp_on(
-    iface: str, targets: list[Address], timeout: float, retries: int
-) -> dict[str, tuple[str, float]]:
-    from scapy.layers.l2 import ARP, Ether
-    from scapy.sendrecv import srp
+class _Answers:
+    """Which targets of a sweep were asked when and which answered, and so how long to wait for
+    the others."""
 
-    request = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=[str(t) for t in targets])
-    answered, _ = srp(request, iface=iface, timeout=timeout, retry=retries, verbose=False)
-    return {str(r[ARP].psrc): (str(r[ARP].hwsrc), float(r.time - s.sent_time)) for s, r in answered}
+    def __init__(self, floor: float, timeout: float) -> None:
+        self.floor, self.timeout = floor, timeout
+        self.sent: dict[Address, float] = {}  # the latest request to each target
+        self.asked: dict[Address, int] = {}
+        self.rtts: dict[Address, float] = {}
+        self.slowest: float | None = None
+        self.last = 0.0  # the latest request or answer
+        self.news = asyncio.Event()  # an answer came: the wait may end sooner, or go on
+
+    def request(self, target: Address, at: float) -> None:
+        self.sent[target] = self.last = at
+        self.asked[target] = self.asked.get(target, 0) + 1
+
+    def answer(self, target: Address) -> bool:
+        """Counts ``target``'s answer; False when it was not asked, or answered already."""
+        if target not in self.sent or target in self.rtts:
+            return False
+        self.last = time.monotonic()
+        self.rtts[target] = rtt = self.last - self.sent[target]
+        if self.asked[target] == 1:  # after a retry, which request was answered is unknown
+            self.slowest = max(rtt, self.slowest or 0.0)
+        self.news.set()
+        return True
+
+    def quiet(self) -> float:
+        if self.slowest is None:  # nothing to adapt to: no answer, or the segment is empty
+            return self.timeout
+        return min(self.timeout, max(self.floor, QUIET_RTTS * self.slowest))
+
+    async def settle(self) -> None:
+        """Until every target asked has answered, or none did for :meth:`quiet` seconds."""
+        while len(self.rtts) < len(self.sent):
+            left = self.last + self.quiet() - time.monotonic()
+            if left <= 0:
+                return
+            self.news.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.news.wait(), left)
+
+
+async def _ask(
+    answers: _Answers,
+    targets: list[Address],
+    send: Callable[[Address], Awaitable[bool]],
+    retries: int,
+    pace: RateLimit | None = None,
+    requests_out: asyncio.Event | None = None,
+) -> None:
+    """A request to each target (``send`` says whether it went out), then ``retries`` more
+    rounds to the silent ones; each round ends as :meth:`_Answers.settle` says.
+    ``requests_out`` is set once the first round's requests are out."""
+    for _ in range(1 + retries):
+        silent = [t for t in targets if t not in answers.rtts]
+        if not silent:
+            return
+        for target in silent:
+            if target in answers.rtts:  # its answer to the round before came meanwhile
+                continue
+            if pace is not None:
+                await pace.wait()
+            at = time.monotonic()
+            if await send(target):
+                answers.request(target, at)
+        if requests_out is not None:
+            requests_out.set()
+        await answers.settle()
+
+
+def _arp_request(mac: bytes, source: Address, target: Address) -> bytes:
+    """An Ethernet broadcast: who has ``target``? tell ``source`` (at ``mac``)."""
+    arp = struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, ARP_REQUEST)
+    ethernet = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
+    return ethernet + arp + mac + source.packed + b"\0" * 6 + target.packed
+
+
+def _arp_reply(frame: bytes) -> tuple[bytes, str] | None:
+    """(sender's IPv4 address, packed; its MAC) of an ARP reply in an Ethernet frame."""
+    header = (ARPHRD_ETHER, ETH_P_IP, 6, 4, ARP_REPLY)
+    if len(frame) < 42 or struct.unpack_from("!HHBBH", frame, 14) != header:
+        return None
+    return frame[28:32], frame[22:28].hex(":")
+
+
+async def _arp_on(
+    iface: str,
+    sources: dict[Address, str],
+    timeout: float,
+    retries: int,
+    requests_out: asyncio.Event | None,
+) -> dict[str, tuple[str, float]]:
+    """ip -> (mac, rtt) of the targets that answer an ARP who-has on ``iface``, each asked from
+    its source address; see :func:`_ask`."""
+    loop = asyncio.get_running_loop()
+    by_packed = {t.packed: t for t in sources}
+    answers = _Answers(ARP_QUIET, timeout)
+    macs: dict[Address, str] = {}
+    # No protocol until bound: with one, the socket would take in every interface's ARP.
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+        sock.bind((iface, ETH_P_ARP))
+        sock.setblocking(False)
+        mac = sock.getsockname()[4]
+
+        async def receive() -> None:
+            while True:
+                frame, (_, _, pkttype, _, _) = await loop.sock_recvfrom(sock, 128)
+                reply = _arp_reply(frame) if pkttype != PACKET_OUTGOING else None
+                target = by_packed.get(reply[0]) if reply else None
+                if reply and target is not None and answers.answer(target):
+                    macs[target] = reply[1]
+
+        async def send(target: Address) -> bool:
+            source = ipaddress.IPv4Address(sources[target])
+            await loop.sock_sendall(sock, _arp_request(mac, source, target))
+            return True
+
+        receiver = asyncio.create_task(receive())
+        try:
+            pace = RateLimit(ARP_RATE)
+            await _ask(answers, list(sources), send, retries, pace, requests_out)
+        finally:
+            receiver.cancel()  # and wait for it: its reader must go before the socket closes
+            await asyncio.gather(receiver, return_exceptions=True)
+    return {str(t): (macs[t], rtt) for t, rtt in answers.rtts.items()}
 
 
 async def _arp_replies(
-    groups: dict[str, list[Address]], timeout: float, retries: int
+    groups: dict[str, dict[Address, str]],
+    timeout: float,
+    retries: int,
+    requests_out: asyncio.Event | None = None,
 ) -> dict[str, tuple[str, float]]:
-    """ip -> (mac, rtt) of the targets that answer an ARP who-has, by interface."""
+    """ip -> (mac, rtt) of the targets that answer an ARP who-has, by interface.
+    ``requests_out`` is set once the first round of requests is out on one of them."""
     if not groups:
         return {}
     if not can_send_raw():
         raise PermissionError(GRANT_HINT.format(how="ARP"))
     found: dict[str, tuple[str, float]] = {}
     for replies in await _together(
-        *(asyncio.to_thread(_arp_on, dev, group, timeout, retries) for dev, group in groups.items())
+        *(_arp_on(dev, sources, timeout, retries, requests_out) for dev, sources in groups.items())
     ):
         found.update(replies)
     return found
@@ -141,7 +286,8 @@ async def arp_sweep(
 ) -> dict[str, str]:
     """ip -> MAC of the IPv4 targets on a directly connected segment that answer ARP (see
     :func:`on_link`); the others are not asked. Unanswered requests are sent ``retries`` more
-    times, each round waiting ``timeout`` seconds. Raises PermissionError without CAP_NET_RAW."""
+    times; each round waits until no answer came for a while adapted to the answers' round-trip
+    times, and at most ``timeout`` seconds. Raises PermissionError without CAP_NET_RAW."""
     groups = await asyncio.to_thread(on_link, list(targets), iface)
     replies = await _arp_replies(groups, timeout, retries)
     return {address: mac for address, (mac, _) in replies.items()}
@@ -173,9 +319,11 @@ def _echo_reply(version: int, packet: bytes) -> tuple[int, int] | None:
     return (ident, seq) if kind == (ICMP6_ECHO_REPLY if version == 6 else ICMP_ECHO_REPLY) else None
 
 
-async def _ping(version: int, targets: list[Address], timeout: float) -> dict[str, float]:
-    """One echo request to each target, then replies until all came or ``timeout`` passed
-    after the last request."""
+async def _ping(
+    version: int, targets: list[Address], timeout: float, retries: int
+) -> dict[str, float]:
+    """An echo request to each target, then to those still silent ``retries`` more times; each
+    round waits as :meth:`_Answers.settle` says."""
     family, proto = ((socket.AF_INET6, socket.IPPROTO_ICMPV6) if version == 6
                      else (socket.AF_INET, socket.IPPROTO_ICMP))  # fmt: skip
     try:
@@ -184,62 +332,58 @@ async def _ping(version: int, targets: list[Address], timeout: float) -> dict[st
         raise PermissionError(GRANT_HINT.format(how="ICMP echo")) from None
     loop = asyncio.get_running_loop()
     ident = int.from_bytes(os.urandom(2), "big")  # tells our replies from other pings'
-    sent: dict[int, float] = {}  # sequence number (the target's index) -> time sent
-    pending: set[int] = set()
-    answered = asyncio.Event()
-    found: dict[str, float] = {}
+    seqs = {target: seq for seq, target in enumerate(targets)}
+    answers = _Answers(ICMP_QUIET, timeout)
 
     async def receive() -> None:
         while True:
             packet, source = await loop.sock_recvfrom(sock, 2048)
             reply = _echo_reply(version, packet)
-            if reply is None or reply[0] != ident or reply[1] not in pending:
+            if reply is None or reply[0] != ident or reply[1] >= len(targets):
                 continue
             target = targets[reply[1]]
             if ipaddress.ip_address(source[0].partition("%")[0]).packed == target.packed:
-                found[str(target)] = time.monotonic() - sent[reply[1]]
-                pending.discard(reply[1])
-                if not pending:
-                    answered.set()
+                answers.answer(target)
+
+    async def send(target: Address) -> bool:
+        try:
+            await loop.sock_sendto(sock, _echo_request(version, ident, seqs[target]),
+                                   _sockaddr(target))  # fmt: skip
+        except OSError:  # no route to it, an address the kernel refuses to send to
+            return False
+        return True
 
     with sock:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ICMP_RCVBUF)
         receiver = asyncio.create_task(receive())
         try:
-            for seq, target in enumerate(targets):
-                sent[seq] = time.monotonic()
-                pending.add(seq)
-                try:
-                    await loop.sock_sendto(sock, _echo_request(version, ident, seq),
-                                           _sockaddr(target))  # fmt: skip
-                except OSError:  # no route to it, an address the kernel refuses to send to
-                    pending.discard(seq)
-            if pending:
-                answered.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), timeout)
+            await _ask(answers, targets, send, retries)
         finally:
             receiver.cancel()  # and wait for it: its reader must go before the socket closes
             await asyncio.gather(receiver, return_exceptions=True)
-    return found
+    return {str(target): rtt for target, rtt in answers.rtts.items()}
 
 
-async def _icmp_rtts(targets: Iterable[Address], timeout: float) -> dict[str, float]:
+async def _icmp_rtts(targets: Iterable[Address], timeout: float, retries: int) -> dict[str, float]:
     unique = list(dict.fromkeys(targets))
     groups = [[t for t in unique if t.version == v] for v in (4, 6)]
     found: dict[str, float] = {}
     for replies in await _together(
-        *(_ping(group[0].version, group, timeout) for group in groups if group)
+        *(_ping(group[0].version, group, timeout, retries) for group in groups if group)
     ):
         found.update(replies)
     return found
 
 
-async def icmp_sweep(targets: Iterable[Address], timeout: float = ICMP_TIMEOUT) -> set[str]:
-    """The targets (IPv4 and IPv6) that answer an ICMP echo request within ``timeout`` seconds
-    of the last request sent. Raises PermissionError without CAP_NET_RAW."""
-    return set(await _icmp_rtts(targets, timeout))
+async def icmp_sweep(
+    targets: Iterable[Address], timeout: float = ICMP_TIMEOUT, retries: int = ICMP_RETRIES
+) -> set[str]:
+    """The targets (IPv4 and IPv6) that answer an ICMP echo request. Unanswered requests are
+    sent ``retries`` more times; each round waits until no answer came for a while adapted to
+    the answers' round-trip times, and at most ``timeout`` seconds. Raises PermissionError
+    without CAP_NET_RAW."""
+    return set(await _icmp_rtts(targets, timeout, retries))
 
 
 async def _tcp_rtts(
@@ -273,6 +417,13 @@ async def tcp_ping(
     return set(await _tcp_rtts(targets, ports, timeout, concurrency))
 
 
+async def _read_vendors(requests_out: asyncio.Event) -> None:
+    """The OUI database read in a thread while ARP answers are awaited, not while requests go
+    out: the read holds the GIL and would hold up their pacing."""
+    await requests_out.wait()
+    await asyncio.to_thread(oui.database)
+
+
 def _order(host: Host) -> tuple[int, int]:
     address = ipaddress.ip_address(host.address.partition("%")[0])
     return address.version, int(address)
@@ -294,9 +445,11 @@ async def discover(
         return sorted((Host(a, "tcp", rtt=rtt) for a, rtt in rtts.items()), key=_order)
     groups = await asyncio.to_thread(on_link, unique, iface)  # scapy's import, routes
     asked = {t for group in groups.values() for t in group}
-    arp, icmp = await _together(
-        _arp_replies(groups, ARP_TIMEOUT, ARP_RETRIES),
-        _icmp_rtts([t for t in unique if t not in asked], ICMP_TIMEOUT),
+    requests_out = asyncio.Event()
+    arp, icmp, _ = await _together(
+        _arp_replies(groups, ARP_TIMEOUT, ARP_RETRIES, requests_out),
+        _icmp_rtts([t for t in unique if t not in asked], ICMP_TIMEOUT, ICMP_RETRIES),
+        _read_vendors(requests_out) if groups else asyncio.sleep(0),
     )
     hosts = [Host(a, "arp", mac, oui.vendor(mac), rtt) for a, (mac, rtt) in arp.items()]
     hosts += [Host(a, "icmp", rtt=rtt) for a, rtt in icmp.items()]
