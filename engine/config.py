@@ -512,11 +512,7 @@ def _check_jails(config: LogwatchConfig, where: str) -> None:
     names: set[str] = set()
     for n, jail in enumerate(config.jail):
         at = f"{where}: logwatch.jail[{n}]"
-        if not jail.name or not all(c.isalnum() or c in "-_." for c in jail.name):
-            raise ConfigError(f"{at}.name: a name of letters, digits, '-', '_' or '.' is needed")
-        if jail.name in names:
-            raise ConfigError(f"{at}.name: another jail is called {jail.name!r}")
-        names.add(jail.name)
+        _check_name(at, jail.name, names, "jail")
         if not jail.filters:
             raise ConfigError(f"{at} ({jail.name}): filters: at least one filter is needed")
         if not (jail.files or jail.syslog or jail.journal):
@@ -540,6 +536,15 @@ def _check_jails(config: LogwatchConfig, where: str) -> None:
                 )
 
 
+def _check_name(at: str, name: str, names: set[str], what: str) -> None:
+    """A jail's or schedule's name: present, of safe characters, and not taken."""
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError(f"{at}.name: a name of letters, digits, '-', '_' or '.' is needed")
+    if name in names:
+        raise ConfigError(f"{at}.name: another {what} is called {name!r}")
+    names.add(name)
+
+
 def _check_schedules(config: ScanConfig, where: str) -> None:
     # Imported here: the scanner's modules are not needed by most commands reading the config.
     from engine.scan.ports import PortsError, parse_ports
@@ -548,11 +553,7 @@ def _check_schedules(config: ScanConfig, where: str) -> None:
     names: set[str] = set()
     for n, schedule in enumerate(config.schedule):
         at = f"{where}: scan.schedule[{n}]"
-        if not schedule.name or not all(c.isalnum() or c in "-_." for c in schedule.name):
-            raise ConfigError(f"{at}.name: a name of letters, digits, '-', '_' or '.' is needed")
-        if schedule.name in names:
-            raise ConfigError(f"{at}.name: another schedule is called {schedule.name!r}")
-        names.add(schedule.name)
+        _check_name(at, schedule.name, names, "schedule")
         at = f"{at} ({schedule.name})"
         if schedule.interval < 1:
             raise ConfigError(f"{at}.interval: must be at least one second")

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Input, Static
 
@@ -32,6 +31,7 @@ from console.panes.device_rows import (
     matches,
     sort_key,
 )
+from console.panes.polled import PolledPane
 from console.panes.traffic_table import TrafficTable
 from console.polling import Poller
 from console.screens.device_detail import DeviceScreen
@@ -48,7 +48,7 @@ EMPTY = (
 )
 
 
-class DevicesPane(Vertical):
+class DevicesPane(PolledPane):
     title = "Devices"
     purpose = (
         "The devices on the network, riskiest first: built from what the capture sees (ARP, "
@@ -167,9 +167,6 @@ class DevicesPane(Vertical):
         self.loaded = False
         # The clock "new" and "seen" are counted from (a test stops it).
         self.clock: Callable[[], float] = time.time
-        self._connected = False
-        self._in_view = False
-        self._unsupported = ""
         self._poller = Poller(
             self, "Devices", self._fetch, self._failed, lambda: self._wanted, lambda: POLL_SECONDS
         )
@@ -202,34 +199,8 @@ class DevicesPane(Vertical):
 
     # -- when to poll -------------------------------------------------------------------------
 
-    def show_link(self, connected: bool) -> None:
-        self._connected = connected
-        self._unsupported = ""
-        if connected:
-            self._poller.now()
-        else:
-            self._poller.stop()
-            self._show_problem("Not connected to the engine.")
-
-    def in_view(self, shown: bool) -> None:
-        self._in_view = shown
-        if shown:
-            self._poller.now()
-        else:
-            self._poller.stop()
-
-    def poll_now(self) -> None:
-        self._poller.now()
-
-    @property
-    def _wanted(self) -> bool:
-        return (
-            self._connected
-            and self._in_view
-            and not self._unsupported
-            and self.is_attached
-            and self.app.is_running
-        )
+    def _disconnected(self) -> None:
+        self._show_problem("Not connected to the engine.")
 
     async def _fetch(self) -> None:
         link = self.console.link

@@ -26,6 +26,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import DataTable, Input, Static
 
 from console.panes.capture_summary import CaptureSummary, state_line
+from console.panes.polled import PolledPane
 from console.panes.traffic_rows import (
     FLOW_COLUMNS,
     PACKET_COLUMNS,
@@ -74,7 +75,7 @@ class DisplayFilter(Validator):
         return self.success()
 
 
-class TrafficPane(Vertical):
+class TrafficPane(PolledPane):
     title = "Traffic"
     purpose = (
         "What talks to what on the engine's capture interfaces, right now: packet and byte "
@@ -192,9 +193,6 @@ class TrafficPane(Vertical):
         self.paused = False
         self.status: dict[str, Any] | None = None
         self.total = 0
-        self._connected = False
-        self._in_view = False
-        self._unsupported = ""
         self._rows: dict[str, dict[str, Any]] = {}
         self._cells: dict[str, tuple[dict[str, Any], Cells]] = {}
         self._packets_of: str | None = None
@@ -260,34 +258,11 @@ class TrafficPane(Vertical):
 
     # -- when to poll -------------------------------------------------------------------------
 
-    def show_link(self, connected: bool) -> None:
-        """The connection to the engine came or went."""
-        self._connected = connected
-        self._unsupported = ""
-        if connected:
-            self._poller.now()
-        else:
-            self._poller.stop()
-            self.query_one(CaptureSummary).show_problem("Not connected to the engine.")
+    def _disconnected(self) -> None:
+        self.query_one(CaptureSummary).show_problem("Not connected to the engine.")
 
-    def in_view(self, shown: bool) -> None:
-        """The pane came into view (poll now and keep polling) or left it (stop)."""
-        self._in_view = shown
-        if shown:
-            self._poller.now()
-        else:
-            self._poller.stop()
-
-    @property
-    def _wanted(self) -> bool:
-        return (
-            self._connected
-            and self._in_view
-            and not self.paused
-            and not self._unsupported
-            and self.is_attached
-            and self.app.is_running
-        )
+    def _paused(self) -> bool:
+        return self.paused
 
     async def _fetch(self) -> None:
         link = self.console.link
