@@ -27,16 +27,24 @@ def scan_device(console: IotsecApp, device: dict[str, Any]) -> None:
             "This device has no address to scan (seen by its MAC only)", severity="warning"
         )
         return
+    _start_scan(console, [address], clean(address))
 
+
+def scan_scope(console: IotsecApp) -> None:
+    """Start a quick scan of every network of the engine's [scan] scope."""
+    _start_scan(console, [], "the scan scope")
+
+
+def _start_scan(console: IotsecApp, targets: list[str], what: str) -> None:
     async def call() -> None:
-        run = await console.link.request("scan.start", {"targets": [address]})
+        run = await console.link.request("scan.start", {"targets": targets})
         console.notify(
-            f"Scan #{run['id']} of {clean(address)} started: "
-            f"{run['total']} TCP ports and the UDP probes",
+            f"Scan #{run['id']} of {what} started: {run['total']} TCP ports a host and the UDP"
+            " probes",
             markup=False,
         )
 
-    console.run_worker(call(), name=f"Scan {clean(address)}", group="actions", exit_on_error=False)
+    console.run_worker(call(), name=f"Scan {what}", group="actions", exit_on_error=False)
 
 
 def ban_device(console: IotsecApp, device: dict[str, Any]) -> None:

@@ -19,7 +19,13 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widgets import DataTable, Input, Static
 
-from console.panes.device_actions import ban_device, has_serial, scan_device, show_traffic
+from console.panes.device_actions import (
+    ban_device,
+    has_serial,
+    scan_device,
+    scan_scope,
+    show_traffic,
+)
 from console.panes.device_rows import (
     DESCENDING,
     DEVICE_COLUMNS,
@@ -123,6 +129,14 @@ class DevicesPane(PolledPane):
             "Serial",
             id="devices.serial",
             tooltip="Open the serial session attached to the device under the cursor",
+        ),
+        Binding(
+            "S",
+            "scan_scope",
+            "Scan all",
+            id="devices.scan_scope",
+            show=False,
+            tooltip="Scan every network of [scan] scope now (discovery, then each live host)",
         ),
         Binding(
             "x",
@@ -316,6 +330,8 @@ class DevicesPane(PolledPane):
             return True if device is not None else None
         if action == "serial":
             return True if device is not None and has_serial(device) else None
+        if action == "scan_scope":
+            return True if self.console.may("scan.start") else None
         if action == "cancel_scan":
             running = (self.scans or {}).get("running")
             return bool(running) and self.console.may("scan.cancel")
@@ -325,6 +341,9 @@ class DevicesPane(PolledPane):
         if (device := self.under_cursor()) is not None:
             scan_device(self.console, device)
             self._poller.now()
+
+    def action_scan_scope(self) -> None:
+        scan_scope(self.console)
 
     def action_ban(self) -> None:
         if (device := self.under_cursor()) is not None:

@@ -83,6 +83,10 @@ async def test_the_inventory_sorted_filtered_and_described(inventory: EngineProc
         await pilot.press("question_mark")
         assert dict(app.screen.keys)["s"].startswith("Scan the device under the cursor")
         await pilot.press("escape")
+        # All of 127.0.0.0/8 is more than a scan takes: the engine's refusal is shown.
+        await pilot.press("S")
+        await wait_until(pilot, lambda: notified(app, "Scan the scan scope failed: more than"),
+                         "the refusal")  # fmt: skip
 
 
 async def test_a_device_in_detail_and_what_can_be_done_to_it(inventory: EngineProcess, listener):
