@@ -88,6 +88,7 @@ def status(as_json: bool) -> None:
         ("active bans", _bans_line(data["bans"])),
         ("capture", _capture_line(data["capture"])),
         ("rules", _rules_line(data["rules"])),
+        ("devices", _devices_line(data["devices"], data["scans"])),
         ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
         ("event queues", _subscriber_queues(data["queues"]["subscribers"])),
         ("dropped", ", ".join(f"{k} {v}" for k, v in data["dropped"].items())),
@@ -97,6 +98,15 @@ def status(as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         echo(f"{key:<{width}}  {value}")
+
+
+def _devices_line(devices: dict[str, Any], scans: dict[str, Any]) -> str:
+    line = (f"{devices['present']} present, {devices['gone']} gone, {devices['open_findings']}"
+            f" open findings; scans: {scans['state']}, {scans['running']} running,"
+            f" {scans['schedules']} schedules")  # fmt: skip
+    if devices["bad_facts"]:
+        line += f"; {devices['bad_facts']} malformed facts ignored"
+    return line
 
 
 def _capture_line(capture: dict[str, Any]) -> str:

@@ -68,6 +68,8 @@ def test_status(engine: EngineProcess) -> None:
     assert "uptime" in text and str(engine.db) in text
     assert "capture" in text and "stopped" in text
     assert f"{data['rules']['running']} running" in text
+    assert data["parts"]["scan"] == "no scope" and data["parts"]["devices"] == "running"
+    assert "0 present, 0 gone, 0 open findings; scans: no scope, 0 running" in text
 
 
 def test_socket_option_wins_over_config(engine: EngineProcess, tmp_path: Path) -> None:
