@@ -13,19 +13,17 @@ Run: sudo .venv/bin/python bench/discovery.py [--runs 3]
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scan import ROOT, run
+from bench.scan import ROOT, run, runs_and_tag
 from engine.scan import oui
 from engine.scan.scope import expand, parse_scope
 from tests.test_scan_discovery import DRIVE, Entry, vendor_macs
@@ -97,16 +95,13 @@ def nmap(scanner: str) -> tuple[Found, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    tag = uuid.uuid4().hex[:5]
+    runs, tag = runs_and_tag(__doc__)
     scanner, devices = f"bdisc-s-{tag}", f"bdisc-d-{tag}"
     try:
         expected = {**setup(scanner, devices, tag), SCANNER: ""}
         times: dict[str, list[float]] = {"ours": [], "nmap": []}
         same_hosts = same_macs = True
-        for _ in range(args.runs):
+        for _ in range(runs):
             found = {}
             for name, fn in (("ours", ours), ("nmap", nmap)):
                 found[name], seconds = fn(scanner)
@@ -123,7 +118,7 @@ def main() -> int:
         mine, theirs = median["ours"], median["nmap"]
         print(
             f"{NET}: {len(DEVICES)} devices and the scanner up, the rest empty "
-            f"(median of {args.runs} runs)"
+            f"(median of {runs} runs)"
         )
         print(f"{'discovery':<34} {'seconds':>8}  runs")
         for label, name in (("iotsec discover (ARP)", "ours"), ("nmap -n -sn -T4", "nmap")):

@@ -80,25 +80,30 @@ def nmap(scanner: str) -> tuple[list[int], float]:
     return found, seconds
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def runs_and_tag(doc: str) -> tuple[int, str]:
+    """A namespace bench's ``--runs`` (its docstring's first line is the help), and a tag that
+    makes the names of its namespaces its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    tag = uuid.uuid4().hex[:5]
+    return parser.parse_args().runs, uuid.uuid4().hex[:5]
+
+
+def main() -> int:
+    runs, tag = runs_and_tag(__doc__)
     scanner, device = setup(tag)
     listener = None
     try:
         listener = listen(device, DEVICE, OPEN)
         times: dict[str, list[float]] = {"ours": [], "nmap": []}
         found: dict[str, list[int]] = {}
-        for _ in range(args.runs):
+        for _ in range(runs):
             for name, fn in (("ours", ours), ("nmap", nmap)):
                 found[name], seconds = fn(scanner)
                 times[name].append(seconds)
         mine, theirs = statistics.median(times["ours"]), statistics.median(times["nmap"])
         print(
             f"ports {PORTS} of a device that drops all but {len(OPEN) + 1} of them "
-            f"(median of {args.runs} runs)"
+            f"(median of {runs} runs)"
         )
         print(f"{'scanner':<34} {'seconds':>8}  open ports")
         print(f"{'iotsec connect scan':<34} {mine:>8.2f}  {found['ours']}")

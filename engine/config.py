@@ -257,9 +257,14 @@ class DevicesConfig:
     # networks (besides [scan] scope); others are hosts beyond a router. Default: the private,
     # link-local and unique-local ranges.
     local_networks: tuple[str, ...] = (
-        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
-        "fc00::/7", "fe80::/10",
-    )  # fmt: skip
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "fc00::/7",
+        "fe80::/10",
+    )
 
 
 @dataclass(frozen=True)
@@ -415,28 +420,24 @@ def _check_values(config: Config, where: str) -> None:
     _check_jails(config.logwatch, where)
     if config.scan.max_timeout < config.scan.min_timeout:
         raise ConfigError(f"{where}: scan.max_timeout: must be at least scan.min_timeout")
-    for text in config.scan.scope:
-        try:
-            ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: scan.scope: {text!r} is not a network (e.g. 192.168.1.0/24)"
-            ) from None
+    _check_networks(
+        where, "scan.scope", config.scan.scope, "is not a network (e.g. 192.168.1.0/24)"
+    )
     _check_schedules(config.scan, where)
-    for text in config.devices.local_networks:
+    _check_networks(
+        where, "devices.local_networks", config.devices.local_networks, "is not a network"
+    )
+    _check_networks(
+        where, "respond.ignoreip", config.respond.ignoreip, "is not an address or network"
+    )
+
+
+def _check_networks(where: str, key: str, values: tuple[str, ...], problem: str) -> None:
+    for text in values:
         try:
             ipaddress.ip_network(text, strict=False)
         except ValueError:
-            raise ConfigError(
-                f"{where}: devices.local_networks: {text!r} is not a network"
-            ) from None
-    for text in config.respond.ignoreip:
-        try:
-            ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: respond.ignoreip: {text!r} is not an address or network"
-            ) from None
+            raise ConfigError(f"{where}: {key}: {text!r} {problem}") from None
 
 
 def _build(cls: type, raw: Any, where: str, prefix: str, skip: set[str] | None = None) -> Any:
