@@ -109,11 +109,12 @@ class Engine:
                                  self.read)  # fmt: skip
         self.logwatch.respond = self.respond.consider
         await self.logwatch.start()
-        self.devices = Inventory(self.config.devices, parse_scope(self.config.scan.scope),
-                                 self.writer, self.bus, self.alerts)  # fmt: skip
+        scope = parse_scope(self.config.scan.scope)
+        self.devices = Inventory(self.config.devices, scope, self.writer, self.bus, self.alerts)
         await self.read(self.devices.load)
         self.capture.on_facts = self.devices.observe
-        self.scans = ScanService(self.config.scan, self.writer, self.bus, self.read, self.devices)
+        self.scans = ScanService(self.config.scan, scope, self.writer, self.bus, self.read,
+                                 self.devices)  # fmt: skip
         await self.scans.start()
         await self.server.start()
         await self.capture.start_configured()

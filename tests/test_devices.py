@@ -180,13 +180,13 @@ def test_dhcp_names_the_client_and_its_address(world: World) -> None:
 
 def test_malformed_facts_are_counted_and_the_rest_still_count(world: World) -> None:
     good = {"kind": "host", "mac": "02:11:22:33:44:55", "ip": "10.1.1.1", "via": "arp"}
-    world.inventory.observe([{"kind": "host"}, {"kind": "dhcp", "mac": 5}, good], {})
+    world.inventory.observe([{"kind": "host"}, {"kind": "dhcp", "mac": 5}, good], set())
     assert world.inventory.bad_facts == 2
     assert world.inventory.find("10.1.1.1") is not None
 
 
 def test_gone_after_the_configured_time_then_back(world: World) -> None:
-    seen = {("02:11:22:33:44:55", "10.1.1.1"): 0.0}
+    seen = {("02:11:22:33:44:55", "10.1.1.1")}
     world.inventory.observe([], seen)
     world.clock.now += 599
     world.inventory.tick()
@@ -295,12 +295,12 @@ def test_only_what_a_scan_looked_at_can_be_found_gone(world: World) -> None:
 
 def test_an_address_only_device_merges_into_its_mac_when_arp_shows_it(world: World) -> None:
     inventory = world.inventory
-    inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.9.0.7", "via": "arp"}], {})
+    inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.9.0.7", "via": "arp"}], set())
     inventory.apply_scan(
         1, [host("10.9.0.8", [80], [("http-login-cleartext", 80, "medium")])], ALL_TCP
     )
     assert len(inventory.devices) == 2
-    inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.9.0.8", "via": "arp"}], {})
+    inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.9.0.8", "via": "arp"}], set())
     (device,) = inventory.devices.values()
     assert sorted(device.addresses) == ["10.9.0.7", "10.9.0.8"]
     assert list(device.findings) == [("http-login-cleartext", 80, "tcp")]
@@ -309,8 +309,8 @@ def test_an_address_only_device_merges_into_its_mac_when_arp_shows_it(world: Wor
 
 def test_an_address_moves_to_the_device_that_has_it_now(world: World) -> None:
     inventory = world.inventory
-    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:0a", "ip": "10.1.1.9"}], {})
-    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:0b", "ip": "10.1.1.9"}], {})
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:0a", "ip": "10.1.1.9"}], set())
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:0b", "ip": "10.1.1.9"}], set())
     old, new = inventory.find("02:00:00:00:00:0a"), inventory.find("02:00:00:00:00:0b")
     assert old.addresses == [] and old.ip == "" and new.ip == "10.1.1.9"
     assert inventory.find("10.1.1.9") is new
@@ -374,7 +374,7 @@ def test_diff_of_two_scans() -> None:
 
 async def test_the_loop_is_not_needed_for_alerts(world: World) -> None:
     """Inventory changes raise alerts from the engine's loop without awaiting the writer."""
-    world.inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.2.2.2"}], {})
+    world.inventory.observe([{"kind": "host", "mac": CAMERA_MAC, "ip": "10.2.2.2"}], set())
     await asyncio.sleep(0)
     assert world.alerts()[0][:2] == ("devices", "new-device")
 
@@ -387,9 +387,9 @@ async def test_an_empty_inventory_learns_quietly_at_first(tmp_path: Path) -> Non
     alerts = AlertManager(writer, EventBus(), clock=clock)
     config = DevicesConfig(learning=600)
     inventory = Inventory(config, [], writer, EventBus(), alerts, clock=clock)
-    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:01", "ip": "10.1.1.1"}], {})
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:01", "ip": "10.1.1.1"}], set())
     clock.now += 599
-    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:02", "ip": "10.1.1.2"}], {})
+    inventory.observe([{"kind": "host", "mac": "02:00:00:00:00:02", "ip": "10.1.1.2"}], set())
     inventory.flush()
     writer.flush()
     again = Inventory(config, [], writer, EventBus(), alerts, clock=clock)
@@ -397,7 +397,7 @@ async def test_an_empty_inventory_learns_quietly_at_first(tmp_path: Path) -> Non
     again.load(conn)
     conn.close()
     clock.now += 2
-    again.observe([{"kind": "host", "mac": "02:00:00:00:00:03", "ip": "10.1.1.3"}], {})
+    again.observe([{"kind": "host", "mac": "02:00:00:00:00:03", "ip": "10.1.1.3"}], set())
     writer.flush()
     with sqlite3.connect(tmp_path / "iotsec.db") as db:
         titles = [t for (t,) in db.execute("SELECT title FROM alerts")]

@@ -1,5 +1,5 @@
 """What an operator does to a device from the Devices pane or its detail view: scan it now, ban
-it, look at its traffic, open its serial session."""
+it, look at its traffic."""
 
 from __future__ import annotations
 
@@ -68,7 +68,3 @@ def show_traffic(console: IotsecApp, device: dict[str, Any]) -> None:
         console.notify("This device has no address to filter traffic by", severity="warning")
         return
     console.show_hosts([str(a) for a in addresses])
-
-
-def has_serial(device: dict[str, Any]) -> bool:
-    return bool(device.get("serial"))

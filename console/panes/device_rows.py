@@ -10,6 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual.content import Content
 
+from console import severity
 from console.panes.alert_rows import address_order, table_cell
 from console.panes.traffic_rows import Column
 from console.untrusted import clean
@@ -46,7 +47,6 @@ SORT_LABEL = {
 }
 DESCENDING = frozenset({"risk", "last", "first"})
 RISK_STYLES = ((60, "bold magenta"), (30, "bold red"), (10, "yellow"), (1, "cyan"))
-WORST_STYLES = {"critical": "bold magenta", "high": "bold red", "medium": "yellow", "low": "cyan"}
 
 
 def ago(ts: float | None, now: float) -> str:
@@ -70,7 +70,7 @@ def device_cells(device: dict[str, Any], now: float) -> tuple[Text, ...]:
         table_cell(str(risk), risk_style, justify="right"),
         table_cell(
             str(device.get("findings") or 0),
-            WORST_STYLES.get(str(device.get("worst")), dim),
+            severity.STYLE.get(str(device.get("worst")), dim) if not gone else dim,
             justify="right",
         ),
         table_cell(ago(device.get("last_seen"), now), dim, justify="right"),

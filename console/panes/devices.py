@@ -3,7 +3,7 @@ filterable, new and gone devices marked, and the scans running now with their pr
 
 While the pane is in view and the engine connected, ``devices.list`` and ``scan.status`` are
 polled every two seconds, one poll at a time, and the table is updated by diff. Enter opens the
-device's detail; s scans it, b bans it, t shows its traffic, c opens its serial session.
+device's detail; s scans it, b bans it, t shows its traffic.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from textual.widgets import DataTable, Input, Static
 
 from console.panes.device_actions import (
     ban_device,
-    has_serial,
     scan_device,
     scan_scope,
     show_traffic,
@@ -64,7 +63,7 @@ class DevicesPane(PolledPane):
         "the table says why. RISK (0-100) weighs the open findings. Enter shows a device's "
         "addresses, services, TLS, findings with evidence and fix, flows and alerts; s scans it "
         "now (the running scans show in the title, x cancels), b bans it, t shows its traffic, "
-        "c opens its serial session when one is attached. o sorts, / filters by text."
+        "o sorts, / filters by text."
     )
 
     DEFAULT_CSS = """
@@ -122,13 +121,6 @@ class DevicesPane(PolledPane):
             "Traffic",
             id="devices.traffic",
             tooltip="Show the traffic of the device under the cursor",
-        ),
-        Binding(
-            "c",
-            "serial",
-            "Serial",
-            id="devices.serial",
-            tooltip="Open the serial session attached to the device under the cursor",
         ),
         Binding(
             "S",
@@ -328,8 +320,6 @@ class DevicesPane(PolledPane):
             return True if device is not None and self.console.may("bans.ban") else None
         if action == "traffic":
             return True if device is not None else None
-        if action == "serial":
-            return True if device is not None and has_serial(device) else None
         if action == "scan_scope":
             return True if self.console.may("scan.start") else None
         if action == "cancel_scan":
@@ -352,9 +342,6 @@ class DevicesPane(PolledPane):
     def action_traffic(self) -> None:
         if (device := self.under_cursor()) is not None:
             show_traffic(self.console, device)
-
-    def action_serial(self) -> None:
-        self.app.notify("No serial session is attached to this device", severity="warning")
 
     def action_cancel_scan(self) -> None:
         running = (self.scans or {}).get("running") or []

@@ -3,7 +3,7 @@ certificates, open findings with evidence and fix, resolved findings, recent flo
 
 Opened from the Devices pane with Enter; ``devices.get`` is polled every two seconds while it
 is open, so a scan started here (s) shows its results when it ends. b bans the device, t shows
-its traffic, c opens its serial session when one is attached.
+its traffic.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from console import severity
-from console.panes.device_actions import ban_device, has_serial, label, scan_device, show_traffic
+from console.panes.device_actions import ban_device, label, scan_device, show_traffic
 from console.screens.alert_detail import when
 from console.screens.engine_view import EngineView
 from console.untrusted import clean
@@ -144,8 +144,7 @@ class DeviceScreen(EngineView):
         "it guesses and why, how it was seen, its open services, the certificates of its TLS "
         "services, the open findings with the evidence and how to fix each, findings a later "
         "scan no longer found, its recent flows and the alerts about it. It is refreshed every "
-        "two seconds. s scans it now, b bans it, t shows its traffic, c opens its serial "
-        "session when one is attached; Esc goes back."
+        "two seconds. s scans it now, b bans it, t shows its traffic; Esc goes back."
     )
 
     DEFAULT_CSS = """
@@ -160,13 +159,6 @@ class DeviceScreen(EngineView):
         Binding("b", "ban", "Ban", id="device.ban", tooltip="Ban this device in the firewall"),
         Binding(
             "t", "traffic", "Traffic", id="device.traffic", tooltip="Show this device's traffic"
-        ),
-        Binding(
-            "c",
-            "serial",
-            "Serial",
-            id="device.serial",
-            tooltip="Open the serial session attached to this device",
         ),
         Binding("escape", "close", "Back", id="device.back", tooltip="Back to the devices"),
         Binding(
@@ -213,8 +205,6 @@ class DeviceScreen(EngineView):
             return True if self.console.may("scan.start") else None
         if action == "ban":
             return True if self.console.may("bans.ban") else None
-        if action == "serial":
-            return True if has_serial(self.device) else None
         return True
 
     def action_scan(self) -> None:
@@ -226,6 +216,3 @@ class DeviceScreen(EngineView):
     def action_traffic(self) -> None:
         self.dismiss(None)
         show_traffic(self.console, self.device)
-
-    def action_serial(self) -> None:
-        self.app.notify("No serial session is attached to this device", severity="warning")

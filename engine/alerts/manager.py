@@ -75,9 +75,12 @@ def query_alerts(
     min_severity: int = 0,
     limit: int = 1000,
     source: str = "",
+    hosts: list[str] | None = None,
+    device: str = "",
 ) -> list[Alert]:
-    """Alerts newest first, optionally only in ``states``, at least ``min_severity`` and from
-    one ``source`` (rules, logwatch, ...)."""
+    """Alerts newest first, optionally only in ``states``, at least ``min_severity``, from
+    one ``source`` (rules, logwatch, ...) and about one of ``hosts`` (as source or
+    destination) or a ``device``."""
     where, params = ["severity >= ?"], [min_severity]
     if states:
         where.append(f"state IN ({','.join('?' * len(states))})")
@@ -85,6 +88,10 @@ def query_alerts(
     if source:
         where.append("source = ?")
         params.append(source)
+    if hosts is not None or device:
+        marks = ",".join("?" * len(hosts or [])) or "NULL"
+        where.append(f"(src IN ({marks}) OR dst IN ({marks}) OR device = ?)")
+        params.extend([*(hosts or []), *(hosts or []), device])
     cur = conn.execute(
         f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
         " ORDER BY last_seen DESC, id DESC LIMIT ?",

@@ -2,9 +2,9 @@
 MAC/IP pair, DHCP host names and vendor classes, mDNS and SSDP announcements.
 
 Each fact is a small dict published on the ``facts`` topic; the pairs already reported are
-remembered in a bounded table so a busy network does not repeat them, nor grow memory. Every
-pair's newest time is also kept until the owner takes them (``take_seen``), so the inventory
-knows who is still there without a fact per packet.
+remembered in a bounded table so a busy network does not repeat them, nor grow memory. The
+pairs seen are also kept until the owner takes them (``take_seen``), so the inventory knows
+who is still there without a fact per packet.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class FactFinder:
     def __init__(self, max_pairs: int = MAX_PAIRS) -> None:
         self.max_pairs = max_pairs
         self._pairs: OrderedDict[tuple[bytes, str], None] = OrderedDict()
-        self._seen: dict[tuple[bytes, str], float] = {}
+        self._seen: set[tuple[bytes, str]] = set()
 
     def host(self, packet: Packet, iface: str) -> dict[str, Any] | None:
         """A fact when ``packet`` shows a MAC/IP pair not reported before."""
@@ -31,8 +31,8 @@ class FactFinder:
             return None
         pair = (mac, packet.src)
         seen = self._seen
-        if len(seen) < self.max_pairs or pair in seen:
-            seen[pair] = packet.ts
+        if len(seen) < self.max_pairs:
+            seen.add(pair)
         if pair in self._pairs:
             return None
         self._pairs[pair] = None
@@ -41,10 +41,10 @@ class FactFinder:
         return {"kind": "host", "ts": packet.ts, "iface": iface, "mac": mac.hex(":"),
                 "ip": packet.src, "via": "arp" if packet.is_arp else "ip"}  # fmt: skip
 
-    def take_seen(self) -> dict[tuple[str, str], float]:
-        """(MAC, IP) pairs seen since the last call, each with the time it was last seen."""
-        seen, self._seen = self._seen, {}
-        return {(mac.hex(":"), ip): ts for (mac, ip), ts in seen.items()}
+    def take_seen(self) -> set[tuple[str, str]]:
+        """The (MAC, IP) pairs seen since the last call."""
+        seen, self._seen = self._seen, set()
+        return {(mac.hex(":"), ip) for mac, ip in seen}
 
     @staticmethod
     def announced(

@@ -198,9 +198,9 @@ class Pipeline:
             flow.rate = (total - flow.mark) / elapsed
             flow.mark = total
 
-    def take_seen(self) -> dict[tuple[str, str], float]:
-        """The (MAC, IP) pairs seen since the last call and when each was last seen."""
-        return self._facts.take_seen() if self._facts is not None else {}
+    def take_seen(self) -> set[tuple[str, str]]:
+        """The (MAC, IP) pairs seen since the last call."""
+        return self._facts.take_seen() if self._facts is not None else set()
 
     @property
     def malformed(self) -> int:

@@ -41,7 +41,7 @@ log = logging.getLogger("iotsec.capture")
 
 TICK = 0.5
 CHUNK = 256  # frames fed per hold of the pipeline lock
-FactSink = Callable[[list[dict[str, Any]], dict[tuple[str, str], float]], None]
+FactSink = Callable[[list[dict[str, Any]], set[tuple[str, str]]], None]
 MAX_PENDING = 50_000  # ended flows or facts waiting for the loop before they are dropped
 RECENT_ENDED = 2000  # ended flows still listed in the Traffic pane
 EXPORT_CHUNK = 512 * 1024

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine.alerts.manager import AlertError, fetch_alert, fetch_history, query_alerts
 from engine.control.auth import peer_credentials, role_for, user_name
 from engine.control.protocol import MAX_LINE, ControlError, decode, encode
-from engine.devices.model import FINDING_COLUMNS, finding_from_row
+from engine.devices.model import query_findings
 from engine.durations import parse_duration
 from engine.events import TOPICS, Subscriber
 from engine.fileperms import PermissionProblem, private_dir, usable_group
@@ -720,34 +720,20 @@ async def _devices_get(session: Session, args: dict[str, Any]) -> dict[str, Any]
             f" WHERE src IN ({marks}) OR dst IN ({marks}) ORDER BY last DESC LIMIT 20",
             (*addresses, *addresses),
         ).fetchall()  # fmt: skip
-        alerts = conn.execute(
-            "SELECT id, severity, source, rule, title, src, dst, state, last_seen, count"
-            f" FROM alerts WHERE src IN ({marks}) OR dst IN ({marks}) OR device = ?"
-            " ORDER BY last_seen DESC LIMIT 30",
-            (*addresses, *addresses, device.mac or device.ip),
-        ).fetchall()  # fmt: skip
-        resolved = conn.execute(
-            "SELECT kind, severity, title, port, proto, first_seen, resolved FROM findings"
-            " WHERE device_id = ? AND state = 'resolved' ORDER BY resolved DESC LIMIT 30",
-            (device.id,),
-        ).fetchall()  # fmt: skip
+        alerts = query_alerts(conn, hosts=addresses, device=device.mac or device.ip, limit=30)
+        resolved = query_findings(conn, state="resolved", device_id=device.id, limit=30)
         return flows, alerts, resolved
 
     flows, alerts, resolved = await session.engine.read(read)
     flow_keys = ("start", "last", "proto", "src", "sport", "dst", "dport", "packets", "bytes",
                  "app")  # fmt: skip
-    alert_keys = ("id", "severity", "source", "rule", "title", "src", "dst", "state",
-                  "last_seen", "count")  # fmt: skip
     return {
         **device.to_json(),
         "live_flows": live,
         "flows": [dict(zip(flow_keys, row, strict=True)) for row in flows],
-        "alerts": [{**dict(zip(alert_keys, row, strict=True)),
-                    "severity": Severity(row[1]).label} for row in alerts],
-        "resolved_findings": [
-            {"kind": r[0], "severity": Severity(r[1]).label, "title": r[2], "port": r[3],
-             "proto": r[4], "first_seen": r[5], "resolved": r[6]} for r in resolved],
-    }  # fmt: skip
+        "alerts": [alert.to_json() for alert in alerts],
+        "resolved_findings": [finding.to_json() for finding in resolved],
+    }
 
 
 @command("findings.list")
@@ -769,16 +755,14 @@ async def _findings_list(session: Session, args: dict[str, Any]) -> list[dict[st
                  for d in devices for f in d.findings.values() if f.severity >= least]  # fmt: skip
     if state in ("resolved", "all"):
         by_id = {d.id: d for d in devices}
-
-        def read(conn):
-            cur = conn.execute(
-                f"SELECT {FINDING_COLUMNS} FROM findings WHERE state = 'resolved'"
-                " AND severity >= ? ORDER BY resolved DESC LIMIT ?",
-                (int(least), _limit(args)),
+        device_id = devices[0].id if args.get("device") else None
+        limit = _limit(args)
+        resolved = await session.engine.read(
+            lambda conn: query_findings(
+                conn, state="resolved", least=int(least), device_id=device_id, limit=limit
             )
-            return [finding_from_row(r) for r in cur.fetchall()]
-
-        for finding in await session.engine.read(read):
+        )
+        for finding in resolved:
             device = by_id.get(finding.device_id)
             if device is not None:
                 rows.append({**finding.to_json(), "address": device.ip, "mac": device.mac or "",

@@ -178,7 +178,7 @@ class Inventory:
 
     # -- what the capture sees ------------------------------------------------------------------
 
-    def observe(self, facts: list[dict[str, Any]], seen: dict[tuple[str, str], float]) -> None:
+    def observe(self, facts: list[dict[str, Any]], seen: set[tuple[str, str]]) -> None:
         """Facts from the capture and the (MAC, IP) pairs it saw since the last tick."""
         for fact in facts:
             try:
@@ -186,7 +186,7 @@ class Inventory:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.bad_facts += 1
                 log.warning("ignored a malformed %s fact: %s", fact.get("kind", "?"), exc)
-        for (mac, ip), _ts in seen.items():
+        for mac, ip in seen:
             self._host(mac, ip, "ip")
 
     def _fact(self, fact: dict[str, Any]) -> None:
@@ -244,20 +244,21 @@ class Inventory:
             self._changed(device)
 
     def _announced(self, device: Device, kind: str, fact: dict[str, Any]) -> None:
-        before = repr(device.details.get(kind))
+        changed = False
         if kind == "mdns":
             mdns = device.details.setdefault("mdns", {"names": [], "services": []})
-            _merge_list(mdns["names"], fact.get("hosts", []))
-            _merge_list(mdns["services"], fact.get("services", []))
+            changed = _merge_list(mdns["names"], fact.get("hosts", []))
+            changed = _merge_list(mdns["services"], fact.get("services", [])) or changed
             local = [n for n in mdns["names"] if n.endswith(".local")]
             if local and not device.hostname:
                 device.hostname = local[0].removesuffix(".local")
         else:
             ssdp = device.details.setdefault("ssdp", {})
             for key in ("server", "location", "usn", "nt", "st"):
-                if fact.get(key):
+                if fact.get(key) and ssdp.get(key) != fact[key]:
                     ssdp[key] = fact[key]
-        if repr(device.details.get(kind)) != before:
+                    changed = True
+        if changed:
             self._changed(device)
 
     # -- what a scan found ----------------------------------------------------------------------
@@ -533,13 +534,13 @@ class Inventory:
                 owner.ip = owner.addresses[-1] if owner.addresses else ""
             self._dirty.add(owner.id)
         self.by_ip[ip] = device
-        new = device.add_address(ip)
+        # A new address is written at once; the shown one moving between addresses it already
+        # has (a host with two) waits for the periodic write of last_seen (_touch).
+        if device.add_address(ip) or not device.ip:
+            self._dirty.add(device.id)
         # IPv4 is the address people know a device by; IPv6 only while it has none.
         if device.ip != ip and (":" not in ip or not device.ip or ":" in device.ip):
             device.ip = ip
-            new = True
-        if new:
-            self._dirty.add(device.id)
 
     def _touch(self, device: Device, via: str) -> None:
         now = self.clock()
@@ -597,10 +598,13 @@ class Inventory:
         )
 
 
-def _merge_list(into: list[str], more: Iterable[str]) -> None:
+def _merge_list(into: list[str], more: Iterable[str]) -> bool:
+    """Add the items of ``more`` not in ``into`` yet (up to MAX_NAMES); True if any was."""
+    size = len(into)
     for item in more:
         if item not in into and len(into) < MAX_NAMES:
             into.append(item)
+    return len(into) != size
 
 
 def _name(device: Device) -> str:

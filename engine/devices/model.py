@@ -263,3 +263,25 @@ def finding_from_row(row: sqlite3.Row | tuple[Any, ...]) -> DeviceFinding:
         scan_id=scan_id,
         resolved=resolved,
     )
+
+
+def query_findings(
+    conn: sqlite3.Connection,
+    *,
+    state: str,
+    least: int = 0,
+    device_id: int | None = None,
+    limit: int = 200,
+) -> list[DeviceFinding]:
+    """Findings in ``state`` from the store, newest resolved first, at least ``least``
+    severity, of one device or all."""
+    where, params = ["state = ?", "severity >= ?"], [state, least]
+    if device_id is not None:
+        where.append("device_id = ?")
+        params.append(device_id)
+    cur = conn.execute(
+        f"SELECT {FINDING_COLUMNS} FROM findings WHERE {' AND '.join(where)}"
+        " ORDER BY resolved DESC, id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [finding_from_row(row) for row in cur.fetchall()]

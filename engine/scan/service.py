@@ -22,7 +22,7 @@ from engine.devices.inventory import Coverage, Inventory
 from engine.scan.diff import diff_scans
 from engine.scan.ports import PortsError, parse_ports
 from engine.scan.scanner import HostResult, Options, profile_ports, scan
-from engine.scan.scope import ScopeError, expand, parse_scope
+from engine.scan.scope import Network, ScopeError, expand
 
 if TYPE_CHECKING:
     from engine.events import EventBus
@@ -74,11 +74,10 @@ class ScanRun:
 
 
 class ScanService:
-    def __init__(
-        self, config: ScanConfig, writer: Writer, bus: EventBus, read: Reader, inventory: Inventory
-    ) -> None:
+    def __init__(self, config: ScanConfig, scope: list[Network], writer: Writer, bus: EventBus,
+                 read: Reader, inventory: Inventory) -> None:  # fmt: skip
         self.config = config
-        self.scope = parse_scope(config.scope)
+        self.scope = scope  # [scan] scope, parsed
         self.writer = writer
         self.bus = bus
         self.read = read
