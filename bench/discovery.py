@@ -39,9 +39,9 @@ Found = dict[str, str]  # address -> MAC ("" when the answer came without one)
 
 def setup(scanner: str, devices: str, tag: str) -> dict[str, str]:
     """The segment; returns address -> MAC of its devices."""
-    if not oui.database():
+    registry = oui.registry()
+    if not registry.path:
         raise SystemExit("no OUI database is installed (Debian: libwireshark-data or ieee-data)")
-    registry = oui.read(Path(oui.database()))
     entries = [Entry(prefix, name) for table in registry.tables.values()
                for prefix, name in table.items()]  # fmt: skip
     macs = list(vendor_macs(entries, len(DEVICES)))

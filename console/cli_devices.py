@@ -4,15 +4,16 @@ and scans) and the findings about its devices, as tables or ``--json``."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 
 from console.cli_base import call, echo, emit_json, global_options, json_option, main
+from console.severity import SEVERITIES
 from engine.durations import format_age
 from engine.text import printable
 
 SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan"}
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
 def ago(ts: float | None) -> str:
@@ -21,6 +22,25 @@ def ago(ts: float | None) -> str:
 
 def severity_label(severity: str) -> str:
     return click.style(f"{severity.upper():<8}", fg=SEVERITY_COLOURS.get(severity))
+
+
+def print_service(s: dict[str, Any]) -> None:
+    """One line of a service: port, what it is, and its product and version, else its banner."""
+    what = " ".join(p for p in (s.get("product", ""), s.get("version", "")) if p)
+    echo(
+        f"  {str(s['port']) + '/' + s['proto']:<10} {s.get('service') or '?':<8} "
+        f"{printable(what or s.get('banner', ''), limit=60)}"
+    )
+
+
+def print_finding(f: dict[str, Any]) -> None:
+    """A finding under its device or host: severity and title, then its evidence and fix."""
+    where = f" [{f['port']}/{f['proto']}]" if f["port"] is not None else ""
+    low = " (low confidence)" if f["confidence"] == "low" else ""
+    # click.echo, not echo: the label's colour is an escape sequence of ours; the rest is escaped.
+    click.echo(f"  {severity_label(f['severity'])} {printable(f['title'])}{where}{low}")
+    echo(f"           evidence: {printable(f['evidence'], limit=150)}")
+    echo(f"           fix: {printable(f['fix'], limit=150)}")
 
 
 @main.group(invoke_without_command=True)
@@ -93,11 +113,7 @@ def devices_show(device: str, as_json: bool) -> None:
         if s is None:
             echo("  (none known: scan it)")
             break
-        what = " ".join(p for p in (s.get("product", ""), s.get("version", "")) if p)
-        echo(
-            f"  {str(s['port']) + '/' + s['proto']:<10} {s.get('service') or '?':<8} "
-            f"{printable(what or s.get('banner', ''), limit=60)}"
-        )
+        print_service(s)
     for port, report in sorted(data["details"].get("tls", {}).items()):
         cert = report.get("certificate") or {}
         echo(
@@ -109,11 +125,7 @@ def devices_show(device: str, as_json: bool) -> None:
         if f is None:
             echo("  (none open)")
             break
-        where = f" [{f['port']}/{f['proto']}]" if f["port"] is not None else ""
-        low = " (low confidence)" if f["confidence"] == "low" else ""
-        click.echo(f"  {severity_label(f['severity'])} {printable(f['title'])}{where}{low}")
-        echo(f"           evidence: {printable(f['evidence'], limit=150)}")
-        echo(f"           fix: {printable(f['fix'], limit=150)}")
+        print_finding(f)
     if data["resolved_findings"]:
         echo("resolved:")
         for f in data["resolved_findings"]:

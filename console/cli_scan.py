@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from console.cli_base import Settings, echo, emit_json, global_options, json_option, main
-from console.cli_devices import severity_label
+from console.cli_devices import print_finding, print_service
 
 
 @main.command()
@@ -170,14 +170,7 @@ def _print_table(data: dict[str, Any]) -> None:
         if host["ports"]:
             echo(f"  {'PORT':<10} {'SERVICE':<8} WHAT")
         for port in host["ports"]:
-            what = " ".join(p for p in (port["product"], port["version"]) if p) or port["banner"]
-            echo(f"  {str(port['port']) + '/' + port['proto']:<10} {port['service'] or '?':<8}"
-                 f" {what[:60]}")  # fmt: skip
+            print_service(port)
         for finding in host["findings"]:
-            severity = finding["severity"]
-            label = severity_label(severity)
-            where = f" [{finding['port']}/{finding['proto']}]" if finding["port"] else ""
-            confidence = " (low confidence)" if finding["confidence"] == "low" else ""
-            click.echo(f"  {label} {finding['title']}{where}{confidence}")
-            echo(f"           {finding['evidence'][:150]}")
+            print_finding(finding)
         echo("")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import re
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,12 @@ def load_pairs(path: Path = SHIPPED) -> dict[str, list[Pair]]:
     return out
 
 
+@functools.cache
+def _shipped_pairs() -> dict[str, list[Pair]]:
+    """The shipped pairs, read once: a scan checks every host it found against them."""
+    return load_pairs(SHIPPED)
+
+
 async def check(
     address: str,
     services: list[Service],
@@ -58,7 +65,7 @@ async def check(
 ) -> list[Finding]:
     """Try the default pairs on each service that takes a login; a finding per service where
     one worked."""
-    pairs = load_pairs() if pairs is None else pairs
+    pairs = _shipped_pairs() if pairs is None else pairs
     checks = []
     for service in services:
         kind = _kind(service)

@@ -107,11 +107,10 @@ def _is_ethernet(iface: str) -> bool:
         return False
 
 
-def on_link(targets: Iterable[Address], iface: str | None = None) -> dict[str, dict[Address, str]]:
+def on_link(targets: Iterable[Address]) -> dict[str, dict[Address, str]]:
     """The IPv4 targets to ask by ARP, by interface, each with this host's address on the way to
     it (the request's sender): those the routing table reaches directly (no gateway) over
-    Ethernet, other than this host's own addresses. With ``iface``, every IPv4 target, on that
-    interface: the caller knows they are on its segment."""
+    Ethernet, other than this host's own addresses."""
     v4 = [t for t in targets if t.version == 4]
     if not v4:
         return {}
@@ -121,10 +120,8 @@ def on_link(targets: Iterable[Address], iface: str | None = None) -> dict[str, d
     conf.route.resync()  # the table read at import may be stale in a long-running engine
     by_iface: dict[str, dict[Address, str]] = {}
     for target in v4:
-        dev, source, gateway = conf.route.route(str(target), dev=iface, verbose=0)
-        if iface is not None:
-            by_iface.setdefault(iface, {})[target] = source
-        elif gateway == "0.0.0.0" and source != str(target) and _is_ethernet(dev):
+        dev, source, gateway = conf.route.route(str(target), verbose=0)
+        if gateway == "0.0.0.0" and source != str(target) and _is_ethernet(dev):
             by_iface.setdefault(dev, {})[target] = source
     return by_iface
 
@@ -280,7 +277,6 @@ async def _arp_replies(
 
 async def arp_sweep(
     targets: Iterable[Address],
-    iface: str | None = None,
     timeout: float = ARP_TIMEOUT,
     retries: int = ARP_RETRIES,
 ) -> dict[str, str]:
@@ -288,7 +284,7 @@ async def arp_sweep(
     :func:`on_link`); the others are not asked. Unanswered requests are sent ``retries`` more
     times; each round waits until no answer came for a while adapted to the answers' round-trip
     times, and at most ``timeout`` seconds. Raises PermissionError without CAP_NET_RAW."""
-    groups = await asyncio.to_thread(on_link, list(targets), iface)
+    groups = await asyncio.to_thread(on_link, list(targets))
     replies = await _arp_replies(groups, timeout, retries)
     return {address: mac for address, (mac, _) in replies.items()}
 
@@ -429,21 +425,15 @@ def _order(host: Host) -> tuple[int, int]:
     return address.version, int(address)
 
 
-async def discover(
-    targets: Iterable[Address], *, privileged: bool | None = None, iface: str | None = None
-) -> list[Host]:
-    """The targets that are up, in address order. With CAP_NET_RAW (``privileged`` None: find
-    out), ARP for the IPv4 targets on a connected Ethernet segment (with their MAC and its
-    vendor) and ICMP echo for the others, both at once; without it, :func:`tcp_ping`."""
+async def discover(targets: Iterable[Address]) -> list[Host]:
+    """The targets that are up, in address order. With CAP_NET_RAW, ARP for the IPv4 targets on
+    a connected Ethernet segment (with their MAC and its vendor) and ICMP echo for the others,
+    both at once; without it, :func:`tcp_ping`."""
     unique = list(dict.fromkeys(targets))
-    if privileged is None:
-        privileged = can_send_raw()
-    elif privileged and not can_send_raw():
-        raise PermissionError(GRANT_HINT.format(how="ARP and ICMP"))
-    if not privileged:
+    if not can_send_raw():
         rtts = await _tcp_rtts(unique, TCP_PORTS, TCP_TIMEOUT, TCP_CONCURRENCY)
         return sorted((Host(a, "tcp", rtt=rtt) for a, rtt in rtts.items()), key=_order)
-    groups = await asyncio.to_thread(on_link, unique, iface)  # scapy's import, routes
+    groups = await asyncio.to_thread(on_link, unique)  # scapy's import, routes
     asked = {t for group in groups.values() for t in group}
     requests_out = asyncio.Event()
     arp, icmp, _ = await _together(

@@ -105,10 +105,15 @@ def _registry() -> Registry:
     return Registry("", {})
 
 
+def registry() -> Registry:
+    """The installed OUI database, read once: from the first of SOURCES present, else empty."""
+    return _registry()
+
+
 def database() -> str:
     """The file vendors are read from, or "" when no OUI database is installed (Debian:
     libwireshark-data, which tshark and wireshark bring, or ieee-data)."""
-    return _registry().path
+    return registry().path
 
 
 def vendor(mac: str) -> str:
@@ -116,7 +121,6 @@ def vendor(mac: str) -> str:
     MA-M /28, MA-L /24) first; "" when unknown, and for locally administered (randomised)
     addresses, which have no vendor even when their first bytes look like an assigned prefix.
     Raises ValueError when ``mac`` is not a MAC address."""
-    digits = _hex_digits(mac)
-    if int(digits[:2], 16) & 0x02:
+    if is_locally_administered(mac):
         return ""
-    return _registry().vendor(digits)
+    return registry().vendor(_hex_digits(mac))

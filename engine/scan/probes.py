@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import ssl
 import struct
@@ -89,14 +90,28 @@ def _choose(port: int, banner: bytes) -> Probe:
 
 async def _open(address: str, port: int, timeout: float,
                 tls: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:  # fmt: skip
-    context = None
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the audit judges the certificate, not the probe
+    context = unverified_context() if tls else None
     return await asyncio.wait_for(
         asyncio.open_connection(address, port, ssl=context, limit=READ_LIMIT), timeout
     )
+
+
+def new_unverified_context() -> ssl.SSLContext:
+    """A new TLS client context that takes any certificate, for a caller to adjust: the TLS
+    audit reads the certificate it is shown, valid or not, and judges it afterwards; a probe
+    only wants the service behind it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@functools.cache
+def unverified_context() -> ssl.SSLContext:
+    """One :func:`new_unverified_context` shared by every connection that leaves it as it is:
+    building a context per connect is work on the event loop (ssl.create_default_context
+    loads the CA store, some 20 ms), and nothing here needs one of its own."""
+    return new_unverified_context()
 
 
 async def _read(
@@ -153,12 +168,17 @@ def telnet_options(data: bytes) -> tuple[bytes, bytes]:
     return _TELNET_COMMAND.sub(b"", data), refusals
 
 
-def http_get(address: str, *headers: str) -> bytes:
-    """``GET /`` to ``address`` (an IPv6 one bracketed in Host), with ``headers`` added."""
-    host = f"[{address}]" if ":" in address else address
-    lines = [f"Host: {host}", *headers, "User-Agent: iotsec-scan", "Accept: */*",
+def url_host(address: str) -> str:
+    """``address`` as the host of a URL or a Host header: an IPv6 one in brackets."""
+    return f"[{address}]" if ":" in address else address
+
+
+def http_get(address: str, *headers: str, path: str = "/") -> bytes:
+    """``GET path`` to ``address``, with ``headers`` added."""
+    lines = [f"Host: {url_host(address)}", *headers, "User-Agent: iotsec-scan", "Accept: */*",
              "Connection: close"]  # fmt: skip
-    return ("GET / HTTP/1.0\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n").encode()
+    request = f"GET {path} HTTP/1.0\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n"
+    return request.encode()
 
 
 def mqtt_connect(user: str | None = None, password: str = "") -> bytes:
@@ -349,8 +369,7 @@ async def _mqtt(reader, writer, service, findings, banner, address, timeout) -> 
 
 
 async def _rtsp(reader, writer, service, findings, banner, address, timeout) -> None:
-    host = f"[{address}]" if ":" in address else address
-    url = f"rtsp://{host}:{service.port}/"
+    url = f"rtsp://{url_host(address)}:{service.port}/"
     writer.write(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n"
                  "User-Agent: iotsec-scan\r\n\r\n".encode())  # fmt: skip
     await writer.drain()

@@ -67,8 +67,8 @@ def _parse(text: str) -> tuple[str, Address, Address]:
     try:
         if "/" in text:
             network = ipaddress.ip_network(text, strict=False)
-            hosts = list(_ends(network))
-            return text, hosts[0], hosts[1]
+            first, last = _ends(network)
+            return text, first, last
         if "-" in text:
             start, end = text.split("-", 1)
             first = ipaddress.ip_address(start)

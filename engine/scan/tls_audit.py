@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.model import Severity
 from engine.scan.findings import Finding
+from engine.scan.probes import new_unverified_context, unverified_context
 
 VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 OLD_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1")
@@ -91,7 +92,7 @@ async def audit_tls(address: str, port: int, *, server_name: str = "", timeout: 
     report = TlsReport()
     shown: _Handshake | None = None
     try:
-        shown = await prober.handshake(_client_context())
+        shown = await prober.handshake(unverified_context())
         report.cipher = shown.cipher
     except OSError as exc:
         report.error = _explain(exc, timeout)
@@ -170,14 +171,6 @@ class _Prober:
             writer.transport.abort()
 
 
-def _client_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    # The audit reads the certificate it is shown, valid or not, and judges it afterwards.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def _pinned_context(ciphers: str, lowest: str, highest: str) -> ssl.SSLContext | None:
     """A client context offering ``ciphers`` and only the versions ``lowest``..``highest``, or
     None when the local OpenSSL cannot offer them."""
@@ -185,7 +178,7 @@ def _pinned_context(ciphers: str, lowest: str, highest: str) -> ssl.SSLContext |
     high, high_built = _TLS_VERSIONS[highest]
     if not (low_built and high_built):
         return None
-    context = _client_context()
+    context = new_unverified_context()
     try:
         context.set_ciphers(ciphers)
         # Python's default options forbid SSLv3 whatever the minimum version says.
@@ -238,7 +231,7 @@ def _explain(exc: OSError, timeout: float) -> str:
 @functools.cache
 def _local_ciphers() -> dict[str, dict[str, Any]]:
     """Every TLS 1.2-and-older cipher the local OpenSSL can offer, by OpenSSL name."""
-    context = _client_context()
+    context = new_unverified_context()
     context.set_ciphers(_LOCAL_CIPHERS)
     return {info["name"]: info for info in context.get_ciphers() if info["protocol"] != "TLSv1.3"}
 

@@ -193,8 +193,7 @@ async def _get(address: str, port: int, target: str) -> bytes:
     # The connection is made to ``address``, never to the URL's host: they are equal anyway.
     reader, writer = await asyncio.open_connection(address, port, limit=HEAD_LIMIT)
     try:
-        # http_get asks for /; the description is at the LOCATION's path.
-        writer.write(http_get(address).replace(b"GET / ", f"GET {target} ".encode(), 1))
+        writer.write(http_get(address, path=target))
         await writer.drain()
         return await _body(reader)
     finally:
