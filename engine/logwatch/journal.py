@@ -83,7 +83,6 @@ class JournalReader:
         self.directory = directory
         self.save_cursor = save_cursor
         self.state = "not started"
-        self.lines = 0
         self._saved = cursor
         self._saved_at = 0.0
         self._process: asyncio.subprocess.Process | None = None
@@ -166,7 +165,6 @@ class JournalReader:
             return
         if not isinstance(data, dict):
             return
-        self.lines += 1
         self.handler([entry_of(data)])
         cursor = data.get("__CURSOR")
         if isinstance(cursor, str):

@@ -56,6 +56,14 @@ class Route:
     jail: Jail
     examiners: list[Examiner]
 
+    def failure(self, line: str, now: float) -> Verdict | None:
+        """The failure the jail's filters find in a whole line, if any."""
+        return _failure(e.examine(line, now) for e in self.examiners)
+
+    def message_failure(self, program: str, message: str, ts: float | None) -> Verdict | None:
+        """The failure they find in a message its source has split from program and time."""
+        return _failure(e.examine_message(program, message, ts) for e in self.examiners)
+
 
 @dataclass
 class Source:
@@ -98,10 +106,11 @@ class LogWatch:
         self._saved: dict[str, Position] = {}
         self._written: dict[str, Position] = {}
         self._wake = threading.Event()
+        self._files_changed = threading.Event()  # inotify saw a change (messages wake too)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._observer: Any = None
-        self._handler = _Wake(self._wake)
+        self._handler = _Wake(self._wake, self._files_changed)
         self._watched_dirs: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_rescan = 0.0
@@ -160,7 +169,7 @@ class LogWatch:
         if self._observer is not None:
             self._observer.stop()
             await asyncio.to_thread(self._observer.join, 5)
-        for follower in self.followers.values():
+        for follower in list(self.followers.values()):
             follower.close()
         if self.state == "running":
             self.state = "stopped"
@@ -174,8 +183,6 @@ class LogWatch:
             source = self.files[path] = Source(path)
             self.followers[path] = Follower(path, self._saved.get(path), jail.config.from_start)
             self._watch_dir(os.path.dirname(path))
-        elif jail.config.from_start:
-            self.followers[path].from_start = True
         if all(route.jail is not jail for route in source.routes):
             source.routes.append(_route(jail))
 
@@ -284,20 +291,32 @@ class LogWatch:
 
     def _run(self) -> None:
         interval = self.config.poll_interval
+        polling = self._observer is None
+        poll_at = time.monotonic() + interval
+        first = True
         while True:
-            self._wake.wait(interval)
+            self._wake.wait(max(0.0, poll_at - time.monotonic()))
             self._wake.clear()
             last = self._stopping.is_set()  # a last pass after the stop, then out
+            # Syslog and journal messages wake the thread too: the files are read only when
+            # inotify saw a change, or to poll them.
+            changed = self._files_changed.is_set()
+            self._files_changed.clear()
+            now = time.monotonic()
             try:
-                if self.patterns and time.monotonic() >= self._next_rescan:
+                if self.patterns and now >= self._next_rescan:
                     self._rescan()
-                for path, follower in list(self.followers.items()):
-                    self._read_file(self.files[path], follower)
+                    changed = True
+                if changed or first or last or polling or now >= poll_at:
+                    poll_at = now + interval
+                    for path, follower in list(self.followers.items()):
+                        self._read_file(self.files[path], follower)
                 self._read_messages()
             except (RuntimeError, FutureCancelled):
                 return  # the loop is gone
             if last:
                 return
+            first = False
 
     def _read_file(self, source: Source, follower: Follower) -> None:
         while True:
@@ -318,7 +337,7 @@ class LogWatch:
             source.recent.append(line)
             entry = by_source.setdefault(id(source), (source, []))
             for route in source.routes:
-                failed = _failure(e.examine_message(program, message, ts) for e in route.examiners)
+                failed = route.message_failure(program, message, ts)
                 if failed is not None:
                     entry[1].append((route.jail, failed, line))
         for source, hits in by_source.values():
@@ -330,7 +349,7 @@ class LogWatch:
         now = self.clock()
         for line in lines:
             for route in source.routes:
-                failed = _failure(e.examine(line, now) for e in route.examiners)
+                failed = route.failure(line, now)
                 if failed is not None:
                     hits.append((route.jail, failed, line))
         source.lines += len(lines)
@@ -340,6 +359,8 @@ class LogWatch:
     def _hand_over(
         self, source: Source, hits: list[tuple[Jail, Verdict, str]], position: Position | None
     ) -> None:
+        if not hits and position is None:
+            return  # nothing to count and no position to save
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._deliver(source, hits, position), self._loop)
         future.result()  # in order, and the thread waits while the loop is behind
@@ -381,8 +402,12 @@ class LogWatch:
 
     def status(self) -> dict[str, Any]:
         files = []
-        for path, source in sorted(self.files.items()):
-            follower = self.followers[path]
+        # The reader thread adds the files a jail's glob matches, so snapshots are iterated:
+        # the followers first, as a path is in self.files before it is in self.followers.
+        followers = sorted(list(self.followers.items()))
+        sources = dict(self.files)
+        for path, follower in followers:
+            source = sources[path]
             try:
                 size: int | None = os.stat(path).st_size
             except OSError:
@@ -435,6 +460,7 @@ class LogWatch:
                 "received": receiver.received if receiver else 0,
                 "malformed": receiver.malformed if receiver else 0,
                 "last_error": receiver.last_error if receiver else "",
+                "cut": receiver.cut if receiver else 0,
                 "lines": self.syslog_source.lines,
                 "matched": self.syslog_source.matched,
             },
@@ -482,7 +508,7 @@ class LogWatch:
         for text in texts:
             row: dict[str, Any] = {"text": printable(text)}
             for route in routes:
-                failed = _failure(e.examine(text, now) for e in route.examiners)
+                failed = route.failure(text, now)
                 if failed is not None:
                     row.update(jail=route.jail.name, host=failed.host)
                     break
@@ -491,14 +517,17 @@ class LogWatch:
 
 
 class _Wake:
-    """watchdog's event handler: any change in a watched directory wakes the reader thread
-    (it then looks at every followed file: a stat each, cheaper than matching paths)."""
+    """watchdog's event handler: any change in a watched directory marks the files changed and
+    wakes the reader thread (it then looks at every followed file: a stat each, cheaper than
+    matching paths)."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: threading.Event, changed: threading.Event) -> None:
         self.wake = wake
+        self.changed = changed
 
     def dispatch(self, event: Any) -> None:
         if not event.is_directory or event.event_type == "moved":
+            self.changed.set()
             self.wake.set()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import math
 import os
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.logwatch import timestamps
+from engine.logwatch.filters import normal_host
 
 log = logging.getLogger("iotsec.logwatch")
 
@@ -368,10 +368,8 @@ class SyslogReceiver:
 
 
 def _peer(address: tuple) -> str:
-    host = address[0]
     # A dual-stack socket reports IPv4 senders as ::ffff:a.b.c.d; jails and bans want a.b.c.d.
-    mapped = getattr(ipaddress.ip_address(host), "ipv4_mapped", None)
-    return str(mapped) if mapped else host
+    return normal_host(address[0])
 
 
 class _DatagramProtocol(asyncio.DatagramProtocol):

@@ -25,9 +25,8 @@ def _holds(rule: PolicyRule, event: AlertEvent) -> bool:
         return False
     if rule.classtypes and evidence.get("classtype") not in rule.classtypes:
         return False
-    # A jail that bans marks its alerts "drop"; other sources' evidence does not decide this.
-    acting = from_rules or event.source == "logwatch"
-    if rule.actions and not (acting and evidence.get("action") in rule.actions):
+    # A rule's action, or "drop" from a jail that bans.
+    if rule.actions and evidence.get("action") not in rule.actions:
         return False
     if rule.jails and not (event.source == "logwatch" and event.rule in rule.jails):
         return False
