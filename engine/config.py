@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -18,6 +19,7 @@ from typing import Any
 
 from engine import paths
 from engine.durations import parse_duration
+from engine.serial.settings import LineSettings, SettingsError
 
 
 class ConfigError(Exception):
@@ -268,6 +270,58 @@ class DevicesConfig:
 
 
 @dataclass(frozen=True)
+class SerialConfig:
+    # Line settings of a new session unless it asks for others (see engine/serial/settings.py).
+    baud: int = 115200
+    data_bits: int = 8
+    parity: str = "none"
+    stop_bits: float = 1
+    flow: str = "none"
+    dtr: bool = True
+    rts: bool = True
+    # What Enter sends (cr, lf, crlf) and what ends a received line in the view (lf, cr, crlf).
+    map_out: str = "cr"
+    map_in: str = "lf"
+    echo: bool = False
+    # Where transcripts are written; empty: <state dir>/serial (next to the database).
+    transcript_dir: str = ""
+    # Received bytes each session keeps in memory for consoles that attach later.
+    scrollback: int = 1 << 20
+    max_sessions: int = 8
+    # Ports the engine opens when it starts and keeps open (reconnecting after an unplug).
+    open: tuple[str, ...] = ()
+    # At a login prompt, try the shipped default credentials through the session (opt-in;
+    # also on demand with `iotsec serial login`), at most this many pairs.
+    check_default_creds: bool = False
+    creds_max_attempts: int = 5
+    # The console's key in front of serial commands: Ctrl-T as in tio (tmux takes Ctrl-B,
+    # screen and minicom Ctrl-A).
+    prefix: str = "ctrl+t"
+    # Named strings to send, e.g. interrupt = "\u0003" or printenv = "printenv\n" (a newline
+    # is sent as map_out says).
+    macros: dict[str, str] = field(default_factory=dict)
+
+    def line_settings(self) -> LineSettings:
+        return LineSettings(
+            baud=self.baud,
+            data_bits=self.data_bits,
+            parity=self.parity,
+            stop_bits=self.stop_bits,
+            flow=self.flow,
+            dtr=self.dtr,
+            rts=self.rts,
+            map_out=self.map_out,
+            map_in=self.map_in,
+            echo=self.echo,
+        )
+
+    def transcripts(self) -> Path:
+        if self.transcript_dir:
+            return Path(self.transcript_dir).expanduser()
+        return paths.state_dir() / "serial"
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     keymap: dict[str, str] = field(default_factory=dict)
     max_rows: int = 5000
@@ -295,6 +349,7 @@ class Config:
     logwatch: LogwatchConfig = field(default_factory=LogwatchConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
+    serial: SerialConfig = field(default_factory=SerialConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     source: Path | None = None
@@ -380,6 +435,9 @@ def _check_values(config: Config, where: str) -> None:
         ("scan.rate", config.scan.rate, 1),
         ("scan.creds_max_attempts", config.scan.creds_max_attempts, 1),
         ("scan.max_running", config.scan.max_running, 1),
+        ("serial.scrollback", config.serial.scrollback, 4096),
+        ("serial.max_sessions", config.serial.max_sessions, 1),
+        ("serial.creds_max_attempts", config.serial.creds_max_attempts, 1),
     ]
     for key, value, least in minimums:
         if value < least:
@@ -430,6 +488,7 @@ def _check_values(config: Config, where: str) -> None:
     _check_networks(
         where, "respond.ignoreip", config.respond.ignoreip, "is not an address or network"
     )
+    _check_serial(config.serial, where)
 
 
 def _check_networks(where: str, key: str, values: tuple[str, ...], problem: str) -> None:
@@ -544,6 +603,42 @@ def _check_name(at: str, name: str, names: set[str], what: str) -> None:
     if name in names:
         raise ConfigError(f"{at}.name: another {what} is called {name!r}")
     names.add(name)
+
+
+# Keys a serial prefix must not take: the multiplexers', the terminal's and what a device
+# console needs (interrupt, end of input, suspend, flow control, Enter, Tab, Backspace).
+PREFIX_TAKEN = {
+    "ctrl+a": "screen, minicom",
+    "ctrl+b": "tmux",
+    "ctrl+c": "interrupt",
+    "ctrl+d": "end of input",
+    "ctrl+z": "suspend",
+    "ctrl+s": "XOFF",
+    "ctrl+q": "XON",
+    "ctrl+m": "Enter",
+    "ctrl+j": "Enter",
+    "ctrl+i": "Tab",
+    "ctrl+h": "Backspace",
+}
+
+
+def _check_serial(config: SerialConfig, where: str) -> None:
+    try:
+        config.line_settings()
+    except SettingsError as exc:
+        raise ConfigError(f"{where}: serial.{exc}") from None
+    for name in config.macros:
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ConfigError(
+                f"{where}: serial.macros: {name!r}: a name of letters, digits, '-', '_' or '.'"
+            )
+    key = config.prefix.strip().lower()
+    if not re.fullmatch(r"ctrl\+[a-z]", key) or key in PREFIX_TAKEN:
+        taken = ", ".join(f"{k} ({why})" for k, why in PREFIX_TAKEN.items())
+        raise ConfigError(
+            f"{where}: serial.prefix: expected ctrl+<letter> not taken by the terminal, tmux or"
+            f" the device, got {config.prefix!r} (taken: {taken})"
+        )
 
 
 def _check_schedules(config: ScanConfig, where: str) -> None:

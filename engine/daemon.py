@@ -33,6 +33,7 @@ from engine.respond.manager import BanManager
 from engine.respond.targets import TargetError, parse_target
 from engine.scan.scope import parse_scope
 from engine.scan.service import ScanService
+from engine.serial.service import SerialService
 from engine.store.db import connect, lock_database
 from engine.store.retention import prune
 from engine.store.writer import Writer
@@ -43,9 +44,6 @@ T = TypeVar("T")
 VERSION = "0.1.0"
 STATUS_INTERVAL = 2.0
 INVENTORY_INTERVAL = 1.0
-
-# Parts later issues fill in; until then the engine reports them honestly as not started.
-PLANNED_PARTS = ("serial",)
 
 
 class Engine:
@@ -66,6 +64,7 @@ class Engine:
         self.logwatch: LogWatch = None  # type: ignore[assignment]
         self.devices: Inventory = None  # type: ignore[assignment]
         self.scans: ScanService = None  # type: ignore[assignment]
+        self.serial: SerialService = None  # type: ignore[assignment]
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         self._key = b""
@@ -116,7 +115,10 @@ class Engine:
         self.scans = ScanService(self.config.scan, scope, self.writer, self.bus, self.read,
                                  self.devices)  # fmt: skip
         await self.scans.start()
+        self.serial = SerialService(self.config.serial, group, self.writer, self.bus, self.alerts,
+                                    self.devices)  # fmt: skip
         await self.server.start()
+        await self.serial.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
         self.background(self._every(1.0, self._housekeeping))
@@ -139,6 +141,8 @@ class Engine:
             await self.logwatch.stop()  # its last lines and positions reach the writer
         if self.scans is not None:
             await self.scans.stop()  # running scans are cancelled and marked so
+        if self.serial is not None:
+            await self.serial.stop()  # transcripts closed, sessions' summaries saved
         if self.capture is not None:
             await self.capture.stop()  # open flows end and reach the writer before it closes
         if self.devices is not None:
@@ -204,6 +208,7 @@ class Engine:
     async def _inventory(self) -> None:
         self.devices.tick()
         await self.scans.tick()
+        await self.serial.tick()
 
     def _save_audit_head(self) -> None:
         head = self._audit_head
@@ -312,8 +317,8 @@ class Engine:
         parts = {"store": "running", "control": "running", "alerts": "running",
                  "capture": self.capture.state, "detect": self.detect.state,
                  "respond": self.respond.state, "logwatch": self.logwatch.state,
-                 "devices": self.devices.state, "scan": self.scans.state}  # fmt: skip
-        parts.update({name: "not started" for name in PLANNED_PARTS})
+                 "devices": self.devices.state, "scan": self.scans.state,
+                 "serial": self.serial.state}  # fmt: skip
         return {
             "version": VERSION,
             "pid": os.getpid(),
@@ -339,6 +344,7 @@ class Engine:
             "logs": self.logwatch.summary(),
             "devices": self.devices.status(),
             "scans": self.scans.summary(),
+            "serial": self.serial.summary(),
             "store": {
                 "path": str(self.db_path),
                 "size": size,

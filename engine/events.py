@@ -13,7 +13,7 @@ from typing import Any
 
 TOPICS = frozenset(
     {"alerts", "silences", "status", "audit", "traffic", "facts", "rules", "bans", "logs",
-     "devices", "scans"}
+     "devices", "scans", "serial"}
 )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from engine.config import LabConfig
 from engine.control.client import Client
 from engine.control.protocol import ControlError
 from engine.lab import lifecycle, topology
+from engine.lab.serial_device import plug as plug_emulator
 from engine.lab.topology import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,3 +203,38 @@ def engine(tmp_path: Path) -> Iterator[EngineProcess]:
     eng = start_engine(tmp_path)
     yield eng
     eng.stop()
+
+
+# The recorded U-Boot session of an XM530 camera the emulator replays (MANIFEST: boot/).
+BOOT_LOG = SHARED_DATA / "boot" / "debauer_XM530_ipcam_u-boot_output.md"
+
+
+class SerialDevice:
+    """The device emulator on the far end of a socat pty pair: ``unplug`` ends socat (the pty
+    and its link go away), ``plug`` powers it again at the same path."""
+
+    def __init__(self, path: Path, args: list[str], log: Path) -> None:
+        self.path = path
+        self.args = args
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def plug(self) -> None:
+        self.proc = plug_emulator(self.path, self.args, self.log)
+
+    def unplug(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+        wait_for(lambda: not self.path.exists(), "the pty link to go away", 5)
+
+
+@pytest.fixture
+def serial_device(tmp_path: Path) -> Iterator[SerialDevice]:
+    """A camera's UART replaying ../shared/data/boot's U-Boot session, then a root shell."""
+    require_tool("socat")
+    device = SerialDevice(tmp_path / "ttyCAM", ["--uboot", str(BOOT_LOG)], tmp_path / "dev.log")
+    device.plug()
+    yield device
+    device.unplug()

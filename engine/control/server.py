@@ -8,7 +8,9 @@ id), so a client may pipeline many; every state-changing command lands in the au
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -27,6 +29,8 @@ from engine.durations import parse_duration
 from engine.events import TOPICS, Subscriber
 from engine.fileperms import PermissionProblem, private_dir, usable_group
 from engine.model import AlertEvent, AlertState, Operator, Role, Severity
+from engine.serial import ports as serial_ports
+from engine.serial.service import query_sessions
 
 if TYPE_CHECKING:
     from engine.daemon import Engine
@@ -266,7 +270,8 @@ def _int(args: dict[str, Any], key: str) -> int:
 
 # Longest value accepted for a text argument; names and ids are short, prose may be longer.
 TEXT_LIMITS = {"title": 1024, "note": 4096, "comment": 1024, "ssh_client": 256, "filter": 1024,
-               "bpf": 1024, "path": 4096, "reason": 1024}  # fmt: skip
+               "bpf": 1024, "path": 4096, "reason": 1024, "port": 4096, "data": 700_000,
+               "text": 65536}  # fmt: skip
 NAME_LIMIT = 256
 
 
@@ -487,8 +492,8 @@ async def _audit_verify(session: Session, args: dict[str, Any]) -> dict[str, Any
 # -- traffic ---------------------------------------------------------------------------------
 
 
-def _limit(args: dict[str, Any], default: int = 200, most: int = 5000) -> int:
-    return min(_int({"limit": args.get("limit", default)}, "limit"), most)
+def _limit(args: dict[str, Any], default: int = 200, most: int = 5000, key: str = "limit") -> int:
+    return min(_int({key: args.get(key, default)}, key), most)
 
 
 @command("capture.status")
@@ -813,3 +818,131 @@ async def _scan_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
 async def _scan_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Scans newest first, with their summaries."""
     return await session.engine.scans.history(_limit(args, 50, 1000))
+
+
+# -- serial sessions ---------------------------------------------------------------------------
+
+
+@command("serial.ports")
+async def _serial_ports(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Serial ports the engine's machine lists (ptys are not listed; any path can be opened)."""
+    found = await asyncio.to_thread(serial_ports.available)
+    return [dataclasses.asdict(p) for p in found]
+
+
+@command("serial.list")
+async def _serial_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Open serial sessions: port, settings, state, counters, line states, transcript."""
+    return session.engine.serial.listing()
+
+
+@command("serial.sessions")
+async def _serial_sessions(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recorded sessions, newest first, with their transcripts and boot-log reports."""
+    limit = _limit(args, 50, 1000)
+    return await session.engine.read(lambda conn: query_sessions(conn, limit))
+
+
+@command("serial.get")
+async def _serial_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """One session, its boot-log report and its last ``tail`` received bytes (base64)."""
+    return session.engine.serial.get(_int(args, "id"), _limit(args, 65536, 1 << 20, "tail"))
+
+
+@command("serial.read")
+async def _serial_read(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Received bytes from ``offset`` (what a console missed), as far as they are kept."""
+    return session.engine.serial.read(
+        _int(args, "id"), _int(args, "offset"), _limit(args, 1 << 20, 1 << 20)
+    )
+
+
+@command("serial.open", Role.OPERATOR, changes_state=True)
+async def _serial_open(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Open ``port`` (a path or a pyserial URL) with ``settings`` (baud, data_bits, parity,
+    stop_bits, flow, dtr, rts, map_in, map_out, echo; the config's for the rest), attached to
+    ``device`` when given."""
+    settings = args.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ControlError("settings must be an object", "bad_request")
+    return await session.engine.serial.open(
+        _str(args, "port"), settings=settings, device=_str(args, "device"),
+        by=session.operator.name)  # fmt: skip
+
+
+@command("serial.close", Role.OPERATOR, changes_state=True)
+async def _serial_close(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Close a session (its transcript is closed and its summary saved)."""
+    return await session.engine.serial.close(_int(args, "id"))
+
+
+@command("serial.write", Role.OPERATOR)
+async def _serial_write(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Send ``data`` (base64, raw) or ``text`` (newlines mapped as map_out says); refused while
+    the device is away. What is sent is in the transcript, not the audit log."""
+    sid = _int(args, "id")
+    if "data" in args:
+        try:
+            data = base64.b64decode(_str(args, "data"), validate=True)
+        except ValueError:
+            raise ControlError("data must be base64", "bad_request") from None
+        return {"sent": await session.engine.serial.write(sid, data)}
+    return {"sent": await session.engine.serial.send_text(sid, _str(args, "text"))}
+
+
+@command("serial.set", Role.OPERATOR, changes_state=True)
+async def _serial_set(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Change settings of an open session (``settings``: any of serial.open's)."""
+    settings = args.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ControlError("settings must be an object", "bad_request")
+    return await session.engine.serial.configure(_int(args, "id"), settings)
+
+
+@command("serial.line", Role.OPERATOR, changes_state=True)
+async def _serial_line(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Set DTR or RTS (``line``) ``on``, ``off``, ``toggle`` or ``pulse`` (for ``ms``)."""
+    ms = _int(args, "ms") if "ms" in args else 100
+    return await session.engine.serial.line(
+        _int(args, "id"), _str(args, "line"), _str(args, "action", "toggle"), min(ms, 10_000) / 1000
+    )
+
+
+@command("serial.break", Role.OPERATOR, changes_state=True)
+async def _serial_break(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Send a break (``ms`` long, 250 by default)."""
+    ms = _int(args, "ms") if "ms" in args else 250
+    await session.engine.serial.send_break(_int(args, "id"), min(ms, 10_000) / 1000)
+    return {"ok": True}
+
+
+@command("serial.macro", Role.OPERATOR, changes_state=True)
+async def _serial_macro(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Send the macro ``name`` from [serial.macros]."""
+    return {"sent": await session.engine.serial.macro(_int(args, "id"), _str(args, "name"))}
+
+
+@command("serial.macros")
+async def _serial_macros(session: Session, args: dict[str, Any]) -> dict[str, str]:
+    """The macros of [serial.macros], by name."""
+    return dict(session.engine.config.serial.macros)
+
+
+@command("serial.reconnect", Role.OPERATOR, changes_state=True)
+async def _serial_reconnect(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Close the port and open it again now."""
+    return await session.engine.serial.reconnect(_int(args, "id"))
+
+
+@command("serial.attach", Role.OPERATOR, changes_state=True)
+async def _serial_attach(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Attach a session to an inventory ``device`` (id, MAC or address): its boot-log findings
+    go on that device."""
+    return session.engine.serial.attach(_int(args, "id"), _str(args, "device"))
+
+
+@command("serial.login", Role.OPERATOR, changes_state=True)
+async def _serial_login(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Try the shipped default credentials at the session's login prompt (capped by [serial]
+    creds_max_attempts); a pair that works is a critical finding and is logged out at once."""
+    return await session.engine.serial.login(_int(args, "id"))

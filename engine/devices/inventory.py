@@ -360,51 +360,24 @@ class Inventory:
         for item in host.get("findings", []):
             found[(item["kind"], item.get("port"), item.get("proto", "tcp"))] = item
         for key, item in found.items():
-            detail = {
-                "evidence": item.get("evidence", ""),
-                "fix": item.get("fix", ""),
-                "confidence": item.get("confidence", "high"),
-                "source": "scan",
-            }
-            severity = Severity.parse(item["severity"])
-            existing = device.findings.get(key)
-            if existing is not None:
-                existing.severity, existing.title, existing.detail = severity, item["title"], detail
-                existing.last_seen, existing.scan_id = now, scan_id
-                self._dirty_findings[existing.id] = existing
+            finding = self._record(device, key, item, "scan", now, scan_id)
+            if finding is None:
                 continue
-            finding = DeviceFinding(
-                self._next_finding,
-                device.id,
-                key[0],
-                severity,
-                item["title"],
-                detail,
-                key[1],
-                key[2],
-                now,
-                now,
-                scan_id=scan_id,
-            )
-            self._next_finding += 1
-            device.findings[key] = finding
-            self._dirty_findings[finding.id] = finding
             changes["new_findings"].append(
                 {"device": device.id, "address": device.ip, **finding.to_json()}
             )
-            self._event("finding", device, finding=finding.to_json())
             if self.config.alert_findings:
                 self._alert(
-                    severity,
+                    finding.severity,
                     finding.kind,
                     device,
                     f"{finding.title} on {_name(device)}{_where(finding)}",
                     {
-                        "evidence": detail["evidence"],
-                        "fix": detail["fix"],
+                        "evidence": finding.detail["evidence"],
+                        "fix": finding.detail["fix"],
                         "port": finding.port,
                         "proto": finding.proto,
-                        "confidence": detail["confidence"],
+                        "confidence": finding.detail["confidence"],
                         "scan": scan_id,
                     },
                     source="scan",
@@ -432,6 +405,63 @@ class Inventory:
                     detail=f"{finding.kind} {_port(finding)}",
                 )
         device.rescore()
+
+    def _record(
+        self,
+        device: Device,
+        key: FindingKey,
+        item: dict[str, Any],
+        source: str,
+        now: float,
+        scan_id: int | None = None,
+    ) -> DeviceFinding | None:
+        """Refresh a finding the device has, or add it (returned, with an event, when new)."""
+        detail = {
+            "evidence": item.get("evidence", ""),
+            "fix": item.get("fix", ""),
+            "confidence": item.get("confidence", "high"),
+            "source": source,
+        }
+        severity = Severity.parse(item["severity"])
+        existing = device.findings.get(key)
+        if existing is not None:
+            existing.severity, existing.title, existing.detail = severity, item["title"], detail
+            existing.last_seen, existing.scan_id = now, scan_id or existing.scan_id
+            self._dirty_findings[existing.id] = existing
+            return None
+        finding = DeviceFinding(
+            self._next_finding,
+            device.id,
+            key[0],
+            severity,
+            item["title"],
+            detail,
+            key[1],
+            key[2],
+            now,
+            now,
+            scan_id=scan_id,
+        )
+        self._next_finding += 1
+        device.findings[key] = finding
+        self._dirty_findings[finding.id] = finding
+        self._event("finding", device, finding=finding.to_json())
+        return finding
+
+    def add_findings(self, key: str, items: list[dict[str, Any]], source: str) -> Device | None:
+        """Findings from elsewhere than a scan (a serial console's boot log) on the device
+        ``key`` names (id, MAC or address), if it is known; they raise no alert here (the
+        part that found them does) and no scan resolves them."""
+        device = self.find(key)
+        if device is None:
+            return None
+        now = self.clock()
+        for item in items:
+            key_ = (item["kind"], item.get("port"), item.get("proto", source))
+            self._record(device, key_, item, source, now)
+        device.rescore()
+        self._dirty.add(device.id)
+        return device
 
     # -- queries --------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.lab import packages, processes
+from engine.lab import packages, processes, serial_device
 from engine.lab.topology import Host, LabError, Plan, in_netns
 
 STATE_ROOT = Path("/run/iotsec-lab")
@@ -256,22 +256,13 @@ def plug_serial(plan: Plan) -> Path:
     path = serial_path(plan)
     if path.exists():
         return path
-    socat = _need("socat", "socat")
-    device = f"{sys.executable} -m engine.lab.serial_device"
-    log = state_dir(plan) / "serial.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [socat, f"PTY,link={path},rawer,echo=0", f"EXEC:{device}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    _need("socat", "socat")  # a clear error before anything starts
+    try:
+        proc = serial_device.plug(path, [], state_dir(plan) / "serial.log")
+    except RuntimeError as exc:
+        raise LabError(str(exc)) from None
     (state_dir(plan) / "serial.pid").write_text(f"{proc.pid}\n")
-    _record(state_dir(plan), proc.pid, socat)
-    deadline = time.monotonic() + 5
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise LabError(f"socat did not create {path}: {log.read_text()[-300:]}")
-        time.sleep(0.02)
+    _record(state_dir(plan), proc.pid, proc.args[0])
     return path
 
 

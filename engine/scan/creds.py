@@ -50,8 +50,9 @@ def load_pairs(path: Path = SHIPPED) -> dict[str, list[Pair]]:
 
 
 @functools.cache
-def _shipped_pairs() -> dict[str, list[Pair]]:
-    """The shipped pairs, read once: a scan checks every host it found against them."""
+def shipped_pairs() -> dict[str, list[Pair]]:
+    """The shipped pairs, read once: a scan checks every host it found against them (and a
+    serial console its login prompt)."""
     return load_pairs(SHIPPED)
 
 
@@ -65,7 +66,7 @@ async def check(
 ) -> list[Finding]:
     """Try the default pairs on each service that takes a login; a finding per service where
     one worked."""
-    pairs = _shipped_pairs() if pairs is None else pairs
+    pairs = shipped_pairs() if pairs is None else pairs
     checks = []
     for service in services:
         kind = _kind(service)

@@ -1,0 +1,287 @@
+"""Serial sessions in a real engine, on a real pty pair (socat) with the camera emulator on the
+far end replaying ../shared/data/boot's U-Boot session, then a BusyBox root shell."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.control.client import Client
+from engine.control.protocol import ControlError
+from engine.serial.transcript import read_transcript
+from tests.conftest import (
+    ROOT,
+    EngineProcess,
+    SerialDevice,
+    require_root,
+    require_tool,
+    start_engine,
+    wait_for,
+)
+
+
+class Events:
+    """Everything published on the serial topic, collected by a thread of its own."""
+
+    def __init__(self, engine: EngineProcess) -> None:
+        self.client = engine.client("events")
+        self.client.request("subscribe", {"topics": ["serial", "alerts"]})
+        self.seen: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        try:
+            while True:
+                self.seen.append(self.client.next_event())
+        except (ControlError, OSError, ValueError):
+            return
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [
+            e["data"]
+            for e in list(self.seen)
+            if e["event"] == "serial" and e["data"]["kind"] == kind
+        ]
+
+    def received(self, sid: int) -> bytes:
+        return b"".join(base64.b64decode(d["data"]) for d in self.of("rx") if d["session"] == sid)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def serial_engine(tmp_path: Path) -> Any:
+    engine = start_engine(
+        tmp_path / "engine",
+        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n'
+        '[serial.macros]\nversion = "version\\n"\n',
+    )
+    yield engine
+    engine.stop()
+
+
+def received(client: Client, sid: int) -> bytes:
+    """What the session received so far, from the engine's scrollback."""
+    return base64.b64decode(client.request("serial.read", {"id": sid, "offset": 0})["data"])
+
+
+def text_of(client: Client, sid: int) -> str:
+    return received(client, sid).decode(errors="replace")
+
+
+def findings_of(client: Client, sid: int) -> dict[str, dict[str, Any]]:
+    report = client.request("serial.get", {"id": sid, "tail": 0})["report"]
+    return {f["kind"]: f for f in report["findings"]}
+
+
+def test_a_session_sees_the_boot_and_the_shell_answers(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    events = Events(serial_engine)
+    client = serial_engine.client()
+    info = client.request("serial.open", {"port": str(serial_device.path)})
+    sid = info["id"]
+    assert info["state"] == "connected" and info["describe"] == "115200 8N1"
+    wait_for(lambda: "/ # " in text_of(client, sid), "the root shell prompt")
+    found = wait_for(
+        lambda: (f := findings_of(client, sid)).get("root-shell-no-login") and f,
+        "the root-shell finding",
+    )
+    assert found["bootloader"]["title"] == "Bootloader: U-Boot 2014.04"
+    assert "init=/bin/ash" in found["init-shell"]["title"]
+    assert found["root-shell-no-login"]["severity"] == "critical"
+    report = client.request("serial.get", {"id": sid})["report"]
+    assert report["bootloader"] == {"name": "U-Boot", "version": "2014.04"}
+    assert report["kernel"]["version"] == "3.10.103+"
+    assert "init=/bin/ash" in report["kernel"]["cmdline"]
+    assert report["busybox"]["version"] == "1.20.2"
+    assert [p["name"] for p in report["mtd"]][:3] == ["boot", "kernel", "romfs"]
+
+    client.request("serial.write", {"id": sid, "text": "id\n"})
+    wait_for(lambda: "uid=0(root)" in text_of(client, sid), "the shell's answer to id")
+    client.request("serial.write", {"id": sid, "data": base64.b64encode(b"whoami\r").decode()})
+    wait_for(lambda: "whoami\r\nroot" in text_of(client, sid), "the answer to whoami")
+    assert client.request("serial.list")[0]["tx"] == len("id\r") + len("whoami\r")
+
+    # The serious findings are alerts, from the serial part.
+    alerts = wait_for(
+        lambda: [a for a in client.request("alerts.list") if a["source"] == "serial"],
+        "serial alerts",
+    )
+    titles = {a["title"] for a in alerts}
+    assert any(t.startswith("Root shell on the serial console without a login") for t in titles)
+    assert all(a["severity"] in ("high", "critical") for a in alerts)
+
+    closed = client.request("serial.close", {"id": sid})
+    assert closed["state"] == "closed"
+    # Every received byte is in the transcript exactly as the events carried it.
+    transcript = read_transcript(Path(closed["transcript"]))
+    wait_for(
+        lambda: events.received(sid) == transcript.received, "events matching the transcript", 5
+    )
+    assert b"U-Boot 2014.04" in transcript.received
+    sent = [c for _ts, tag, c in transcript.records if tag == ">"]
+    assert sent == [b"id\r", b"whoami\r"]
+    assert Path(closed["transcript"]).name.startswith("ttyCAM-")
+    events.close()
+    # The store has the session's summary with its report.
+    row = (
+        sqlite3.connect(serial_engine.db)
+        .execute(
+            "SELECT device, ended, bytes_rx, bytes_tx, summary FROM serial_sessions WHERE id = ?",
+            (sid,),
+        )
+        .fetchone()
+    )
+    assert row[0] == "ttyCAM" and row[1] is not None
+    assert row[2] == len(transcript.received) and row[3] == 10
+    assert json.loads(row[4])["report"]["bootloader"]["version"] == "2014.04"
+
+
+def test_unplug_refuses_input_and_replug_reconnects(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    client = serial_engine.client()
+    sid = client.request("serial.open", {"port": str(serial_device.path)})["id"]
+    wait_for(lambda: "/ # " in text_of(client, sid), "the shell")
+    serial_device.unplug()
+    state = wait_for(
+        lambda: (s := client.request("serial.list")[0])["state"] == "reconnecting" and s,
+        "the session to notice the unplug",
+    )
+    assert "gone" in state["reason"]
+    with pytest.raises(ControlError, match="reconnecting: 3 bytes not sent"):
+        client.request("serial.write", {"id": sid, "text": "id\n"})
+    serial_device.plug()
+    plugged = time.monotonic()
+    wait_for(lambda: client.request("serial.list")[0]["state"] == "connected", "the reconnect", 5)
+    assert time.monotonic() - plugged < 1.5
+    wait_for(
+        lambda: text_of(client, sid).count("U-Boot 2014.04 (Nov 18 2019") >= 4,
+        f"the second boot {text_of(client, sid)[-3000:]!r}",
+    )
+    assert client.request("serial.list")[0]["reconnects"] == 1
+
+
+def test_settings_macros_lines_and_a_second_session(
+    serial_engine: EngineProcess, serial_device: SerialDevice, tmp_path: Path
+) -> None:
+    client = serial_engine.client()
+    sid = client.request(
+        "serial.open",
+        {"port": str(serial_device.path), "settings": {"baud": 57600, "parity": "even"}},
+    )["id"]
+    info = client.request(
+        "serial.set", {"id": sid, "settings": {"baud": 921600, "map_out": "crlf"}}
+    )
+    assert info["describe"] == "921600 8E1" and info["settings"]["map_out"] == "crlf"
+    with pytest.raises(ControlError, match="parity: expected one of"):
+        client.request("serial.set", {"id": sid, "settings": {"parity": "sideways"}})
+    with pytest.raises(ControlError, match="unknown setting 'speed'"):
+        client.request("serial.set", {"id": sid, "settings": {"speed": 9600}})
+    # A pty has no modem lines: the wanted state is kept (and applied on a real port).
+    info = client.request("serial.line", {"id": sid, "line": "dtr", "action": "toggle"})
+    assert info["lines"]["dtr"] is False and info["lines"]["cts"] is None
+    client.request("serial.break", {"id": sid, "ms": 50})
+    wait_for(lambda: "/ # " in text_of(client, sid), "the shell")
+    assert client.request("serial.macros") == {"version": "version\n"}
+    assert client.request("serial.macro", {"id": sid, "name": "version"})["sent"] == 9  # CR LF
+    wait_for(lambda: "-sh: version: not found" in text_of(client, sid), "the macro's answer")
+    with pytest.raises(ControlError, match="no macro 'nope'"):
+        client.request("serial.macro", {"id": sid, "name": "nope"})
+    with pytest.raises(ControlError, match="open already as session"):
+        client.request("serial.open", {"port": str(serial_device.path)})
+
+    second = SerialDevice(tmp_path / "ttyROUTER", [], tmp_path / "router.log")
+    second.plug()
+    try:
+        other = client.request("serial.open", {"port": str(second.path)})["id"]
+        wait_for(lambda: "/ # " in text_of(client, other), "the second device's shell", 20)
+        assert "XM530 # " not in text_of(client, other)
+        assert sorted(s["name"] for s in client.request("serial.list")) == ["ttyCAM", "ttyROUTER"]
+        client.request("serial.close", {"id": other})
+    finally:
+        second.unplug()
+    # The transcript notes what changed.
+    notes = [c for _t, tag, c in read_transcript(Path(info["transcript"])).records if tag == "#"]
+    assert any(n.startswith(b"settings 921600 8E1") for n in notes)
+    assert b"dtr toggle" in notes and b"macro version" in notes
+
+
+def test_opening_refusals_say_what_to_do(serial_engine: EngineProcess, tmp_path: Path) -> None:
+    client = serial_engine.client()
+    with pytest.raises(ControlError, match="no such device; is the adapter plugged in"):
+        client.request("serial.open", {"port": str(tmp_path / "ttyUSB9")})
+    with pytest.raises(ControlError, match="baud: a positive whole number"):
+        client.request("serial.open", {"port": "loop://", "settings": {"baud": -5}})
+    loop = client.request("serial.open", {"port": "loop://"})
+    client.request("serial.write", {"id": loop["id"], "text": "echo\n"})
+    wait_for(lambda: received(client, loop["id"]) == b"echo\r", "the loop's echo")
+    sessions = client.request("serial.sessions")
+    assert sessions[0]["name"] == "loop"
+    # The open that failed is recorded with its reason.
+    assert "is the adapter plugged in?" in sessions[1]["summary"]["error"]
+
+
+def test_without_permission_the_error_names_the_group() -> None:
+    require_root("opening a device as another user")
+    require_tool("setpriv")
+    directory = Path(tempfile.mkdtemp(prefix="iotsec-perm-"))
+    try:
+        _permission_denied(directory)
+    finally:
+        shutil.rmtree(directory)
+
+
+def _permission_denied(directory: Path) -> None:
+    directory.chmod(0o755)  # others may look inside, as in /dev
+    device = directory / "ttyS9"
+    # A device node like a USB adapter's: root's, group dialout, 0660.
+    subprocess.run(["mknod", str(device), "c", "4", "73"], check=True)
+    os.chown(
+        device,
+        0,
+        int(
+            subprocess.run(
+                ["getent", "group", "dialout"], capture_output=True, text=True
+            ).stdout.split(":")[2]
+        ),
+    )
+    os.chmod(device, 0o660)
+    code = (
+        "from engine.serial.ports import open_problem\n"
+        "import serial\n"
+        f"try: serial.Serial({str(device)!r})\n"
+        f"except serial.SerialException as e: print(open_problem({str(device)!r}, e))\n"
+    )
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "USER": "nobody"},
+    )
+    assert "permission denied (crw-rw----, group dialout)" in done.stdout, done.stderr
+    assert "sudo usermod -aG dialout nobody" in done.stdout
