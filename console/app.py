@@ -29,7 +29,7 @@ from console.notifier import AlertNotifier
 from console.panes.alert_table import AlertTable
 from console.panes.alerts import AlertsPane
 from console.panes.devices import DevicesPane
-from console.panes.part import PartPane
+from console.panes.serial import SerialPane
 from console.panes.traffic import TrafficPane
 from console.panes.traffic_table import FlowTable
 from console.screens.alert_detail import AlertDetailScreen
@@ -170,13 +170,7 @@ class IotsecApp(App[None]):
                     id="alerts-pane",
                 )
             with TabPane("4 Serial", id="serial"):
-                yield PartPane(
-                    title="Serial",
-                    part="serial",
-                    subject="The serial console",
-                    purpose="A serial console to a device on the bench, with the findings its"
-                    " boot log reveals.",
-                )
+                yield SerialPane(prefix=self.config.serial.prefix, id="serial-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -215,6 +209,10 @@ class IotsecApp(App[None]):
     def devices(self) -> DevicesPane:
         return self.query_one(DevicesPane)
 
+    @property
+    def serial(self) -> SerialPane:
+        return self.query_one(SerialPane)
+
     def show_flow(self, flow: dict[str, Any], origin: str) -> None:
         """Show one flow (a rule alert's ``evidence["flow"]``) in the Traffic pane."""
         self.action_show_pane("traffic")
@@ -236,10 +234,9 @@ class IotsecApp(App[None]):
             return
         self.query_one(StatusBar).show_link(event.state)
         connected = event.state.phase == "connected"
-        for pane in self.query(PartPane):
-            pane.show_status(self.status if connected else None, connected=connected)
         self.traffic.show_link(connected)
         self.devices.show_link(connected)
+        self.serial.show_link(connected)
         self.refresh_bindings()
 
     @on(Snapshot)
@@ -263,6 +260,8 @@ class IotsecApp(App[None]):
             self.notifier.offer(event.data)
         elif event.topic == "status" and isinstance(event.data, dict):
             self._show_status(event.data)
+        elif event.topic == "serial" and isinstance(event.data, dict):
+            self.serial.receive(event.data)
 
     def _resync(self) -> None:
         self._resync_due = False
@@ -271,8 +270,6 @@ class IotsecApp(App[None]):
     def _show_status(self, status: dict[str, Any]) -> None:
         self.status = status
         self.query_one(StatusBar).show_status(status, self.missed)
-        for pane in self.query(PartPane):
-            pane.show_status(status, connected=self.link.state.phase == "connected")
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -327,6 +324,8 @@ class IotsecApp(App[None]):
             self.query_one(FlowTable).focus()
         elif event.pane.id == "devices":
             self.devices.table.focus()
+        elif event.pane.id == "serial":
+            self.serial.view.focus()
         # Traffic and devices are polled only while in view.
         self.traffic.in_view(event.pane.id == "traffic")
         self.devices.in_view(event.pane.id == "devices")
@@ -335,13 +334,13 @@ class IotsecApp(App[None]):
         self,
     ) -> tuple[
         str,
-        AlertsPane | TrafficPane | DevicesPane | PartPane | RulesScreen | BansScreen | LogsScreen,
+        AlertsPane | TrafficPane | DevicesPane | SerialPane | RulesScreen | BansScreen | LogsScreen,
     ]:
         if isinstance(self.screen, RulesScreen | BansScreen | LogsScreen):
             return VIEWS[type(self.screen)], self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]
-        assert isinstance(pane, AlertsPane | TrafficPane | DevicesPane | PartPane)
+        assert isinstance(pane, AlertsPane | TrafficPane | DevicesPane | SerialPane)
         return tab, pane
 
     def _binding_owners(

@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from console import (  # noqa: F401 - register ban/unban/bans, logs, scan, analyze, capture,
-    cli_bans,  # devices, findings
+    cli_bans,  # devices, findings, serial
     cli_devices,
     cli_logs,
     cli_scan,
+    cli_serial,
     cli_traffic,
 )
 from console.cli_base import (

@@ -40,7 +40,8 @@ def print_finding(f: dict[str, Any]) -> None:
     # click.echo, not echo: the label's colour is an escape sequence of ours; the rest is escaped.
     click.echo(f"  {severity_label(f['severity'])} {printable(f['title'])}{where}{low}")
     echo(f"           evidence: {printable(f['evidence'], limit=150)}")
-    echo(f"           fix: {printable(f['fix'], limit=150)}")
+    if f["fix"]:
+        echo(f"           fix: {printable(f['fix'], limit=150)}")
 
 
 @main.group(invoke_without_command=True)
@@ -179,4 +180,5 @@ def findings(severity: str, device: str, state: str, as_json: bool) -> None:
             f"{printable(f['title'], limit=80)}{low}{resolved}"
         )
         echo(f"{'':9} evidence: {printable(f['evidence'], limit=150)}")
-        echo(f"{'':9} fix: {printable(f['fix'], limit=150)}")
+        if f["fix"]:
+            echo(f"{'':9} fix: {printable(f['fix'], limit=150)}")

@@ -25,7 +25,7 @@ from engine.control.protocol import ControlError
 
 RETRY_SECONDS = 2.0
 START_TIMEOUT = 10.0
-TOPICS = ["alerts", "status"]
+TOPICS = ("alerts", "status", "serial")
 
 Phase = Literal["connecting", "starting", "connected", "disconnected", "failed"]
 
@@ -76,8 +76,10 @@ class EngineLink:
         spawn: bool,
         config_path: str | None,
         max_rows: int,
+        topics: tuple[str, ...] = TOPICS,
     ) -> None:
         self.app = app
+        self.topics = topics
         self.socket_path = socket_path
         self.spawn = spawn
         self.config_path = config_path
@@ -151,7 +153,7 @@ class EngineLink:
             client.on_event = self._on_event
             client.on_close = self._on_close
             self._client = client
-            await client.request("subscribe", {"topics": TOPICS})
+            await client.request("subscribe", {"topics": list(self.topics)})
             self._set(
                 LinkState(
                     "connected",

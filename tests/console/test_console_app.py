@@ -12,7 +12,6 @@ from importlib import import_module
 
 from console_helpers import console_for, inject, pane_title, request, shown_ids, wait_until
 from textual.binding import Binding
-from textual.widgets import Static
 
 import console
 from console.app import IotsecApp
@@ -48,7 +47,10 @@ async def test_the_panes_switch_by_number(engine):
         assert app.query_one("#device-table").has_focus
         await pilot.press("4")
         assert app.query_one("#panes").active == "serial"
+        # Keys now go to the device: the prefix leads back to the other panes.
         await pilot.press("3")
+        assert app.query_one("#panes").active == "serial"
+        await pilot.press("ctrl+t", "3")
         assert app.query_one("#alert-table").has_focus
 
 

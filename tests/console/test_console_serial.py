@@ -1,0 +1,211 @@
+"""The Serial pane driven with Pilot against a real engine and a real pty pair (socat) with the
+camera emulator on the far end: the boot shows, typed commands reach the device and replies
+come back, hostile bytes are shown escaped, hex and timestamps, search, unplug and replug, and
+snapshots of the full-screen bench tool in text and hex mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from console_helpers import console_for, in_utc, request, wait_until
+from textual.widgets import Input
+
+from console.panes.serial import SerialPane
+from console.serial.app import SerialApp
+from engine.config import load_config
+from tests.conftest import EngineProcess, SerialDevice, start_engine
+
+SIZE = (100, 30)
+
+
+@pytest.fixture
+def serial_engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    engine = start_engine(
+        tmp_path / "engine",
+        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n[serial.macros]\nps = "ps\\n"\n',
+    )
+    yield engine
+    engine.stop()
+
+
+def screen_text(pane: SerialPane) -> str:
+    return "\n".join(pane.view.visible_text())
+
+
+def last_lines(pane: SerialPane, count: int = 40) -> str:
+    """The newest lines, whole (the view may show only their start)."""
+    total = pane.view.buffer.line_count
+    return "\n".join(pane.view.line_text(i) for i in range(max(total - count, 0), total))
+
+
+def status(pane: SerialPane) -> str:
+    return str(pane.query_one("#serial-status").render())
+
+
+def drawn_characters(pane: SerialPane) -> str:
+    """Every character the view hands to the terminal, as drawn (styles aside)."""
+    return "".join(
+        s.text for y in range(pane.view.size.height) for s in pane.view.render_line(y)._segments
+    )
+
+
+async def type_text(pilot: Any, text: str) -> None:
+    await pilot.press(*[{" ": "space", "/": "slash", "-": "minus"}.get(c, c) for c in text])
+
+
+async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    app = console_for(serial_engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        await pilot.press("4")
+        pane = app.serial
+        assert pane.view.has_focus
+        assert "No serial session" in str(pane.query_one("#serial-hint").render())
+        await pilot.press("ctrl+t", "o")
+        dialog = app.screen.query_one(Input)
+        dialog.value = str(serial_device.path)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "/ #" in screen_text(pane), "the root shell", 20)
+        assert "BusyBox v1.20.2" in screen_text(pane)
+        assert "ttyCAM 115200 8N1 connected" in status(pane)
+        # The boot log's findings are beside the session (the pane is wide enough).
+        await wait_until(
+            pilot,
+            lambda: "Root shell" in str(pane.query_one("#serial-findings-text").render()),
+            "the findings column",
+        )
+        findings = str(pane.query_one("#serial-findings-text").render())
+        assert "U-Boot 2014.04" in findings and "CRIT" in findings
+
+        # Typing goes to the device: even "q", "1" and "?" (console keys elsewhere).
+        await type_text(pilot, "id")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "uid=0(root)" in screen_text(pane), "the answer to id")
+        await type_text(pilot, "q1?")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "-sh: q1?: not found" in screen_text(pane), "q1?")
+        assert app.query_one("#panes").active == "serial"
+
+        # Hostile bytes: shown escaped, never drawn as controls.
+        await type_text(pilot, "noise")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "red done" in last_lines(pane), "the noise")
+        text = last_lines(pane)
+        assert "\\x9b31m\\x85\\x8d\\x90\\x9c\\x9f \\xff\\xfe\\xc3(" in text
+        assert "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[?1049h" in text
+        drawn = drawn_characters(pane) + text.replace("\n", "")
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in drawn)
+        assert "\ufffd" not in drawn  # invalid UTF-8 is shown as its bytes, not replaced
+
+        # Hex view and timestamps, from the prefix.
+        await pilot.press("ctrl+t", "h")
+        await pilot.pause(0.1)
+        assert "1b 5b 33 31 6d 72 65 64" in screen_text(pane) or "72 65 64" in screen_text(pane)
+        assert " hex" in status(pane)
+        await pilot.press("ctrl+t", "h", "ctrl+t", "t")
+        await pilot.pause(0.1)
+        assert "ts:absolute" in status(pane)
+        assert screen_text(pane).splitlines()[0][2] == ":"  # HH:MM:SS.mmm before each line
+
+        # Search the scrollback.
+        await pilot.press("ctrl+t", "slash")
+        app.screen.query_one(Input).value = "Kernel command line"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "Kernel command line" in screen_text(pane), "the match")
+
+        # Unplug, then replug at the same path: the session comes back on its own.
+        serial_device.unplug()
+        await wait_until(pilot, lambda: "reconnecting" in status(pane), "the unplug", 10)
+        await type_text(pilot, "x")
+        await pilot.pause(0.2)
+        serial_device.plug()
+        await wait_until(pilot, lambda: " connected" in status(pane), "the replug", 10)
+        sessions = request(serial_engine, "serial.list")
+        assert sessions[0]["reconnects"] == 1 and sessions[0]["tx"] == len("id\rq1?\rnoise\r")
+
+
+async def test_prefix_question_mark_lists_the_commands(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    request(serial_engine, "serial.open", {"port": str(serial_device.path)})
+    app = console_for(serial_engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.serial.sessions, "the open session")
+        await pilot.press("ctrl+t", "question_mark")
+        await pilot.pause(0.1)
+        listed = "\n".join(str(w.render()) for w in app.screen.query("*") if hasattr(w, "render"))
+        for word in (
+            "baud",
+            "line ending",
+            "hex",
+            "timestamps",
+            "break",
+            "macro",
+            "log file",
+            "reconnect",
+            "close",
+        ):
+            assert word in listed
+        await pilot.press("escape")
+        # A second session shows as a tab; the prefix and s switches to it.
+        await pilot.press("ctrl+t", "o")
+        app.screen.query_one(Input).value = "loop:// 9600"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(app.serial.sessions) == 2, "the second session")
+        assert "loop 9600 8N1" in status(app.serial)
+        await pilot.press("ctrl+t", "s")
+        assert "ttyCAM" in status(app.serial)
+        await pilot.press("ctrl+t", "s", "ctrl+t", "c")
+        await wait_until(pilot, lambda: len(app.serial.sessions) == 1, "the close")
+
+
+def _bench_app(engine: EngineProcess, device: SerialDevice) -> SerialApp:
+    config = load_config(engine.config)
+    return SerialApp(config, str(device.path), {}, config_path=str(engine.config), spawn=False)
+
+
+async def _booted(pilot: Any) -> None:
+    pane = pilot.app.serial
+    await wait_until(pilot, lambda: "/ #" in screen_text(pane), "the root shell", 20)
+    await wait_until(
+        pilot,
+        lambda: pane.sessions[pane.current].report.get("shell", {}).get("root"),
+        "the analysis",
+    )
+
+
+def test_bench_tool_text_at_80x24(serial_engine, serial_device, snap_compare) -> None:
+    with in_utc():
+        assert snap_compare(
+            _bench_app(serial_engine, serial_device), terminal_size=(80, 24), run_before=_booted
+        )
+
+
+def test_bench_tool_hex_at_80x24(serial_engine, serial_device, snap_compare) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _booted(pilot)
+        await pilot.press("ctrl+t", "h")
+        await pilot.pause(0.2)
+
+    with in_utc():
+        assert snap_compare(
+            _bench_app(serial_engine, serial_device), terminal_size=(80, 24), run_before=run_before
+        )
+
+
+async def test_the_bench_tool_closes_what_it_opened(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    app = _bench_app(serial_engine, serial_device)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _booted(pilot)
+        assert request(serial_engine, "serial.list")[0]["state"] == "connected"
+        await pilot.press("ctrl+t", "q")
+    assert request(serial_engine, "serial.list") == []
