@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Debian packages the tests and the lab drive for real.
-TEST_PACKAGES := nftables iptables ipset tmux iproute2 iputils-ping busybox-static openssl mosquitto mosquitto-clients dropbear-bin snmpd snmp tcpdump nmap socat tshark systemd util-linux
+# Debian packages the tests and the lab drive for real (tio: the serial bench's anchor).
+TEST_PACKAGES := nftables iptables ipset tmux iproute2 iputils-ping busybox-static openssl mosquitto mosquitto-clients dropbear-bin snmpd snmp tcpdump nmap socat tshark systemd util-linux tio
 
 .PHONY: run test lint format check deps engine bench lab clean
 
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/bans.py
 	[ "$$(id -u)" != 0 ] || $(BIN)/python bench/discovery.py
 	$(BIN)/python bench/logs.py
+	$(BIN)/python bench/serial_console.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -34,6 +34,7 @@ SEND_CHUNK = 4096
 MAPS_OUT = ("cr", "lf", "crlf")
 MAPS_IN = ("lf", "cr", "crlf")
 WIDE = 100  # the findings column shows from this width up
+STATUS_EVERY = 0.25  # the RX counter is redrawn at most this often
 
 # The prefix commands: key, what it does (``prefix ?`` lists them in this order).
 COMMANDS: list[tuple[str, str, str]] = [
@@ -106,6 +107,7 @@ class SerialPane(Vertical):
         self.quit_closes: int | None = None  # the session a full-screen bench tool opened
         self._typed = bytearray()
         self._sending = False
+        self._shown_rx = -1
 
     @property
     def title(self) -> str:
@@ -131,6 +133,7 @@ class SerialPane(Vertical):
     def on_mount(self) -> None:
         self._show_hint()
         self._show_status()
+        self.set_interval(STATUS_EVERY, self._tick)
 
     @property
     def view(self) -> SerialView:
@@ -212,9 +215,17 @@ class SerialPane(Vertical):
             if self.current == sid:
                 self.current = next(iter(self.sessions), None)
                 self._show_current()
+        if kind == "rx":
+            return  # the counters follow in the status line's own time (see _tick)
         if sid == self.current:
             self._show_status()
         self._show_tabs()
+
+    def _tick(self) -> None:
+        session = self._current()
+        if session is not None and session.buffer.end != self._shown_rx:
+            self._shown_rx = session.buffer.end
+            self._show_status()
 
     @work(group="serial-attach", exit_on_error=False)
     async def _take_up_one(self, sid: int) -> None:

@@ -19,7 +19,7 @@ import pytest
 from console_helpers import request
 
 from engine.control.client import Client
-from tests.conftest import ROOT, require_tool, write_config
+from tests.conftest import ROOT, SerialDevice, require_tool, write_config
 
 
 def _running(pid: int) -> bool:
@@ -43,10 +43,14 @@ class Tmux:
         return done.stdout
 
     def start_console(
-        self, config: Path, *extra_env: str, prefix: tuple[str, ...] | list[str] = ()
+        self,
+        config: Path,
+        *extra_env: str,
+        prefix: tuple[str, ...] | list[str] = (),
+        args: tuple[str, ...] = ("console",),
     ) -> int:
-        """Run ``iotsec --config CONFIG console`` in an 80x24 window; the pane's process id
-        (the console's, unless ``prefix`` puts a wrapper in front of it)."""
+        """Run ``iotsec --config CONFIG console`` (or other ``args``) in an 80x24 window; the
+        pane's process id (the console's, unless ``prefix`` puts a wrapper in front of it)."""
         command = [
             *prefix,
             "env",
@@ -57,7 +61,7 @@ class Tmux:
             "console.cli",
             "--config",
             str(config),
-            "console",
+            *args,
         ]
         shell = f"cd {shlex.quote(str(ROOT))} && exec {shlex.join(command)}"
         self("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", shell)
@@ -231,3 +235,21 @@ def test_traffic_drill_down_in_tmux(engine, tmux):
     tmux.wait_for(r"Packets 12")
     tmux.keys("q")
     wait_gone(pid)
+
+
+def test_the_serial_bench_tool_in_tmux(engine, tmux, serial_device: SerialDevice):
+    pid = tmux.start_console(engine.config, args=("serial", str(serial_device.path)))
+    tmux.wait_for(r"ttyCAM 115200 8N1 connected")
+    tmux.wait_for(r"(?m)^/ #")
+    tmux.keys("id", "Enter")
+    tmux.wait_for(r"uid=0\(root\) gid=0\(root\)")
+    # What would retitle, clear or switch the operator's terminal is shown, not obeyed.
+    tmux.keys("noise", "Enter")
+    tmux.wait_for(r"\\x9b31m\\x85")
+    screen = tmux.screen()
+    assert "\\xff\\xfe\\xc3(" in screen and "BusyBox v1.20.2" in screen
+    title = tmux("display-message", "-p", "-t", "console", "#{pane_title}")
+    assert "pwned" not in title
+    tmux.keys("C-t", "q")
+    wait_gone(pid)
+    assert request(engine, "serial.list") == []  # it closed the session it opened
