@@ -90,6 +90,7 @@ def status(as_json: bool) -> None:
         ("capture", _capture_line(data["capture"])),
         ("rules", _rules_line(data["rules"])),
         ("devices", _devices_line(data["devices"], data["scans"])),
+        ("serial", _serial_line(data["serial"])),
         ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
         ("event queues", _subscriber_queues(data["queues"]["subscribers"])),
         ("dropped", ", ".join(f"{k} {v}" for k, v in data["dropped"].items())),
@@ -99,6 +100,11 @@ def status(as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         echo(f"{key:<{width}}  {value}")
+
+
+def _serial_line(serial: dict[str, Any]) -> str:
+    states = ", ".join(f"{n} {state}" for state, n in sorted(serial["by_state"].items()))
+    return f"{serial['sessions']} sessions" + (f" ({states})" if states else "")
 
 
 def _devices_line(devices: dict[str, Any], scans: dict[str, Any]) -> str:

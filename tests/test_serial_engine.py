@@ -22,6 +22,7 @@ from engine.control.client import Client
 from engine.control.protocol import ControlError
 from engine.serial.transcript import read_transcript
 from tests.conftest import (
+    BOOT_LOG,
     ROOT,
     EngineProcess,
     SerialDevice,
@@ -285,3 +286,117 @@ def _permission_denied(directory: Path) -> None:
     )
     assert "permission denied (crw-rw----, group dialout)" in done.stdout, done.stderr
     assert "sudo usermod -aG dialout nobody" in done.stdout
+
+
+def test_findings_go_on_the_attached_device_and_scans_do_not_resolve_them(
+    tmp_path: Path, serial_device: SerialDevice
+) -> None:
+    engine = start_engine(
+        tmp_path / "engine",
+        '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
+        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n',
+    )
+    try:
+        client = engine.client()
+
+        def scan() -> None:
+            run = client.request(
+                "scan.start", {"targets": ["127.0.0.1"], "ports": "1", "udp": False}
+            )
+            wait_for(
+                lambda: client.request("scan.get", {"id": run["id"]})["state"] == "done",
+                "the scan",
+            )
+
+        scan()
+        device = client.request("devices.list")[0]
+        sid = client.request(
+            "serial.open", {"port": str(serial_device.path), "device": "127.0.0.1"}
+        )["id"]
+        assert client.request("serial.list")[0]["device"] == str(device["id"])
+        wait_for(lambda: "root-shell-no-login" in findings_of(client, sid), "the boot analysis")
+
+        def serial_findings() -> dict[str, Any]:
+            found = client.request("findings.list", {"device": str(device["id"])})
+            return {f["kind"]: f for f in found if f["source"] == "serial"}
+
+        found = wait_for(
+            lambda: "root-shell-no-login" in (f := serial_findings()) and f,
+            "the findings on the device",
+        )
+        assert found["init-shell"]["state"] == "open"
+        scan()  # a network scan cannot see a serial console: its findings stay open
+        assert serial_findings().keys() == found.keys()
+        assert all(f["state"] == "open" for f in serial_findings().values())
+        risk = client.request("devices.get", {"device": str(device["id"])})["risk"]
+        assert risk >= 50
+        with pytest.raises(ControlError, match="no device 'nope'"):
+            client.request("serial.attach", {"id": sid, "device": "nope"})
+    finally:
+        engine.stop()
+
+
+def test_the_default_login_check_through_the_session(
+    serial_engine: EngineProcess, tmp_path: Path
+) -> None:
+    device = SerialDevice(
+        tmp_path / "ttyLOGIN", ["--user", "admin", "--password", "admin"], tmp_path / "l.log"
+    )
+    device.plug()
+    try:
+        client = serial_engine.client()
+        sid = client.request("serial.open", {"port": str(device.path)})["id"]
+        wait_for(lambda: "login-prompt" in findings_of(client, sid), "the login prompt")
+        assert "root-shell-no-login" not in findings_of(client, sid)
+        done = serial_engine.cli("serial", "login", str(sid), "--json")
+        result = json.loads(done.stdout)
+        # Mirai's table, in order: root/xc3511, root/vizxv, root/admin, then admin/admin.
+        assert result["works"] == {"user": "admin", "password": "admin", "source": "Mirai"}
+        assert result["tried"] == 4
+        found = findings_of(client, sid)["default-credential"]
+        assert found["severity"] == "critical" and "admin with 'admin'" in found["evidence"]
+        # The shell it reached was logged out of: the getty asks again.
+        wait_for(lambda: text_of(client, sid).rstrip().endswith("login:"), "the logout")
+        alerts = client.request("alerts.list")
+        assert any(
+            a["title"].startswith("Default login works on the serial console (admin)")
+            for a in alerts
+        )
+        sent = [
+            c
+            for _t, tag, c in read_transcript(
+                Path(client.request("serial.list")[0]["transcript"])
+            ).records
+            if tag == ">"
+        ]
+        assert b"admin\r" in sent and b"exit\r" in sent
+    finally:
+        device.unplug()
+
+
+def test_the_cli_lists_ports_sessions_and_analyses_a_transcript(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    client = serial_engine.client()
+    sid = client.request("serial.open", {"port": str(serial_device.path)})["id"]
+    wait_for(lambda: "/ # " in text_of(client, sid), "the shell")
+    listed = json.loads(serial_engine.cli("serial", "list", "--json").stdout)
+    assert listed["sessions"][0]["path"] == str(serial_device.path)
+    assert isinstance(listed["ports"], list)  # ptys are not listed; real adapters would be
+    status = serial_engine.cli("status").stdout
+    assert "serial" in status and "1 sessions (1 connected)" in status
+    transcript = client.request("serial.close", {"id": sid})["transcript"]
+    text = serial_engine.cli("serial", "sessions").stdout
+    assert "ttyCAM" in text and "U-Boot 2014.04" in text and transcript in text
+    report = json.loads(serial_engine.cli("serial", "analyze", transcript, "--json").stdout)
+    assert report["bootloader"] == {"name": "U-Boot", "version": "2014.04"}
+    assert report["kernel"]["version"] == "3.10.103+"
+    assert report["busybox"] == {"version": "1.20.2"}
+    assert [set(p) >= {"name", "start", "end"} for p in report["mtd"]] == [True] * 6
+    kinds = {f["kind"] for f in report["findings"]}
+    assert {"root-shell-no-login", "init-shell", "bootloader"} <= kinds
+    # The shared capture, as a technician pasted it into Markdown.
+    pasted = serial_engine.cli("serial", "analyze", str(BOOT_LOG)).stdout
+    assert "U-Boot 2014.04" in pasted and "init=/bin/ash" in pasted
+    missing = serial_engine.cli("serial", "analyze", "/nonexistent/boot.log", check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

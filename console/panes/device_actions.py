@@ -1,5 +1,5 @@
 """What an operator does to a device from the Devices pane or its detail view: scan it now, ban
-it, look at its traffic."""
+it, look at its traffic, go to its serial console."""
 
 from __future__ import annotations
 
@@ -68,3 +68,14 @@ def show_traffic(console: IotsecApp, device: dict[str, Any]) -> None:
         console.notify("This device has no address to filter traffic by", severity="warning")
         return
     console.show_hosts([str(a) for a in addresses])
+
+
+def show_serial(console: IotsecApp, device: dict[str, Any]) -> None:
+    """The Serial pane on the session attached to the device (by the MAC its boot log printed,
+    or as opened for it)."""
+    sid = console.serial.session_for(device["id"])
+    if sid is None:
+        console.notify("No serial session is attached to this device", severity="warning")
+        return
+    console.action_show_pane("serial")
+    console.serial.show_session(sid)

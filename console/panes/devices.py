@@ -23,6 +23,7 @@ from console.panes.device_actions import (
     ban_device,
     scan_device,
     scan_scope,
+    show_serial,
     show_traffic,
 )
 from console.panes.device_rows import (
@@ -121,6 +122,13 @@ class DevicesPane(PolledPane):
             "Traffic",
             id="devices.traffic",
             tooltip="Show the traffic of the device under the cursor",
+        ),
+        Binding(
+            "c",
+            "serial",
+            "Serial",
+            id="devices.serial",
+            tooltip="Go to the serial console session attached to the device under the cursor",
         ),
         Binding(
             "S",
@@ -320,6 +328,11 @@ class DevicesPane(PolledPane):
             return True if device is not None and self.console.may("bans.ban") else None
         if action == "traffic":
             return True if device is not None else None
+        if action == "serial":
+            attached = (
+                device is not None and self.console.serial.session_for(device["id"]) is not None
+            )
+            return True if attached else None
         if action == "scan_scope":
             return True if self.console.may("scan.start") else None
         if action == "cancel_scan":
@@ -342,6 +355,10 @@ class DevicesPane(PolledPane):
     def action_traffic(self) -> None:
         if (device := self.under_cursor()) is not None:
             show_traffic(self.console, device)
+
+    def action_serial(self) -> None:
+        if (device := self.under_cursor()) is not None:
+            show_serial(self.console, device)
 
     def action_cancel_scan(self) -> None:
         running = (self.scans or {}).get("running") or []

@@ -544,6 +544,19 @@ class SerialPane(Vertical):
                 return
         self.app.notify(f"Sent {path} ({human(len(data))}B)", markup=False)
 
+    def session_for(self, device_id: int | str) -> int | None:
+        """The open session attached to an inventory device, if there is one."""
+        return next(
+            (sid for sid, s in self.sessions.items() if s.info.get("device") == str(device_id)),
+            None,
+        )
+
+    def show_session(self, sid: int) -> None:
+        if sid in self.sessions:
+            self.current = sid
+            self._show_current()
+            self.view.focus()
+
     # -- drawing -------------------------------------------------------------------------------
 
     def _current(self) -> Session | None:

@@ -2,7 +2,7 @@
 
 On power-up it prints a U-Boot banner and counts down to autoboot; a key during the countdown
 drops to the U-Boot prompt (`help`, `printenv`, `version`, `boot`), otherwise the kernel boots
-and a BusyBox root shell appears without any login, as on many cheap cameras (``--login``
+and a BusyBox root shell appears without any login, as on many cheap cameras (``--user``
 puts a getty with one account in front of it). ``--uboot FILE`` replays a recorded U-Boot
 session instead of the built-in one: its ``## boot`` section is the banner, the other sections
 answer the commands they are named after. The shell also answers ``noise`` (bytes a wrong baud
@@ -212,6 +212,8 @@ def busybox_shell() -> None:
 def getty(account: tuple[str, str]) -> bool:
     """A login prompt for one account; True once it is given."""
     while (user := read_line("(none) login: ")) is not None:
+        if not user:
+            continue
         password = read_line("Password: ", echo=False)
         if password is None:
             return False
@@ -248,12 +250,14 @@ def power_on(recording: Recording, account: tuple[str, str] | None) -> None:
         uboot_shell(recording)
     cmdline = recording.bootargs or BUILT_IN.bootargs
     write(KERNEL_LOG.replace("{cmdline}", cmdline).replace("{partitions}", partitions(cmdline)))
-    if account is not None:
-        write("\nPlease press Enter to activate this console.\n")
-        if not getty(account):
-            return
-    write(BUSYBOX_BANNER)
-    busybox_shell()
+    if account is None:
+        write(BUSYBOX_BANNER)
+        busybox_shell()
+        return
+    write("\nPlease press Enter to activate this console.\n")
+    while getty(account):  # after `exit`, the getty asks again
+        write(BUSYBOX_BANNER)
+        busybox_shell()
 
 
 def plug(path: Path, args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -283,11 +287,11 @@ def plug(path: Path, args: list[str], log: Path) -> subprocess.Popen[bytes]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m engine.lab.serial_device")
     parser.add_argument("--uboot", type=Path, help="a recorded U-Boot session (Markdown)")
-    parser.add_argument("--login", help="USER:PASSWORD: a login prompt before the shell")
+    parser.add_argument("--user", help="a login prompt before the shell, for this user")
+    parser.add_argument("--password", default="", help="the user's password")
     args = parser.parse_args(argv)
     recording = load_recording(args.uboot) if args.uboot else BUILT_IN
-    account = tuple(args.login.split(":", 1)) if args.login else None
-    power_on(recording, account)  # type: ignore[arg-type]
+    power_on(recording, (args.user, args.password) if args.user else None)
 
 
 if __name__ == "__main__":

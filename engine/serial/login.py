@@ -46,7 +46,7 @@ class LoginCheck:
     async def run(self, pairs: list[Pair]) -> LoginResult:
         tried = 0
         for pair in pairs:
-            if await self._type(b"", (LOGIN_PROMPT, SHELL_PROMPT), PROMPT_WAIT) is not LOGIN_PROMPT:
+            if await self._fresh_prompt() is not LOGIN_PROMPT:
                 reason = (
                     "no login prompt (already logged in?)"
                     if tried == 0
@@ -65,6 +65,14 @@ class LoginCheck:
                 await self._type(b"exit", (), 0)
                 return LoginResult(pair, tried, "a shell answered")
         return LoginResult(None, tried, f"none of {tried} pairs worked")
+
+    async def _fresh_prompt(self) -> re.Pattern[str] | None:
+        """Enter, for a new login prompt (a getty that took it as a user name asks for its
+        password: one more Enter fails that login and brings the prompt back)."""
+        seen = await self._type(b"", (LOGIN_PROMPT, SHELL_PROMPT, PASSWORD_PROMPT), PROMPT_WAIT)
+        if seen is PASSWORD_PROMPT:
+            seen = await self._type(b"", (LOGIN_PROMPT, SHELL_PROMPT), VERDICT_WAIT)
+        return seen
 
     async def _type(
         self, text: bytes, expect: tuple[re.Pattern[str], ...], timeout: float

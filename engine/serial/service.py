@@ -60,6 +60,7 @@ class SerialService:
         self.sessions: dict[int, SerialSession] = {}
         self.state = "running"
         self._logins: dict[int, LoginCheck] = {}
+        self._write_locks: dict[int, asyncio.Lock] = {}
         self._login_tried: set[int] = set()
         self._written: dict[int, tuple[Any, ...]] = {}
         self._last_summary = 0.0
@@ -152,6 +153,7 @@ class SerialService:
         session = self._session(sid)
         del self.sessions[sid]
         self._logins.pop(sid, None)
+        self._write_locks.pop(sid, None)
         await asyncio.to_thread(session.close)
         await self._save(session, ended=time.time())
         self._publish(session, "closed", info=session.info())
@@ -159,7 +161,9 @@ class SerialService:
 
     async def write(self, sid: int, data: bytes) -> int:
         session = self._session(sid)
-        sent = await self._run(session.write, data)
+        # Requests run concurrently; the lock (FIFO) keeps their bytes in the order they came.
+        async with self._write_locks.setdefault(sid, asyncio.Lock()):
+            sent = await self._run(session.write, data)
         if sent and self.bus.wants("serial"):
             self._publish(session, "tx", ts=time.time(), data=_b64(data[:sent]))
         return sent

@@ -143,6 +143,7 @@ class SerialSession:
         with self._record_lock:
             self.tx += sent
             self.transcript.sent(data[:sent], time.time())
+            self.transcript.flush()
         return sent
 
     def apply(self, settings: LineSettings) -> None:
@@ -197,6 +198,7 @@ class SerialSession:
     def note(self, text: str) -> None:
         with self._record_lock:
             self.transcript.note(text, time.time())
+            self.transcript.flush()
 
     def read(self, offset: int, limit: int) -> tuple[int, bytes, list[tuple[int, float]]]:
         """Received bytes from ``offset`` (or the oldest still kept), at most ``limit``, with
@@ -253,13 +255,13 @@ class SerialSession:
                 self._received(data, now)
             with self._record_lock:
                 piece = self.transcript.pending(now)
+                if piece:
+                    self.transcript.flush()
             if piece:
                 self._analyse([piece])
             if now - last_poll >= LINES_POLL:
                 last_poll = now
                 self._poll_lines(port)
-                with self._record_lock:
-                    self.transcript.flush()
 
     def _received(self, data: bytes, now: float) -> None:
         with self._record_lock:
@@ -274,6 +276,7 @@ class SerialSession:
                 while len(self._stamps) > 1 and self._stamps[1][0] <= self._ring_start:
                     self._stamps.popleft()
             lines = self.transcript.received(data, now)
+            self.transcript.flush()  # a killed engine loses no whole line
         self._loop.call_soon_threadsafe(self._on_data, self, offset, now, data)
         if lines:
             self._analyse(lines)

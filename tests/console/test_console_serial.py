@@ -209,3 +209,39 @@ async def test_the_bench_tool_closes_what_it_opened(
         assert request(serial_engine, "serial.list")[0]["state"] == "connected"
         await pilot.press("ctrl+t", "q")
     assert request(serial_engine, "serial.list") == []
+
+
+async def test_the_devices_pane_goes_to_a_devices_serial_session(
+    tmp_path: Path, serial_device: SerialDevice
+) -> None:
+    engine = start_engine(
+        tmp_path / "engine",
+        '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
+        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n',
+    )
+    try:
+        run = request(engine, "scan.start", {"targets": ["127.0.0.1"], "ports": "1", "udp": False})
+        app = console_for(engine.config)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+            await wait_until(
+                pilot,
+                lambda: request(engine, "scan.get", {"id": run["id"]})["state"] == "done",
+                "the scan",
+            )
+            await pilot.press("2")
+            await wait_until(pilot, lambda: app.devices.under_cursor() is not None, "the device")
+            assert app.devices.check_action("serial", ()) is None  # greyed: no session yet
+            sid = request(
+                engine, "serial.open", {"port": str(serial_device.path), "device": "127.0.0.1"}
+            )["id"]
+            await wait_until(
+                pilot,
+                lambda: app.serial.session_for(app.devices.under_cursor()["id"]) == sid,
+                "the attached session",
+            )
+            await pilot.press("c")
+            assert app.query_one("#panes").active == "serial"
+            assert app.serial.current == sid and app.serial.view.has_focus
+    finally:
+        engine.stop()
