@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ptyrun import PtyProcess
-from tests.conftest import BOOT_LOG, EngineProcess, SerialDevice, start_engine
+from tests.conftest import BOOT_LOG, EngineProcess, SerialDevice, start_serial_engine
 
 TARGET_RATE = 1_000_000  # bytes/s through to the pane
 TARGET_CPU = 0.30  # of one core, for the console
@@ -103,7 +103,7 @@ def main() -> None:
     if shutil.which("socat") is None:
         sys.exit("socat is needed (make deps, as root)")
     directory = Path(tempfile.mkdtemp(prefix="iotsec-bench-serial-"))
-    engine = start_engine(directory / "engine", f'[serial]\ntranscript_dir = "{directory}/t"\n')
+    engine = start_serial_engine(directory)
     device = SerialDevice(directory / "ttyBENCH", ["--uboot", str(BOOT_LOG)], directory / "d.log")
     device.plug()
     iotsec = [

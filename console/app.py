@@ -20,12 +20,12 @@ from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from console.commands import ActionCommands, PaletteCommand
 from console.engine_link import EngineEvent, EngineLink, LinkChanged, Snapshot
 from console.keys import bindings_of, keymap_problems, keys_for
-from console.notifier import AlertNotifier
+from console.notifier import AlertNotifier, show_worker_failure
 from console.panes.alert_table import AlertTable
 from console.panes.alerts import AlertsPane
 from console.panes.devices import DevicesPane
@@ -273,14 +273,7 @@ class IotsecApp(App[None]):
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
-        """Every background job runs as an app worker, so this is where any failure shows."""
-        if event.state is WorkerState.ERROR:
-            self.notify(
-                f"{event.worker.name} failed: {event.worker.error}",
-                severity="error",
-                markup=False,
-                timeout=10,
-            )
+        show_worker_failure(self, event)
 
     # -- panes, help and the palette ----------------------------------------------------------
 

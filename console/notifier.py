@@ -12,12 +12,24 @@ from collections import Counter
 from typing import Any
 
 from textual.app import App
+from textual.worker import Worker, WorkerState
 
 from console import severity
 from console.throttle import Throttle
 from console.untrusted import clean
 
 INTERVAL = 3.0
+
+
+def show_worker_failure(app: App[Any], event: Worker.StateChanged) -> None:
+    """Every background job runs as an app worker: a failed one is shown, never silent."""
+    if event.state is WorkerState.ERROR:
+        app.notify(
+            f"{event.worker.name} failed: {event.worker.error}",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
 
 
 class AlertNotifier:

@@ -270,19 +270,10 @@ class DevicesConfig:
 
 
 @dataclass(frozen=True)
-class SerialConfig:
-    # Line settings of a new session unless it asks for others (see engine/serial/settings.py).
-    baud: int = 115200
-    data_bits: int = 8
-    parity: str = "none"
-    stop_bits: float = 1
-    flow: str = "none"
-    dtr: bool = True
-    rts: bool = True
-    # What Enter sends (cr, lf, crlf) and what ends a received line in the view (lf, cr, crlf).
-    map_out: str = "cr"
-    map_in: str = "lf"
-    echo: bool = False
+class SerialConfig(LineSettings):
+    """[serial]: a new session's line settings (those of LineSettings: baud, data_bits, parity,
+    stop_bits, flow, dtr, rts, map_out, map_in, echo), unless it asks for others, and these."""
+
     # Where transcripts are written; empty: <state dir>/serial (next to the database).
     transcript_dir: str = ""
     # Received bytes each session keeps in memory for consoles that attach later.
@@ -303,16 +294,7 @@ class SerialConfig:
 
     def line_settings(self) -> LineSettings:
         return LineSettings(
-            baud=self.baud,
-            data_bits=self.data_bits,
-            parity=self.parity,
-            stop_bits=self.stop_bits,
-            flow=self.flow,
-            dtr=self.dtr,
-            rts=self.rts,
-            map_out=self.map_out,
-            map_in=self.map_in,
-            echo=self.echo,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(LineSettings)}
         )
 
     def transcripts(self) -> Path:
@@ -514,7 +496,10 @@ def _build(cls: type, raw: Any, where: str, prefix: str, skip: set[str] | None =
     values = {}
     for name, value in raw.items():
         values[name] = _convert(hints[name], value, where, _key(prefix, name))
-    return cls(**values)
+    try:
+        return cls(**values)
+    except SettingsError as exc:  # [serial]'s line settings check themselves
+        raise ConfigError(f"{where}: {_key(prefix, str(exc))}") from None
 
 
 def _key(prefix: str, name: str) -> str:
@@ -623,10 +608,6 @@ PREFIX_TAKEN = {
 
 
 def _check_serial(config: SerialConfig, where: str) -> None:
-    try:
-        config.line_settings()
-    except SettingsError as exc:
-        raise ConfigError(f"{where}: serial.{exc}") from None
     for name in config.macros:
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise ConfigError(

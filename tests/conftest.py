@@ -230,6 +230,18 @@ class SerialDevice:
         wait_for(lambda: not self.path.exists(), "the pty link to go away", 5)
 
 
+# An engine that may scan loopback and alerts on new devices at once.
+LOOPBACK_SCOPE = '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
+
+
+def start_serial_engine(directory: Path, extra_config: str = "") -> EngineProcess:
+    """An engine whose transcripts go under ``directory`` too."""
+    return start_engine(
+        directory / "engine",
+        f'[serial]\ntranscript_dir = "{directory / "transcripts"}"\n{extra_config}',
+    )
+
+
 @pytest.fixture
 def serial_device(tmp_path: Path) -> Iterator[SerialDevice]:
     """A camera's UART replaying ../shared/data/boot's U-Boot session, then a root shell."""

@@ -19,11 +19,16 @@ from engine.control.client import Client
 from engine.control.protocol import ControlError
 from engine.lab.topology import Plan
 from engine.scan.ports import TOP_IOT_PORTS
-from tests.conftest import ROOT, EngineProcess, require_root, start_engine, wait_for
+from tests.conftest import (
+    LOOPBACK_SCOPE,
+    ROOT,
+    EngineProcess,
+    require_root,
+    start_engine,
+    wait_for,
+)
 from tests.test_capture_live import RECEIVER, SENDER, Pair, pair  # noqa: F401 - the fixture
 from tests.test_scan import nmap_open
-
-LOOPBACK = '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
 
 
 @pytest.fixture
@@ -59,7 +64,7 @@ def test_scans_in_the_engine_feed_the_inventory_and_differ(
     tmp_path: Path, listeners: list[socket.socket]
 ) -> None:
     first_port = listen(listeners)
-    engine = start_engine(tmp_path, LOOPBACK)
+    engine = start_engine(tmp_path, LOOPBACK_SCOPE)
     try:
         with engine.client() as client, engine.client("events") as events:
             events.request("subscribe", {"topics": ["scans"]})
@@ -110,7 +115,7 @@ def test_scans_in_the_engine_feed_the_inventory_and_differ(
     finally:
         assert engine.stop() == 0
     # Kept across a restart.
-    engine = start_engine(tmp_path, LOOPBACK)
+    engine = start_engine(tmp_path, LOOPBACK_SCOPE)
     try:
         with engine.client() as client:
             device = client.request("devices.get", {"device": "127.0.0.1"})
@@ -121,7 +126,7 @@ def test_scans_in_the_engine_feed_the_inventory_and_differ(
 
 
 def test_scans_are_refused_outside_the_scope_cancelled_and_limited(tmp_path: Path) -> None:
-    engine = start_engine(tmp_path, LOOPBACK)
+    engine = start_engine(tmp_path, LOOPBACK_SCOPE)
     try:
         with engine.client() as client:
             with pytest.raises(ControlError, match="outside the scan scope") as refused:
@@ -162,7 +167,7 @@ def test_a_schedule_runs_when_due_and_not_again_after_a_restart(
         f'[[scan.schedule]]\nname = "hourly"\ntargets = ["127.0.0.1"]\n'
         f'ports = "{port}"\nudp = false\ninterval = "1h"\n'
     )
-    engine = start_engine(tmp_path, LOOPBACK + schedule)
+    engine = start_engine(tmp_path, LOOPBACK_SCOPE + schedule)
     try:
         with engine.client() as client:
             (run,) = wait_for(lambda: client.request("scan.list"), "the scheduled scan")
@@ -172,7 +177,7 @@ def test_a_schedule_runs_when_due_and_not_again_after_a_restart(
             assert status["next_run"] - status["last_run"] == 3600
     finally:
         assert engine.stop() == 0
-    engine = start_engine(tmp_path, LOOPBACK + schedule)
+    engine = start_engine(tmp_path, LOOPBACK_SCOPE + schedule)
     try:
         time.sleep(2.5)  # two of the engine's one-second looks at the schedules
         with engine.client() as client:

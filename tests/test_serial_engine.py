@@ -23,12 +23,13 @@ from engine.control.protocol import ControlError
 from engine.serial.transcript import read_transcript
 from tests.conftest import (
     BOOT_LOG,
+    LOOPBACK_SCOPE,
     ROOT,
     EngineProcess,
     SerialDevice,
     require_root,
     require_tool,
-    start_engine,
+    start_serial_engine,
     wait_for,
 )
 
@@ -66,11 +67,7 @@ class Events:
 
 @pytest.fixture
 def serial_engine(tmp_path: Path) -> Any:
-    engine = start_engine(
-        tmp_path / "engine",
-        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n'
-        '[serial.macros]\nversion = "version\\n"\n',
-    )
+    engine = start_serial_engine(tmp_path, '[serial.macros]\nversion = "version\\n"\n')
     yield engine
     engine.stop()
 
@@ -291,11 +288,7 @@ def _permission_denied(directory: Path) -> None:
 def test_findings_go_on_the_attached_device_and_scans_do_not_resolve_them(
     tmp_path: Path, serial_device: SerialDevice
 ) -> None:
-    engine = start_engine(
-        tmp_path / "engine",
-        '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
-        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n',
-    )
+    engine = start_serial_engine(tmp_path, LOOPBACK_SCOPE)
     try:
         client = engine.client()
 

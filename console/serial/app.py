@@ -13,9 +13,10 @@ from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from console.engine_link import EngineEvent, EngineLink, LinkChanged
+from console.notifier import show_worker_failure
 from console.panes.serial import SerialPane
 from console.terminal import TerminalWatch
 from engine.config import Config
@@ -101,13 +102,7 @@ class SerialApp(App[None]):
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
-        if event.state is WorkerState.ERROR:
-            self.notify(
-                f"{event.worker.name} failed: {event.worker.error}",
-                severity="error",
-                markup=False,
-                timeout=10,
-            )
+        show_worker_failure(self, event)
 
 
 def run_serial(

@@ -16,17 +16,14 @@ from textual.widgets import Input
 from console.panes.serial import SerialPane
 from console.serial.app import SerialApp
 from engine.config import load_config
-from tests.conftest import EngineProcess, SerialDevice, start_engine
+from tests.conftest import LOOPBACK_SCOPE, EngineProcess, SerialDevice, start_serial_engine
 
 SIZE = (100, 30)
 
 
 @pytest.fixture
 def serial_engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    engine = start_engine(
-        tmp_path / "engine",
-        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n[serial.macros]\nps = "ps\\n"\n',
-    )
+    engine = start_serial_engine(tmp_path)
     yield engine
     engine.stop()
 
@@ -214,11 +211,7 @@ async def test_the_bench_tool_closes_what_it_opened(
 async def test_the_devices_pane_goes_to_a_devices_serial_session(
     tmp_path: Path, serial_device: SerialDevice
 ) -> None:
-    engine = start_engine(
-        tmp_path / "engine",
-        '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
-        f'[serial]\ntranscript_dir = "{tmp_path / "transcripts"}"\n',
-    )
+    engine = start_serial_engine(tmp_path, LOOPBACK_SCOPE)
     try:
         run = request(engine, "scan.start", {"targets": ["127.0.0.1"], "ports": "1", "udp": False})
         app = console_for(engine.config)
