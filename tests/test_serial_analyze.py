@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from console.serial.buffer import SerialBuffer
 from engine.serial.analyze import BootAnalyzer, analyze, clean_line, parse_mtdparts
 from engine.serial.settings import LineSettings, SettingsError, settings_from
 from engine.serial.transcript import TranscriptWriter, read_transcript
@@ -197,3 +198,22 @@ def test_settings_are_checked_by_name() -> None:
     ]:
         with pytest.raises(SettingsError, match=message):
             settings_from(bad)
+
+
+def test_the_console_buffer_splits_lines_by_map_in_and_keeps_local_echo_apart() -> None:
+    for map_in, lines in [
+        ("lf", [b"one", b"two", b"three\rfour"]),
+        ("cr", [b"one", b"two", b"three", b"four"]),
+        ("crlf", [b"one", b"two"]),
+    ]:
+        buffer = SerialBuffer(map_in=map_in)
+        buffer.feed(0, 1.0, b"one\r\ntwo\r")  # a CR LF cut between two batches
+        buffer.feed(9, 2.0, b"\nthree\rfour\n")
+        assert [line.data for line in buffer.lines][: len(lines)] == lines
+    buffer = SerialBuffer()
+    buffer.feed(0, 1.0, b"/ # ")
+    buffer.local(2.0, b"id")
+    assert buffer.open.data == b"/ # id" and buffer.end == 4  # echo is no received byte
+    assert buffer.feed(10, 3.0, b"x") == 6  # a gap: not fed, 6 bytes to fetch first
+    assert buffer.feed(4, 3.0, b"\r\nuid=0(root)\r\n") == 0
+    assert [line.data for line in buffer.lines] == [b"/ # id", b"uid=0(root)"]

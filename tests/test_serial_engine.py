@@ -20,6 +20,7 @@ import pytest
 
 from engine.control.client import Client
 from engine.control.protocol import ControlError
+from engine.lab.serial_device import NOISE
 from engine.serial.transcript import read_transcript
 from tests.conftest import (
     BOOT_LOG,
@@ -114,6 +115,9 @@ def test_a_session_sees_the_boot_and_the_shell_answers(
     client.request("serial.write", {"id": sid, "data": base64.b64encode(b"whoami\r").decode()})
     wait_for(lambda: "whoami\r\nroot" in text_of(client, sid), "the answer to whoami")
     assert client.request("serial.list")[0]["tx"] == len("id\r") + len("whoami\r")
+    # Bytes from a wrong baud rate or a binary file: kept exactly as they came.
+    client.request("serial.write", {"id": sid, "text": "noise\n"})
+    wait_for(lambda: NOISE in received(client, sid), "the noise")
 
     # The serious findings are alerts, from the serial part.
     alerts = wait_for(
@@ -132,8 +136,9 @@ def test_a_session_sees_the_boot_and_the_shell_answers(
         lambda: events.received(sid) == transcript.received, "events matching the transcript", 5
     )
     assert b"U-Boot 2014.04" in transcript.received
+    assert NOISE in transcript.received
     sent = [c for _ts, tag, c in transcript.records if tag == ">"]
-    assert sent == [b"id\r", b"whoami\r"]
+    assert sent == [b"id\r", b"whoami\r", b"noise\r"]
     assert Path(closed["transcript"]).name.startswith("ttyCAM-")
     events.close()
     # The store has the session's summary with its report.
@@ -146,7 +151,7 @@ def test_a_session_sees_the_boot_and_the_shell_answers(
         .fetchone()
     )
     assert row[0] == "ttyCAM" and row[1] is not None
-    assert row[2] == len(transcript.received) and row[3] == 10
+    assert row[2] == len(transcript.received) and row[3] == 16
     assert json.loads(row[4])["report"]["bootloader"]["version"] == "2014.04"
 
 

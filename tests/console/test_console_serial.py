@@ -54,7 +54,7 @@ async def type_text(pilot: Any, text: str) -> None:
 
 
 async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
-    serial_engine: EngineProcess, serial_device: SerialDevice
+    serial_engine: EngineProcess, serial_device: SerialDevice, tmp_path: Path
 ) -> None:
     app = console_for(serial_engine.config)
     async with app.run_test(size=SIZE) as pilot:
@@ -98,6 +98,12 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
         drawn = drawn_characters(pane) + text.replace("\n", "")
         assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in drawn)
         assert "\ufffd" not in drawn  # invalid UTF-8 is shown as its bytes, not replaced
+        # The device's colour is drawn as a colour; the escapes are marked out.
+        noise = pane.view.buffer.line_count - 2
+        styles = {seg.text: seg.style for seg in pane.view._segments(noise)}
+        assert styles["red"].color.name == "red"
+        marked = next(style for text, style in styles.items() if "\\x85" in text)
+        assert marked.bgcolor.name == "yellow"
 
         # Hex view and timestamps, from the prefix.
         await pilot.press("ctrl+t", "h")
@@ -108,6 +114,16 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
         await pilot.pause(0.1)
         assert "ts:absolute" in status(pane)
         assert screen_text(pane).splitlines()[0][2] == ":"  # HH:MM:SS.mmm before each line
+
+        # A file sent raw: its bytes reach the shell as typed.
+        commands = tmp_path / "commands.txt"
+        commands.write_bytes(b"uname -a\r")
+        await pilot.press("ctrl+t", "F")
+        app.screen.query_one(Input).value = str(commands)
+        await pilot.press("enter")
+        await wait_until(
+            pilot, lambda: "armv7l GNU/Linux" in last_lines(pane), "the file's command"
+        )
 
         # Search the scrollback.
         await pilot.press("ctrl+t", "slash")
@@ -123,7 +139,8 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
         serial_device.plug()
         await wait_until(pilot, lambda: " connected" in status(pane), "the replug", 10)
         sessions = request(serial_engine, "serial.list")
-        assert sessions[0]["reconnects"] == 1 and sessions[0]["tx"] == len("id\rq1?\rnoise\r")
+        assert sessions[0]["reconnects"] == 1
+        assert sessions[0]["tx"] == len("id\rq1?\rnoise\runame -a\r")
 
 
 async def test_prefix_question_mark_lists_the_commands(
