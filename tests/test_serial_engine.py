@@ -398,3 +398,19 @@ def test_the_cli_lists_ports_sessions_and_analyses_a_transcript(
     assert "U-Boot 2014.04" in pasted and "init=/bin/ash" in pasted
     missing = serial_engine.cli("serial", "analyze", "/nonexistent/boot.log", check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_port_from_the_config_waits_for_its_device(tmp_path: Path) -> None:
+    path = tmp_path / "ttyLATER"
+    engine = start_serial_engine(tmp_path, f'open = ["{path}"]\n')
+    device = SerialDevice(path, [], tmp_path / "later.log")
+    try:
+        client = engine.client()
+        waiting = client.request("serial.list")[0]
+        assert waiting["state"] == "reconnecting" and "no such device" in waiting["reason"]
+        device.plug()
+        wait_for(lambda: client.request("serial.list")[0]["state"] == "connected", "the device", 5)
+        wait_for(lambda: "U-Boot 2014.04" in text_of(client, waiting["id"]), "its boot")
+    finally:
+        device.unplug()
+        engine.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import sqlite3
@@ -68,7 +69,7 @@ class SerialService:
     async def start(self) -> None:
         for port in self.config.open:
             try:
-                await self.open(port, by="config")
+                await self.open(port, by="config", wait=True)
             except ControlError as exc:
                 log.warning("serial: %s (the engine goes on without it)", exc)
 
@@ -85,7 +86,10 @@ class SerialService:
         settings: dict[str, Any] | None = None,
         device: str = "",
         by: str = "",
+        wait: bool = False,
     ) -> dict[str, Any]:
+        """Open a session on ``port``; with ``wait``, one whose device is not there yet
+        waits for it (else that is refused with the reason)."""
         port = port.strip()
         if not port:
             raise ControlError("a port is needed: a path such as /dev/ttyUSB0 or a URL", "invalid")
@@ -136,7 +140,7 @@ class SerialService:
         )
         session.started = started
         try:
-            await asyncio.to_thread(session.start)
+            await asyncio.to_thread(functools.partial(session.start, wait=wait))
         except SerialProblem as exc:
             await asyncio.to_thread(transcript.close)
             path.unlink(missing_ok=True)

@@ -94,13 +94,20 @@ class SerialSession:
 
     # -- life cycle (blocking: call from a thread) --------------------------------------------
 
-    def start(self) -> None:
-        """Open the port (raising :class:`SerialProblem` when it cannot be) and start reading."""
+    def start(self, *, wait: bool = False) -> None:
+        """Open the port and start reading. When it cannot be opened: raise
+        :class:`SerialProblem`, or with ``wait`` start as if it had been unplugged (a port
+        named in the config whose adapter is not plugged in yet)."""
         try:
             self._port = self._open()
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise SerialProblem(open_problem(self.port, exc)) from None
-        self._connected("opened")
+            if not wait:
+                raise SerialProblem(open_problem(self.port, exc)) from None
+            self.state = "reconnecting"
+            self.reason = open_problem(self.port, exc)
+            self.note(f"waiting for the device: {self.reason}")
+        else:
+            self._connected("opened")
         self._thread = threading.Thread(target=self._run, name=f"serial-{self.id}", daemon=True)
         self._thread.start()
 
