@@ -4,32 +4,34 @@ far end replaying ../shared/data/boot's U-Boot session, then a BusyBox root shel
 from __future__ import annotations
 
 import base64
+import grp
 import json
 import os
+import pwd
 import shutil
 import sqlite3
-import subprocess
-import sys
+import stat
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
 from engine.control.client import Client
 from engine.control.protocol import ControlError
 from engine.lab.serial_device import NOISE
+from engine.serial.ports import open_problem
 from engine.serial.transcript import read_transcript
 from tests.conftest import (
     BOOT_LOG,
     LOOPBACK_SCOPE,
-    ROOT,
     EngineProcess,
     SerialDevice,
     require_root,
-    require_tool,
     start_serial_engine,
     wait_for,
 )
@@ -242,52 +244,48 @@ def test_opening_refusals_say_what_to_do(serial_engine: EngineProcess, tmp_path:
 
 def test_without_permission_the_error_names_the_group() -> None:
     require_root("opening a device as another user")
-    require_tool("setpriv")
     directory = Path(tempfile.mkdtemp(prefix="iotsec-perm-"))
     try:
-        _permission_denied(directory)
+        directory.chmod(0o755)  # others may look inside, as in /dev
+        device = directory / "ttyS9"
+        # A device node like a USB adapter's: root's, group dialout, 0660.
+        os.mknod(device, 0o660 | stat.S_IFCHR, os.makedev(4, 73))
+        os.chown(device, 0, grp.getgrnam("dialout").gr_gid)
+        os.chmod(device, 0o660)
+        message = _as_nobody(lambda: _open_problem(str(device)))
     finally:
         shutil.rmtree(directory)
+    assert message.startswith(f"{device}: permission denied (crw-rw----, group dialout).")
+    assert "`sudo usermod -aG dialout nobody`, then log out and back in" in message
 
 
-def _permission_denied(directory: Path) -> None:
-    directory.chmod(0o755)  # others may look inside, as in /dev
-    device = directory / "ttyS9"
-    # A device node like a USB adapter's: root's, group dialout, 0660.
-    subprocess.run(["mknod", str(device), "c", "4", "73"], check=True)
-    os.chown(
-        device,
-        0,
-        int(
-            subprocess.run(
-                ["getent", "group", "dialout"], capture_output=True, text=True
-            ).stdout.split(":")[2]
-        ),
-    )
-    os.chmod(device, 0o660)
-    code = (
-        "from engine.serial.ports import open_problem\n"
-        "import serial\n"
-        f"try: serial.Serial({str(device)!r})\n"
-        f"except serial.SerialException as e: print(open_problem({str(device)!r}, e))\n"
-    )
-    done = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            code,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "USER": "nobody"},
-    )
-    assert "permission denied (crw-rw----, group dialout)" in done.stdout, done.stderr
-    assert "sudo usermod -aG dialout nobody" in done.stdout
+def _open_problem(path: str) -> str:
+    try:
+        serial.Serial(path)
+    except serial.SerialException as exc:
+        return open_problem(path, exc)
+    return "opened"
+
+
+def _as_nobody(fn: Callable[[], str]) -> str:
+    """``fn()`` in a child that has become the user nobody (no groups), its answer."""
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, answer through the pipe, exit without cleanup
+        try:
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.environ["USER"] = "nobody"
+            os.write(write, fn().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        text = answer.read().decode()
+    os.waitpid(pid, 0)
+    return text
 
 
 def test_findings_go_on_the_attached_device_and_scans_do_not_resolve_them(
