@@ -202,8 +202,6 @@ class SerialPane(Vertical):
             session.info["tx"] = session.info.get("tx", 0) + len(typed)
             if session.info["settings"].get("echo"):
                 session.buffer.local(float(event["ts"]), typed)
-                if sid == self.current:
-                    self.view._redraw()
         elif kind == "state":
             session.info = {**session.info, **event["info"]}
             session.buffer.set_map_in(session.info["settings"]["map_in"])
@@ -240,9 +238,6 @@ class SerialPane(Vertical):
             session.fetching = True
             session.pending.append((offset, ts, data))
             self._fill_gap(sid)
-            return
-        if sid == self.current:
-            self.view._redraw()
 
     @work(group="serial-gap", exit_on_error=False)
     async def _fill_gap(self, sid: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass
+from itertools import count, repeat
 
 MAX_LINE = 4096  # a line longer than this (a device that never ends one) is cut
 
@@ -36,6 +37,7 @@ class SerialBuffer:
         self._stamp_times: deque[float] = deque()
         self._cr_pending = False
         self.version = 0  # bumped by every change, for views that cache
+        self.widest = 0  # the longest line so far, in bytes (the view's width)
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -110,11 +112,22 @@ class SerialBuffer:
             parts = data.split(b"\r\n")
         else:
             parts = data.split(b"\n")
-        for part in parts[:-1]:
-            self._append_open(ts, part)
-            if mode == "lf" and self.open is not None and self.open.data[-1:] == b"\r":
-                self.open = Line(self.open.ts, self.open.data[:-1], self.open.number)
-            self._end_open()
+        if len(parts) > 1:
+            # The first part ends the open line; the whole lines between are made in bulk.
+            self._append_open(ts, parts[0])
+            self._end_open(strip_cr=mode == "lf")
+            middle = parts[1:-1]
+            if middle and max(map(len, middle)) <= MAX_LINE:
+                if mode == "lf":
+                    middle = [p[:-1] if p[-1:] == b"\r" else p for p in middle]
+                first = self.next_number
+                self.next_number += len(middle)
+                self.lines.extend(map(Line, repeat(ts), middle, count(first)))
+                self.widest = max(self.widest, max(map(len, middle)))
+            else:
+                for part in middle:
+                    self._append_open(ts, part)
+                    self._end_open(strip_cr=mode == "lf")
         if parts[-1]:
             self._append_open(ts, parts[-1])
 
@@ -129,10 +142,12 @@ class SerialBuffer:
             self._end_open()
             self.open = Line(ts, rest, self._number())
 
-    def _end_open(self) -> None:
-        if self.open is None:
-            self.open = Line(0.0, b"", self._number())
-        self.lines.append(self.open)
+    def _end_open(self, *, strip_cr: bool = False) -> None:
+        line = self.open if self.open is not None else Line(0.0, b"", self._number())
+        if strip_cr and line.data[-1:] == b"\r":
+            line = Line(line.ts, line.data[:-1], line.number)
+        self.widest = max(self.widest, len(line.data))
+        self.lines.append(line)
         self.open = None
 
     def _number(self) -> int:

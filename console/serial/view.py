@@ -1,12 +1,14 @@
 """The terminal view of a serial session: a ScrollView that draws only the rows in view from
 the session's :class:`SerialBuffer`, in text or hex, with a time column, at most
-``REDRAW`` times a second however fast bytes arrive.
+``REDRAW`` times a second however fast bytes arrive (``FLOOD_REDRAW`` in a flood).
 
 With focus, every key goes to the device (as the bytes a terminal would send) except the
 prefix key (Ctrl-T by default), whose next key is a console command.
 """
 
 from __future__ import annotations
+
+import time
 
 from rich.segment import Segment
 from textual import events
@@ -19,6 +21,8 @@ from console.serial.buffer import SerialBuffer
 from console.serial.render import STAMP, hex_segments, highlight, render_line, stamp
 
 REDRAW = 1 / 20
+FLOOD_BYTES = 32 * 1024  # more than this since the last frame is a flood...
+FLOOD_REDRAW = 1 / 10  # ...drawn this often
 CACHE = 2000
 STAMP_MODES = ("off", "absolute", "relative", "delta")
 # Keys a terminal sends as escape sequences (xterm's, as BusyBox and U-Boot read them).
@@ -88,9 +92,9 @@ class SerialView(ScrollView, can_focus=True):
         self.prefix_pending = False
         self._cache: dict[tuple[int, int], list[Segment]] = {}
         self._shown = -1
-        self._width = 0
+        self._shown_end = 0
+        self._shown_at = 0.0
         self._match: int | None = None
-        self._measured = -1  # the last line number whose width is counted
         self.follow = True  # stay at the end as lines arrive, until the operator scrolls back
 
     def on_mount(self) -> None:
@@ -104,8 +108,6 @@ class SerialView(ScrollView, can_focus=True):
         self.started = started
         self._cache.clear()
         self._shown = -1
-        self._width = 0
-        self._measured = -1
         self._redraw(to_end=True)
 
     def set_mode(self, mode: str) -> None:
@@ -148,14 +150,14 @@ class SerialView(ScrollView, can_focus=True):
         version = self.buffer.version
         if version == self._shown and not to_end and not force:
             return
-        self._shown = version
+        now = time.monotonic()
+        flood = self.buffer.end - self._shown_end > FLOOD_BYTES
+        if flood and not (to_end or force) and now - self._shown_at < FLOOD_REDRAW:
+            return  # pouring in faster than anyone reads: half the frames are enough
+        self._shown, self._shown_end, self._shown_at = version, self.buffer.end, now
         if to_end:
             self.follow = True
-        if self.mode == "hex":
-            width = 78
-        else:
-            self._measure()
-            width = self._width
+        width = 78 if self.mode == "hex" else max(self.buffer.widest, self._open_width())
         width += 14 if self.stamps != "off" else 0
         self.virtual_size = Size(width, self._rows())
         if self.follow:
@@ -169,16 +171,8 @@ class SerialView(ScrollView, can_focus=True):
         if self.follow and self.scroll_y < self.max_scroll_y:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
-    def _measure(self) -> None:
-        """Widen the view for the lines that arrived since the last redraw."""
-        buffer = self.buffer
-        for index in range(buffer.line_count - 1, -1, -1):
-            line = buffer.line(index)
-            if line.number <= self._measured and index < buffer.line_count - 1:
-                break
-            self._width = max(self._width, len(line.data))
-        if buffer.line_count:
-            self._measured = buffer.line(buffer.line_count - 1).number
+    def _open_width(self) -> int:
+        return len(self.buffer.open.data) if self.buffer.open is not None else 0
 
     def _scrolled(self) -> None:
         """After the operator scrolled: follow the end again only from the end."""
