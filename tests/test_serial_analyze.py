@@ -217,3 +217,18 @@ def test_the_console_buffer_splits_lines_by_map_in_and_keeps_local_echo_apart() 
     assert buffer.feed(10, 3.0, b"x") == 6  # a gap: not fed, 6 bytes to fetch first
     assert buffer.feed(4, 3.0, b"\r\nuid=0(root)\r\n") == 0
     assert [line.data for line in buffer.lines] == [b"/ # id", b"uid=0(root)"]
+
+
+def test_a_login_typed_after_the_prompt_is_a_login_and_old_u_boot_is_u_boot() -> None:
+    report = analyze(
+        b"U-Boot 1.1.4 (Nov 10 2014 - 11:03:27)\nHit any key to stop autoboot:  1\n"
+        b"mtdparts=spi0.0:0256k(u-boot),64k(art)\nStarting kernel ...\nVFS: Mounted root\n"
+        b"mydev login: admin\nPassword: \nLast login: Mon Jan  1 00:00:00 on console\n"
+        b"root@mydev:~# id\nuid=0(root) gid=0(root)\n"
+    ).to_json()
+    assert report["bootloader"] == {"name": "U-Boot", "version": "1.1.4"}
+    assert report["autoboot"]["interruptible"] is True
+    kinds = {f["kind"] for f in report["findings"]}
+    assert "login-prompt" in kinds and "root-shell-no-login" not in kinds
+    assert report["shell"]["root"] is True
+    assert parse_mtdparts("spi0.0:0256k(u-boot),64k(art)")[1]["start"] == 256 * 1024

@@ -98,13 +98,12 @@ class SerialPane(Vertical):
     def __init__(self, *, prefix: str = "ctrl+t", id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Serial"
-        self.prefix = prefix
+        self.prefix = prefix.strip().lower()
         self.sessions: dict[int, Session] = {}
         self.current: int | None = None
         self.ports: list[dict[str, Any]] = []
         self.show_findings: bool | None = None  # None: by the width
         self.connected = False
-        self.quit_closes: int | None = None  # the session a full-screen bench tool opened
         self._typed = bytearray()
         self._sending = False
         self._shown_rx = -1
@@ -241,22 +240,28 @@ class SerialPane(Vertical):
 
     @work(group="serial-gap", exit_on_error=False)
     async def _fill_gap(self, sid: int) -> None:
-        session = self.sessions.get(sid)
-        if session is None:
-            return
+        """Fetch what the events missed from the engine's scrollback, then feed what came
+        meanwhile; again while a gap remains."""
         link = self.app.link  # type: ignore[attr-defined]
-        try:
-            got = await link.request("serial.read", {"id": sid, "offset": session.buffer.end})
-            if got["offset"] > session.buffer.end:  # older than the engine keeps: skip it
-                session.buffer.reset(got["offset"])
+        while (session := self.sessions.get(sid)) is not None and session.fetching:
+            try:
+                got = await link.request("serial.read", {"id": sid, "offset": session.buffer.end})
+            except ControlError:
+                session.fetching = False
+                session.pending.clear()
+                return
+            if got["offset"] > session.buffer.end:  # older than the engine keeps
+                session.buffer.skip_to(got["offset"])
             _feed_stamped(
                 session.buffer, got["offset"], base64.b64decode(got["data"]), got["stamps"]
             )
-        finally:
-            session.fetching = False
             pending, session.pending = session.pending, []
-            for offset, ts, data in pending:
-                session.buffer.feed(offset, ts, data)
+            session.fetching = False
+            for n, (offset, ts, data) in enumerate(pending):
+                if session.buffer.feed(offset, ts, data):
+                    session.fetching = True  # still a hole: fetch again, keep the rest
+                    session.pending = pending[n:] + session.pending
+                    break
 
     # -- typing --------------------------------------------------------------------------------
 

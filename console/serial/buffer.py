@@ -73,6 +73,25 @@ class SerialBuffer:
         self._stamp_times.clear()
         self.version += 1
 
+    def skip_to(self, offset: int) -> None:
+        """Bytes up to ``offset`` are lost to this view (the engine no longer keeps them):
+        say so in a line of its own and go on from there; the lines before stay."""
+        missed = offset - self.end
+        if self.open is not None:
+            self._end_open()
+        self.lines.append(
+            Line(
+                0.0,
+                b"\x1b[7m[%d bytes not shown: the console fell behind]\x1b[0m" % missed,
+                self._number(),
+            )
+        )
+        self.raw.clear()
+        self._stamp_offsets.clear()
+        self._stamp_times.clear()
+        self.raw_start = self.end = offset
+        self.version += 1
+
     def clear_view(self) -> None:
         """Forget the lines shown so far (tio's clear screen); the byte ring stays."""
         self.lines.clear()

@@ -82,7 +82,7 @@ class SerialView(ScrollView, can_focus=True):
 
     def __init__(self, prefix: str = "ctrl+t", *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.prefix = prefix
+        self.prefix = prefix.strip().lower()
         self.buffer = SerialBuffer()
         self.mode = "text"
         self.stamps = "off"

@@ -23,7 +23,7 @@ _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
 
-UBOOT = re.compile(r"\bU-Boot(?P<spl> SPL)? (?P<version>\d{4}\.\d{2}[\w.+-]*)")
+UBOOT = re.compile(r"\bU-Boot(?P<spl> SPL)? (?P<version>(?:\d{4}\.\d{2}|\d+\.\d+\.\d+)[\w.+-]*)")
 REDBOOT = re.compile(r"RedBoot(?:\(tm\))? (?:bootstrap|ROM|\()|^RedBoot>")
 REDBOOT_VERSION = re.compile(r"(?:release|Release),? version (?P<version>\S+)")
 CFE = re.compile(r"\bCFE version (?P<version>[\w.-]+)")
@@ -91,7 +91,8 @@ USERSPACE = re.compile(
     r"built-in shell \(|Freeing unused kernel memory|Run /\S+ as init process|init started:"
     r"|Please press Enter to activate this console|VFS: Mounted root"
 )
-LOGIN = re.compile(r"(?:^|\s)(?P<prompt>[\w.-]* ?login:)\s*$")
+# A login prompt, with the user name typed after it or not ("Last login: Mon ..." is not one).
+LOGIN = re.compile(r"(?:^|\s)(?P<prompt>[\w.-]* ?login:)(?:[ \t]*\S+)?\s*$")
 PASSWORD_PROMPT = re.compile(r"^Password:\s*$", re.I)
 LOGIN_FAILED = re.compile(r"Login incorrect|Login failed|Authentication failure", re.I)
 ROOT_PROMPT = re.compile(
@@ -159,7 +160,8 @@ def parse_size(text: str) -> int | None:
     match = SIZE.match(text)
     if not match:
         return None
-    number = int(match["number"], 0)
+    text = match["number"]
+    number = int(text, 16) if text.startswith("0x") else int(text)
     return number << {"": 0, "k": 10, "m": 20, "g": 30}[match["unit"].lower()]
 
 
@@ -451,6 +453,9 @@ class BootAnalyzer:
         if USERSPACE.search(line):
             self._phase = "userspace"
         if LOGIN_FAILED.search(line):
+            return
+        if PASSWORD_PROMPT.match(line):
+            self._login_seen = True
             return
         if match := LOGIN.search(line):
             self._login_seen = True

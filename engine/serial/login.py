@@ -15,7 +15,8 @@ from engine.serial.analyze import clean_line
 LOGIN_PROMPT = re.compile(r"login:\s*$", re.I)
 PASSWORD_PROMPT = re.compile(r"password:\s*$", re.I)
 SHELL_PROMPT = re.compile(r"[#$]\s*$")
-REFUSED = re.compile(r"incorrect|failed|denied|invalid|login:\s*$", re.I)
+# login's own refusals (not any "failed" a profile script may print after a good login).
+REFUSED = re.compile(r"login incorrect|login failed|authentication fail|login:\s*$", re.I)
 PROMPT_WAIT = 3.0
 VERDICT_WAIT = 6.0  # BusyBox login waits ~3 s after a wrong password
 KEEP = 4096

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engine.control.protocol import ControlError
+from engine.fileperms import PermissionProblem
 from engine.model import AlertEvent, Severity
 from engine.scan.creds import shipped_pairs
 from engine.scan.findings import Finding
@@ -122,11 +123,10 @@ class SerialService:
             transcript = await asyncio.to_thread(
                 TranscriptWriter, path, f"session {sid}, port {port}, {line.describe()}", self.group
             )
-        except OSError as exc:
-            await self._forget(sid, f"transcript: {exc}")
-            raise ControlError(
-                f"cannot write the transcript {path}: {exc.strerror}", "unusable"
-            ) from None
+        except (OSError, PermissionProblem) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            await self._forget(sid, f"transcript: {why}")
+            raise ControlError(f"cannot write the transcript {path}: {why}", "unusable") from None
         session = SerialSession(
             sid,
             port,
@@ -203,7 +203,7 @@ class SerialService:
 
     async def reconnect(self, sid: int) -> dict[str, Any]:
         session = self._session(sid)
-        session.reconnect()
+        await asyncio.to_thread(session.reconnect)
         return session.info()
 
     def attach(self, sid: int, device: str) -> dict[str, Any]:
@@ -222,9 +222,7 @@ class SerialService:
         self._logins[sid] = check
         session.note(f"default-credential check: up to {len(pairs)} pairs")
         try:
-            result = await check.run(pairs)
-        except SerialProblem as exc:
-            raise ControlError(str(exc), "unusable") from None
+            result = await check.run(pairs)  # a refused write is a ControlError already
         finally:
             self._logins.pop(sid, None)
         outcome: dict[str, Any] = {"tried": result.tried, "reason": result.reason, "works": None}

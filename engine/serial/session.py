@@ -195,12 +195,13 @@ class SerialSession:
         self.note(f"break {duration:.2f} s")
 
     def reconnect(self) -> None:
-        """Close the port and open it again now (as after an unplug)."""
+        """Close the port and open it again now (as after an unplug). Without the port's lock:
+        a write held by flow control must not hold this up."""
         self._reopen_now.set()
-        with self._port_lock:
-            if self._port is not None:
-                with contextlib.suppress(Exception):
-                    self._port.cancel_read()
+        port = self._port
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.cancel_read()
 
     def note(self, text: str) -> None:
         with self._record_lock:
@@ -244,6 +245,15 @@ class SerialSession:
     # -- the reader thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except Exception as exc:  # a full disk, a closing loop: said, then tried again
+                log.exception("serial %s: reader failed", self.name)
+                self._lost(f"reader failed: {exc}")
+                self._stop.wait(REOPEN_POLL)
+
+    def _serve(self) -> None:
         last_poll = 0.0
         while not self._stop.is_set():
             port = self._port
@@ -261,11 +271,11 @@ class SerialSession:
             if data:
                 self._received(data, now)
             with self._record_lock:
-                piece = self.transcript.pending(now)
-                if piece:
+                pieces = self.transcript.pending(now)
+                if pieces:
                     self.transcript.flush()
-            if piece:
-                self._analyse([piece])
+            if pieces:
+                self._analyse(pieces)
             if now - last_poll >= LINES_POLL:
                 last_poll = now
                 self._poll_lines(port)
@@ -290,19 +300,22 @@ class SerialSession:
 
     def _analyse(self, pieces: list[bytes]) -> None:
         found: list[Finding] = []
-        for piece in pieces:
-            for line in split_lines(piece, self.settings.map_in):
-                found += self.analyzer.feed_line(line)
+        try:
+            for piece in pieces:
+                for line in split_lines(piece, self.settings.map_in):
+                    found += self.analyzer.feed_line(line)
+        except Exception:  # the analyser must never stop the reading
+            log.exception("serial %s: boot-log analysis failed", self.name)
         if found:
             self._loop.call_soon_threadsafe(self._on_findings, self, found)
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, *, reason: str = "") -> None:
         self._drop_port()
         self.state = "reconnecting"
         # pyserial's words for a device that went away mid-read.
         if "returned no data" in why or "Input/output error" in why:
             why = "unplugged or powered off"
-        self.reason = f"device gone: {why}"
+        self.reason = reason or f"device gone: {why}"
         self.connected_since = None
         self.note(f"disconnected: {self.reason}")
         log.info("serial %s: %s", self.name, self.reason)
@@ -312,7 +325,7 @@ class SerialSession:
         if self._reopen_now.is_set():
             self._reopen_now.clear()
             if self._port is not None:
-                self._lost("reconnect asked")
+                self._lost("", reason="reconnecting, as asked")
         path = self.stable or self.port
         if not is_url(path) and not os.path.exists(path):
             self._stop.wait(REOPEN_POLL)

@@ -69,7 +69,7 @@ def transcript_path(directory: Path, name: str, started: float) -> Path:
 
 
 class TranscriptWriter:
-    """Written by the session's reader thread only (sends and notes come through it too)."""
+    """One session's transcript; its owner serialises the calls (the session holds a lock)."""
 
     def __init__(self, path: Path, header: str, group: str = "iotsec") -> None:
         private_dir(path.parent, group)
@@ -79,6 +79,7 @@ class TranscriptWriter:
         self._file: BinaryIO = os.fdopen(fd, "ab")
         self._piece = bytearray()
         self._piece_ts = 0.0
+        self._unread: list[bytes] = []
         self._file.write(MAGIC + b": " + escape(header.encode()) + b"\n")
         self._file.flush()
 
@@ -103,12 +104,14 @@ class TranscriptWriter:
             self._piece += data[start:]
         return lines
 
-    def pending(self, now: float) -> bytes | None:
-        """A piece of a line that has waited long enough is written as it is and returned
-        (a prompt waiting for input is such a piece)."""
+    def pending(self, now: float) -> list[bytes]:
+        """Pieces of lines written as they are since the last call, for the analyser: one
+        that has waited long enough (a prompt waiting for input) or one a send or a note cut
+        short."""
         if self._piece and now - self._piece_ts >= PIECE_WAIT:
-            return self._cut()
-        return None
+            self._cut()
+        pieces, self._unread = self._unread, []
+        return pieces
 
     def sent(self, data: bytes, ts: float) -> None:
         self._cut()
@@ -125,13 +128,13 @@ class TranscriptWriter:
         self._cut()
         self._file.close()
 
-    def _cut(self) -> bytes | None:
+    def _cut(self) -> None:
         if not self._piece:
-            return None
+            return
         piece = bytes(self._piece)
         self._write(self._piece_ts, b"\\", piece + b"\n")
         self._piece.clear()
-        return piece
+        self._unread.append(piece)
 
     def _write(self, ts: float, tag: bytes, content: bytes) -> None:
         self._file.write(stamp(ts) + b" " + tag + b" " + content)
