@@ -63,11 +63,6 @@ def serial_open(settings: Settings, port: str, **options: Any) -> None:
     as socket://host:port, rfc2217://host:port, loop://) full-screen. Keys go to the device;
     Ctrl-T ? lists the console's commands, Ctrl-T q quits."""
     chosen = {k: v for k, v in options.items() if v is not None}
-    for key in ("data_bits",):
-        if key in chosen:
-            chosen[key] = int(chosen[key])
-    if "stop_bits" in chosen:
-        chosen["stop_bits"] = float(chosen["stop_bits"])
     try:
         settings_from(chosen, settings.config.serial.line_settings())
     except SettingsError as exc:

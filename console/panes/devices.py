@@ -17,7 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from console.panes.device_actions import (
     ban_device,
@@ -42,6 +42,7 @@ from console.panes.traffic_table import TrafficTable
 from console.polling import Poller
 from console.screens.device_detail import DeviceScreen
 from console.untrusted import clean
+from console.widgets.filter_prompt import Filtering, filter_prompt
 from engine.control.protocol import ControlError
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ EMPTY = (
 )
 
 
-class DevicesPane(PolledPane):
+class DevicesPane(Filtering, PolledPane):
     title = "Devices"
     purpose = (
         "The devices on the network, riskiest first: built from what the capture sees (ARP, "
@@ -91,12 +92,6 @@ class DevicesPane(PolledPane):
         text-style: bold;
     }
     DevicesPane .alarm.-shown {
-        display: block;
-    }
-    DevicesPane #device-filter {
-        display: none;
-    }
-    DevicesPane.-filtering #device-filter {
         display: block;
     }
     """
@@ -201,11 +196,7 @@ class DevicesPane(PolledPane):
         yield Static("", id="device-problem", classes="alarm", markup=False)
         yield TrafficTable(DEVICE_COLUMNS, rest="ports", id="device-table")
         yield Static("", id="device-detail", markup=False)
-        yield Input(
-            placeholder="filter: text in the address, MAC, vendor, name, type or ports",
-            id="device-filter",
-            compact=True,
-        )
+        yield filter_prompt("filter: text in the address, MAC, vendor, name, type or ports")
 
     def on_mount(self) -> None:
         self.table.label_sort(self.sort, descending=self.sort in DESCENDING)
@@ -383,28 +374,11 @@ class DevicesPane(PolledPane):
         self.table.label_sort(column, descending=column in DESCENDING)
         self._show_rows()
 
-    def action_filter(self) -> None:
-        prompt = self.query_one("#device-filter", Input)
-        prompt.value = self.filter
-        self.add_class("-filtering")
-        prompt.focus()
-
-    @on(Input.Changed, "#device-filter")
-    def _filter_typed(self, event: Input.Changed) -> None:
-        event.stop()
-        if event.value.strip() != self.filter:
-            self.filter = event.value.strip()
-            self._show_rows()
-
-    @on(Input.Submitted, "#device-filter")
-    def _filter_kept(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.remove_class("-filtering")
-        self.table.focus()
-
     def action_clear_filter(self) -> None:
-        self.query_one("#device-filter", Input).value = ""
-        self.remove_class("-filtering")
-        self.filter = ""
+        self.clear_filter()
+
+    def _filter_changed(self) -> None:
         self._show_rows()
+
+    def _focus_view(self) -> None:
         self.table.focus()

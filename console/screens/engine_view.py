@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from console.polling import Poller
 from console.untrusted import clean
+from console.widgets.filter_prompt import Filtering, filter_prompt
 from engine.control.protocol import ControlError
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 2.0
 
 
-class EngineView(Screen[None]):
+class EngineView(Filtering, Screen[None]):
     """A subclass names what it shows (``what``), composes a ``Static#problem.alarm`` and ends
     with :meth:`filter_and_footer`, and implements ``_ask`` (the engine's answer to one poll),
     ``_answer`` (show it), ``_filter_changed`` and ``_focus_view``."""
@@ -49,18 +49,11 @@ class EngineView(Screen[None]):
         scrollbar-size-vertical: 1;
         scrollbar-gutter: stable;
     }
-    EngineView .view-filter {
-        display: none;
-    }
-    EngineView.-filtering .view-filter {
-        display: block;
-    }
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._unsupported = ""
-        self.filter = ""
         # Bumped whenever what a poll asks for, or what the engine holds, changes here, so that
         # an answer to an older question is not shown over a newer one.
         self._generation = 0
@@ -99,14 +92,8 @@ class EngineView(Screen[None]):
 
     def filter_and_footer(self, placeholder: str) -> ComposeResult:
         """The filter prompt (hidden until ``/``) and the footer every view ends with."""
-        yield Input(placeholder=placeholder, classes="view-filter", compact=True)
+        yield filter_prompt(placeholder)
         yield Footer(compact=True)
-
-    def _filter_changed(self) -> None:
-        raise NotImplementedError
-
-    def _focus_view(self) -> None:
-        raise NotImplementedError
 
     def _ask_again(self) -> None:
         """What the engine holds or what the view asks for changed: poll at once (and ignore
@@ -130,32 +117,9 @@ class EngineView(Screen[None]):
         problem.update(Content(clean(text, limit=600)))
         problem.set_class(bool(text), "-shown")
 
-    # -- the filter ---------------------------------------------------------------------------
-
-    def action_filter(self) -> None:
-        prompt = self.query_one(".view-filter", Input)
-        prompt.value = self.filter
-        self.add_class("-filtering")
-        prompt.focus()
-
-    @on(Input.Changed, ".view-filter")
-    def _filter_typed(self, event: Input.Changed) -> None:
-        event.stop()
-        if event.value.strip() != self.filter:
-            self.filter = event.value.strip()
-            self._filter_changed()
-
-    @on(Input.Submitted, ".view-filter")
-    def _filter_kept(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.remove_class("-filtering")
-        self._focus_view()
-
     def action_back(self) -> None:
         if self.filter or self.has_class("-filtering"):
-            self.query_one(".view-filter", Input).value = ""
-            self.remove_class("-filtering")
-            self._focus_view()
+            self.clear_filter()
         else:
             self.dismiss(None)
 

@@ -292,7 +292,7 @@ class SerialService:
         self._publish(session, "state", info=session.info())
 
     def _found(self, session: SerialSession, findings: list[Finding]) -> None:
-        items = [_finding_json(f) for f in findings]
+        items = [f.to_json() for f in findings]
         self._publish(session, "findings", findings=items, report=session.analyzer.report.to_json())
         if session.device is None and (mac := session.analyzer.report.identity["mac"]):
             self._attach(session, mac)
@@ -332,7 +332,7 @@ class SerialService:
 
     def _attach(self, session: SerialSession, key: str) -> bool:
         device = self.inventory.add_findings(
-            key, [_finding_json(f) for f in session.analyzer.report.findings], "serial"
+            key, [f.to_json() for f in session.analyzer.report.findings], "serial"
         )
         if device is None:
             return False
@@ -409,12 +409,6 @@ class SerialService:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _finding_json(finding: Finding) -> dict[str, Any]:
-    out = finding.to_json()
-    out["port"] = None
-    return out
 
 
 def query_sessions(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
