@@ -117,8 +117,8 @@ class Engine:
         await self.scans.start()
         self.serial = SerialService(self.config.serial, group, self.writer, self.bus, self.alerts,
                                     self.devices)  # fmt: skip
+        await self.serial.start()  # the config's ports, before any client can ask for them
         await self.server.start()
-        await self.serial.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
         self.background(self._every(1.0, self._housekeeping))
