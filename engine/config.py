@@ -69,7 +69,17 @@ class ControlConfig:
     group: str = "iotsec"
     roles: RolesConfig = field(default_factory=RolesConfig)
     max_clients: int = 64
+    # Of max_clients, this many are kept for admins: no crowd of others locks them out.
+    admin_reserve: int = 4
+    # Connections one user (not an admin) may hold at once.
+    max_clients_per_user: int = 16
+    # A connection that has not said hello by then is closed.
+    hello_timeout: Duration = Duration(10)
+    # Replies waiting for a client that does not read them; past this it is disconnected.
+    max_pending_bytes: int = 16 << 20
     queue_size: int = 10_000
+    # Events waiting for one subscriber, in bytes as sent; past this they are dropped (counted).
+    queue_bytes: int = 8 << 20
 
     def socket_path(self) -> Path:
         return Path(self.socket).expanduser() if self.socket else paths.default_socket_path()
@@ -407,7 +417,11 @@ def _check_values(config: Config, where: str) -> None:
         ("store.batch_rows", config.store.batch_rows, 1),
         ("store.retention.max_alerts", config.store.retention.max_alerts, 0),
         ("control.max_clients", config.control.max_clients, 1),
+        ("control.admin_reserve", config.control.admin_reserve, 0),
+        ("control.max_clients_per_user", config.control.max_clients_per_user, 1),
+        ("control.max_pending_bytes", config.control.max_pending_bytes, 1 << 20),
         ("control.queue_size", config.control.queue_size, 1),
+        ("control.queue_bytes", config.control.queue_bytes, 1 << 16),
         ("console.max_rows", config.console.max_rows, 1),
         ("capture.max_flows", config.capture.max_flows, 1),
         ("capture.ring_bytes", config.capture.ring_bytes, 0),
@@ -433,11 +447,14 @@ def _check_values(config: Config, where: str) -> None:
         ("respond.bantime", config.respond.bantime),
         ("respond.check_interval", config.respond.check_interval),
         ("logwatch.poll_interval", config.logwatch.poll_interval),
+        ("control.hello_timeout", config.control.hello_timeout),
         ("scan.min_timeout", config.scan.min_timeout),
         ("devices.gone_after", config.devices.gone_after),
     ]:
         if seconds <= 0:
             raise ConfigError(f"{where}: {key}: must be longer than zero")
+    if config.control.admin_reserve >= config.control.max_clients:
+        raise ConfigError(f"{where}: control.admin_reserve: must be less than control.max_clients")
     if config.respond.factor < 1:
         raise ConfigError(
             f"{where}: respond.factor: must be at least 1, got {config.respond.factor}"

@@ -54,7 +54,7 @@ class Engine:
         self.db_path = config.store.db_path()
         self.socket_path = config.control.socket_path()
         self.started = time.time()
-        self.bus = EventBus(config.control.queue_size)
+        self.bus = EventBus(config.control.queue_size, config.control.queue_bytes)
         self.writer: Writer | None = None
         self.alerts: AlertManager | None = None  # type: ignore[assignment]
         self.server: ControlServer | None = None
@@ -357,6 +357,7 @@ class Engine:
                 "socket": str(self.socket_path),
                 "clients": len(self.server.sessions) if self.server else 0,
                 "refused": self.server.refused if self.server else 0,
+                "cut_off": self.server.cut_off if self.server else 0,
             },
         }
 

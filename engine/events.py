@@ -1,12 +1,15 @@
 """The event stream: topics published inside the engine, delivered to subscribed control clients.
 
-Every subscriber has a bounded queue; when one falls behind, its events are dropped and counted
-(and the count is sent to it with the next event it does receive), never buffered without limit.
+Every subscriber has a queue bounded both in events and in bytes (one serial event can be 90 KB,
+so a count alone does not bound memory); when one falls behind, its events are dropped and
+counted (and the count is sent to it with the next event it does receive), never buffered
+without limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +24,38 @@ TOPICS = frozenset(
 class Subscriber:
     name: str
     topics: set[str]
-    queue: asyncio.Queue[dict[str, Any]]
+    queue: asyncio.Queue[tuple[dict[str, Any], int]]
+    max_bytes: int = 8 << 20
+    bytes: int = 0  # the size, as sent, of what waits in the queue
     dropped: int = 0
     unreported: int = field(default=0, repr=False)
 
+    def offer(self, message: dict[str, Any], size: int) -> bool:
+        """Queue ``message`` (``size`` bytes as sent) unless that passes a bound."""
+        if self.bytes + size > self.max_bytes:
+            return False
+        try:
+            self.queue.put_nowait((message, size))
+        except asyncio.QueueFull:
+            return False
+        self.bytes += size
+        return True
+
+    async def get(self) -> dict[str, Any]:
+        message, size = await self.queue.get()
+        self.bytes -= size
+        return message
+
+    def get_nowait(self) -> dict[str, Any]:
+        message, size = self.queue.get_nowait()
+        self.bytes -= size
+        return message
+
 
 class EventBus:
-    def __init__(self, queue_size: int = 1000) -> None:
+    def __init__(self, queue_size: int = 1000, queue_bytes: int = 8 << 20) -> None:
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self._subscribers: list[Subscriber] = []
         self.published = 0
 
@@ -41,7 +68,7 @@ class EventBus:
         return sum(s.dropped for s in self._subscribers)
 
     def subscribe(self, name: str, topics: Iterable[str]) -> Subscriber:
-        sub = Subscriber(name, set(topics), asyncio.Queue(self.queue_size))
+        sub = Subscriber(name, set(topics), asyncio.Queue(self.queue_size), self.queue_bytes)
         self._subscribers.append(sub)
         return sub
 
@@ -56,16 +83,17 @@ class EventBus:
     def publish(self, topic: str, data: Any) -> None:
         """Deliver to every subscriber of ``topic``; call from the engine's loop only."""
         self.published += 1
+        size = 0
         for sub in self._subscribers:
             if topic not in sub.topics:
                 continue
+            if not size:  # measured once, only when someone listens
+                size = len(json.dumps(data, separators=(",", ":"), default=str)) + len(topic) + 40
             message: dict[str, Any] = {"event": topic, "data": data}
             if sub.unreported:
                 message["dropped"] = sub.unreported
-            try:
-                sub.queue.put_nowait(message)
-            except asyncio.QueueFull:
+            if sub.offer(message, size):
+                sub.unreported = 0
+            else:
                 sub.dropped += 1
                 sub.unreported += 1
-            else:
-                sub.unreported = 0

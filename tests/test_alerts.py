@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from engine.alerts.manager import AlertError, AlertManager, fetch_alert, fetch_history
-from engine.events import EventBus
+from engine.events import EventBus, Subscriber
 from engine.model import AlertEvent, AlertState, Severity
 from engine.store.db import connect
 from engine.store.writer import Writer
@@ -114,7 +113,7 @@ async def test_silence_records_but_does_not_notify(setup) -> None:
     await future
     assert quiet.state is AlertState.SILENCED and quiet.silence_id == silence.id
     manager.flush_events()
-    published = {a["id"]: a for msg in drain(sub.queue) for a in msg["data"]}
+    published = {a["id"]: a for msg in drain(sub) for a in msg["data"]}
     assert published[quiet.id]["notify"] is False
     assert published[loud.id]["state"] == "silenced"
     assert {r[0]: r[2] for r in rows(path)} == {1: "silenced", 2: "silenced"}
@@ -148,10 +147,10 @@ async def test_restart_continues_ids_and_folding(setup) -> None:
     writer2.close()
 
 
-def drain(queue: asyncio.Queue) -> list:
+def drain(sub: Subscriber) -> list:
     out = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
+    while not sub.queue.empty():
+        out.append(sub.get_nowait())
     return out
 
 
@@ -164,7 +163,7 @@ async def test_a_worse_occurrence_raises_severity_and_notifies(setup) -> None:
     await future
     manager.flush_events()
     assert worse.id == first.id and worse.severity is Severity.CRITICAL
-    messages = drain(sub.queue)
+    messages = drain(sub)
     assert messages[-1]["data"][0]["notify"] is True
     assert messages[-1]["data"][0]["severity"] == "critical"
     conn = connect(path, readonly=True)

@@ -50,7 +50,7 @@ class World:
     def changes(self) -> list[dict[str, Any]]:
         found = []
         while not self.events.queue.empty():
-            message = self.events.queue.get_nowait()
+            message = self.events.get_nowait()
             if message["event"] == "devices":
                 found.append(message["data"])
         return found

@@ -16,14 +16,17 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.alerts.manager import AlertError, fetch_alert, fetch_history, query_alerts
+from engine.control import identity
 from engine.control.auth import peer_credentials, role_for, user_name
-from engine.control.protocol import MAX_LINE, ControlError, decode, encode
+from engine.control.protocol import MAX_LINE, ControlError, decode_request, encode
+from engine.control.schema import Duration, Flag, Int, Number, Object, Schema, Text, Texts, validate
 from engine.devices.model import query_findings
 from engine.durations import parse_duration
 from engine.events import TOPICS, Subscriber
@@ -31,6 +34,7 @@ from engine.fileperms import PermissionProblem, private_dir, usable_group
 from engine.model import AlertEvent, AlertState, Operator, Role, Severity
 from engine.serial import ports as serial_ports
 from engine.serial.service import query_sessions
+from engine.text import printable
 
 if TYPE_CHECKING:
     from engine.daemon import Engine
@@ -47,14 +51,19 @@ class Command:
     role: Role
     changes_state: bool
     help: str
+    args: Schema
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, role: Role = Role.VIEWER, *, changes_state: bool = False, help: str = ""):
+def command(name: str, role: Role = Role.VIEWER, *, changes_state: bool = False, help: str = "",
+            args: Schema | None = None):  # fmt: skip
+    """Register a command with the least role it needs and the arguments it takes."""
+
     def register(fn: Handler) -> Handler:
-        COMMANDS[name] = Command(fn, role, changes_state, help or (fn.__doc__ or "").strip())
+        COMMANDS[name] = Command(fn, role, changes_state, help or (fn.__doc__ or "").strip(),
+                                args or {})  # fmt: skip
         return fn
 
     return register
@@ -63,19 +72,55 @@ def command(name: str, role: Role = Role.VIEWER, *, changes_state: bool = False,
 class Session:
     """One client connection: who it is, its subscription, its writer."""
 
-    def __init__(self, engine: Engine, operator: Operator, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, engine: Engine, operator: Operator, writer: asyncio.StreamWriter,
+                 pid: int = 0) -> None:  # fmt: skip
         self.engine = engine
         self.operator = operator
         self.writer = writer
+        self.pid = pid
         self.client = "unknown"
+        self.greeted = False
+        self.cut_off = False  # disconnected for not reading its replies
         self.subscriber: Subscriber | None = None
         self.forwarder: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._events = asyncio.Lock()
+
+    def pending(self) -> int:
+        """Bytes written for this client that it has not read yet."""
+        transport = self.writer.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def over_bound(self, extra: int = 0) -> bool:
+        """Whether ``extra`` more bytes would pass [control] max_pending_bytes; if so the
+        client is disconnected (once, with one log line)."""
+        bound = self.engine.config.control.max_pending_bytes
+        waiting = self.pending()
+        if waiting + extra <= bound:
+            return False
+        if not self.writer.is_closing():
+            log.warning("disconnected %s (pid %s, %s): %d bytes of replies wait unread, over"
+                        " [control] max_pending_bytes (%d)", self.operator.name, self.pid,
+                        printable(self.client), waiting + extra, bound)  # fmt: skip
+            self.cut_off = True
+            self.writer.transport.abort()  # drops what waits: the memory comes back now
+        return True
 
     async def send(self, message: dict[str, Any]) -> None:
-        async with self._lock:
-            self.writer.write(encode(message))
+        """A reply, written at once (replies never wait behind each other)."""
+        if self.writer.is_closing():
+            return
+        data = encode(message)
+        if not self.over_bound(len(data)):
+            self.writer.write(data)
+
+    async def send_event(self, message: dict[str, Any]) -> None:
+        """An event: waits while the client is behind, so the subscriber's bounded queue
+        (which drops and counts) takes up the slack instead of the socket's buffer."""
+        async with self._events:
+            if self.writer.is_closing():
+                raise ConnectionError("closed")
             await self.writer.drain()
+            await self.send(message)
 
 
 class ControlServer:
@@ -85,6 +130,8 @@ class ControlServer:
         self.group = group
         self.sessions: set[Session] = set()
         self.refused = 0
+        self.cut_off = 0  # clients disconnected for not reading their replies
+        self._refusals_logged: dict[tuple[int, str], tuple[float, int]] = {}
         self._server: asyncio.base_events.Server | None = None
 
     async def claim(self) -> None:
@@ -134,34 +181,72 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
+    def _refusal(self, uid: int, name: str, role: Role | None) -> tuple[str, str] | None:
+        """Why a new connection of ``uid`` is refused (reason, code), or None."""
+        config = self.engine.config.control
+        if role is None:
+            return (f"user {name} (uid {uid}) has no role on this engine; an admin can add them"
+                    " to [control.roles] in the config", "unauthorized")  # fmt: skip
+        if len(self.sessions) >= config.max_clients:
+            return f"too many clients connected ({config.max_clients})", "busy"
+        if role >= Role.ADMIN:
+            return None
+        if len(self.sessions) >= config.max_clients - config.admin_reserve:
+            return (f"too many clients connected (the last {config.admin_reserve} of"
+                    f" {config.max_clients} are kept for admins)", "busy")  # fmt: skip
+        mine = sum(1 for s in self.sessions if s.operator.uid == uid)
+        if mine >= config.max_clients_per_user:
+            return (f"user {name} has {mine} connections open already"
+                    " ([control] max_clients_per_user)", "busy")  # fmt: skip
+        return None
+
+    def _log_refusal(self, uid: int, reason: str) -> None:
+        """One log line per user and reason every 10 s: a client retrying in a loop must not
+        fill the log."""
+        now = time.monotonic()
+        key = (uid, reason)
+        last, quiet = self._refusals_logged.get(key, (0.0, 0))
+        if now - last < 10:
+            self._refusals_logged[key] = (last, quiet + 1)
+            return
+        more = f" ({quiet} more since the last)" if quiet else ""
+        log.warning("refused control connection: %s%s", reason, more)
+        self._refusals_logged[key] = (now, 0)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock: socket.socket = writer.get_extra_info("socket")
-        _pid, uid, _gid = peer_credentials(sock)
+        pid, uid, _gid = peer_credentials(sock)
         name = user_name(uid)
         role = role_for(uid, self.engine.config.control.roles)
-        if role is None or len(self.sessions) >= self.engine.config.control.max_clients:
+        refusal = self._refusal(uid, name, role)
+        if refusal is not None:
             self.refused += 1
-            reason = (
-                f"user {name} (uid {uid}) has no role on this engine; an admin can add them to"
-                " [control.roles] in the config"
-                if role is None
-                else "too many clients connected"
-            )
-            log.warning("refused control connection: %s", reason)
-            code = "unauthorized" if role is None else "busy"
+            reason, code = refusal
+            self._log_refusal(uid, reason)
             writer.write(encode({"id": None, "ok": False, "error": reason, "code": code}))
             with contextlib.suppress(ConnectionError):
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), 1)
             writer.close()
             return
-        session = Session(self.engine, Operator(uid, name, role), writer)
+        assert role is not None
+        session = Session(self.engine, Operator(uid, name, role), writer, pid)
         self.sessions.add(session)
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
+        hello_by = time.monotonic() + self.engine.config.control.hello_timeout
         try:
-            while True:
+            while not session.over_bound():
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(
+                        reader.readline(),
+                        None if session.greeted else max(0.0, hello_by - time.monotonic()),
+                    )
+                except TimeoutError:
+                    if session.greeted:
+                        continue  # it said hello while the wait ran
+                    log.warning("closed a control connection of %s (pid %s): no hello in time"
+                                " ([control] hello_timeout)", name, pid)  # fmt: skip
+                    break
                 except ValueError:
                     await session.send(_error(None, "request longer than 1 MiB", "bad_request"))
                     break
@@ -174,19 +259,20 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
             if session.subscriber is not None:
                 self.engine.bus.unsubscribe(session.subscriber)
             if session.forwarder is not None:
                 session.forwarder.cancel()
             self.sessions.discard(session)
+            self.cut_off += session.cut_off
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
 
     async def _handle(self, session: Session, line: bytes, in_flight: asyncio.Semaphore) -> None:
         request_id = None
         try:
-            request = decode(line)
+            request = decode_request(line)
             request_id = request.get("id")
             response = {
                 "id": request_id,
@@ -200,10 +286,12 @@ class ControlServer:
         except Exception as exc:
             log.exception("control command failed")
             response = _error(request_id, f"internal error: {exc}", "internal")
+        # The slot is freed only once the reply is out: a client that does not read cannot
+        # make the engine hold more than MAX_IN_FLIGHT replies.
+        try:
+            await session.send(response)
         finally:
             in_flight.release()
-        with contextlib.suppress(ConnectionError):
-            await session.send(response)
 
     async def _dispatch(self, session: Session, request: dict[str, Any]) -> Any:
         name = request.get("cmd")
@@ -213,6 +301,7 @@ class ControlServer:
         if not isinstance(args, dict):
             raise ControlError("args must be a JSON object", "bad_request")
         cmd = COMMANDS[name]
+        validate(name, cmd.args, args)
         operator = session.operator
         if operator.role < cmd.role:
             reason = (
@@ -256,35 +345,27 @@ def _summary(result: Any) -> str:
 
 
 def _int(args: dict[str, Any], key: str) -> int:
+    """A whole-number argument (its type and bounds already checked by the schema)."""
     value = args.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ControlError(f"{key} must be an integer", "bad_request")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ControlError(f"{key} must be an integer, got {value!r}", "bad_request") from None
-    if not 0 <= number < 1 << 63:
-        raise ControlError(f"{key} is out of range: {number}", "bad_request")
-    return number
+    if value is None:
+        raise ControlError(f"{key}: an integer is needed", "bad_request")
+    return int(value)
 
 
-# Longest value accepted for a text argument; names and ids are short, prose may be longer.
-TEXT_LIMITS = {"title": 1024, "note": 4096, "comment": 1024, "ssh_client": 256, "filter": 1024,
-               "bpf": 1024, "path": 4096, "reason": 1024, "port": 4096, "data": 700_000,
-               "text": 65536}  # fmt: skip
-NAME_LIMIT = 256
+def _limit(args: dict[str, Any], default: int = 200, most: int = 5000, key: str = "limit") -> int:
+    value = args.get(key)
+    return min(default if value is None else int(value), most)
+
+
+# The arguments of the commands that take only an id, a limit, or an alert's id and note.
+ONE_ID: Schema = {"id": Int()}
+ONE_LIMIT: Schema = {"limit": Int()}
+NOTE_ARGS: Schema = {"id": Int(), "note": Text(4096)}
 
 
 def _str(args: dict[str, Any], key: str, default: str = "") -> str:
     value = args.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise ControlError(f"{key} must be a string", "bad_request")
-    limit = TEXT_LIMITS.get(key, NAME_LIMIT)
-    if len(value) > limit:
-        raise ControlError(f"{key} is longer than {limit} characters", "bad_request")
-    return value
+    return default if value is None else value
 
 
 def _address(args: dict[str, Any], key: str) -> str:
@@ -302,22 +383,29 @@ def _address(args: dict[str, Any], key: str) -> str:
 # -- commands --------------------------------------------------------------------------------
 
 
-@command("hello")
+@command("hello", args={"client": Text(), "ssh_client": Text()})
 async def _hello(session: Session, args: dict[str, Any]) -> dict[str, Any]:
-    """Introduce the client; answers who the engine thinks you are."""
+    """Introduce the client; answers who the engine thinks you are. ``ssh_client`` (the
+    client's SSH_CLIENT) protects that address from bans only once the engine verified it."""
     session.client = _str(args, "client", "unknown")[:64]
-    ssh = _str(args, "ssh_client").split()
-    if ssh:
-        session.operator = Operator(
-            session.operator.uid, session.operator.name, session.operator.role, ssh[0]
-        )
     op = session.operator
+    reply: dict[str, Any] = {}
+    claim = _str(args, "ssh_client")
+    if claim.strip():
+        checked = await asyncio.to_thread(identity.verify, claim, session.pid, op.name)
+        op = session.operator = Operator(op.uid, op.name, op.role, checked.address or "")
+        reply = {"ssh_client": checked.address, "ssh_client_note": checked.note}
+        if checked.address is None:
+            log.warning("%s (pid %s): SSH client %s", op.name, session.pid,
+                        printable(checked.note))  # fmt: skip
+    session.greeted = True
     return {
         "operator": op.name,
         "uid": op.uid,
         "role": op.role.label,
         "engine": {"pid": os.getpid(), "version": session.engine.version},
         "commands": sorted(n for n, c in COMMANDS.items() if c.role <= op.role),
+        **reply,
     }
 
 
@@ -327,7 +415,7 @@ async def _status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return await session.engine.status()
 
 
-@command("subscribe")
+@command("subscribe", args={"topics": Texts(count=64, limit=32)})
 async def _subscribe(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Start receiving events on the given topics (default: all)."""
     topics = args.get("topics") or sorted(TOPICS)
@@ -341,9 +429,9 @@ async def _subscribe(session: Session, args: dict[str, Any]) -> dict[str, Any]:
 
     async def forward() -> None:
         while session.subscriber is sub:
-            message = await sub.queue.get()
+            message = await sub.get()
             try:
-                await session.send(message)
+                await session.send_event(message)
             except (ConnectionError, RuntimeError):
                 return
 
@@ -353,7 +441,15 @@ async def _subscribe(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return {"topics": sorted(topics)}
 
 
-@command("alerts.list")
+@command(
+    "alerts.list",
+    args={
+        "state": Texts(count=8, limit=32, one=True),
+        "severity": Text(32),
+        "source": Text(),
+        "limit": Int(),
+    },
+)
 async def _alerts_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Alerts newest first; ``state`` (one or a list), ``severity`` (minimum), ``source``
     (rules, logwatch, ...), ``limit``."""
@@ -365,7 +461,7 @@ async def _alerts_list(session: Session, args: dict[str, Any]) -> list[dict[str,
     states = [AlertState.parse(s).value for s in states]
     severity = Severity.parse(_str(args, "severity", "info"))
     source = _str(args, "source")
-    limit = max(1, min(_int({"limit": args.get("limit", 1000)}, "limit"), 100_000))
+    limit = max(1, _limit(args, 1000, 100_000))
     alerts = await session.engine.read(
         lambda conn: query_alerts(
             conn, states=states, min_severity=int(severity), limit=limit, source=source
@@ -374,7 +470,7 @@ async def _alerts_list(session: Session, args: dict[str, Any]) -> list[dict[str,
     return [a.to_json() for a in alerts]
 
 
-@command("alerts.get")
+@command("alerts.get", args={"id": Int()})
 async def _alerts_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One alert with its evidence and history."""
     alert_id = _int(args, "id")
@@ -395,28 +491,41 @@ async def _transition(session: Session, args: dict[str, Any], action: str) -> di
     return alert.to_json()
 
 
-@command("alerts.ack", Role.OPERATOR, changes_state=True)
+@command("alerts.ack", Role.OPERATOR, changes_state=True, args=NOTE_ARGS)
 async def _alerts_ack(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Acknowledge an alert with a note: you are on it."""
     return await _transition(session, args, "ack")
 
 
-@command("alerts.resolve", Role.OPERATOR, changes_state=True)
+@command("alerts.resolve", Role.OPERATOR, changes_state=True, args=NOTE_ARGS)
 async def _alerts_resolve(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Resolve an alert; the next identical event opens a new one."""
     return await _transition(session, args, "resolve")
 
 
-@command("alerts.reopen", Role.OPERATOR, changes_state=True)
+@command("alerts.reopen", Role.OPERATOR, changes_state=True, args=NOTE_ARGS)
 async def _alerts_reopen(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Open an acknowledged or resolved alert again."""
     return await _transition(session, args, "reopen")
 
 
-@command("alerts.silence", Role.OPERATOR, changes_state=True)
+@command(
+    "alerts.silence",
+    Role.OPERATOR,
+    changes_state=True,
+    args={
+        "duration": Duration(),
+        "rule": Text(),
+        "src": Text(64),
+        "dst": Text(64),
+        "device": Text(),
+        "comment": Text(1024),
+    },
+)
 async def _alerts_silence(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Silence alerts matching rule/src/dst/device for a duration."""
-    duration = args.get("duration", "1h")
+    duration = args.get("duration")
+    duration = "1h" if duration is None else duration
     silence, hidden = await session.engine.alerts.add_silence(
         rule=_str(args, "rule"),
         src=_address(args, "src"),
@@ -429,7 +538,7 @@ async def _alerts_silence(session: Session, args: dict[str, Any]) -> dict[str, A
     return {**silence.to_json(), "silenced": hidden}
 
 
-@command("alerts.unsilence", Role.OPERATOR, changes_state=True)
+@command("alerts.unsilence", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _alerts_unsilence(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """End a silence now; the alerts it hid open again."""
     silence_id = _int(args, "id")
@@ -443,7 +552,20 @@ async def _silences_list(session: Session, args: dict[str, Any]) -> list[dict[st
     return [s.to_json() for s in session.engine.alerts.silences]
 
 
-@command("alerts.inject", Role.ADMIN, changes_state=True)
+@command(
+    "alerts.inject",
+    Role.ADMIN,
+    changes_state=True,
+    args={
+        "title": Text(1024),
+        "evidence": Object(),
+        "severity": Text(32),
+        "rule": Text(),
+        "src": Text(64),
+        "dst": Text(64),
+        "device": Text(),
+    },
+)
 async def _alerts_inject(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Raise an alert through the engine like a detecting part would."""
     title = _str(args, "title").strip()
@@ -466,10 +588,10 @@ async def _alerts_inject(session: Session, args: dict[str, Any]) -> dict[str, An
     return {"id": alert.id, "count": alert.count, "state": alert.state.value}
 
 
-@command("audit.list")
+@command("audit.list", args=ONE_LIMIT)
 async def _audit_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """The newest audit entries."""
-    limit = max(1, min(_int({"limit": args.get("limit", 100)}, "limit"), 10_000))
+    limit = max(1, _limit(args, 100, 10_000))
 
     def read(conn):
         cur = conn.execute(
@@ -492,17 +614,18 @@ async def _audit_verify(session: Session, args: dict[str, Any]) -> dict[str, Any
 # -- traffic ---------------------------------------------------------------------------------
 
 
-def _limit(args: dict[str, Any], default: int = 200, most: int = 5000, key: str = "limit") -> int:
-    return min(_int({key: args.get(key, default)}, key), most)
-
-
 @command("capture.status")
 async def _capture_status(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Capture state, interfaces, counters, drops and rates."""
     return session.engine.capture.status()
 
 
-@command("capture.start", Role.OPERATOR, changes_state=True)
+@command(
+    "capture.start",
+    Role.OPERATOR,
+    changes_state=True,
+    args={"interfaces": Texts(count=64, limit=15), "bpf": Text(1024)},
+)
 async def _capture_start(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Start live capture on interfaces, with an optional BPF filter."""
     interfaces = args.get("interfaces")
@@ -521,16 +644,20 @@ async def _capture_stop(session: Session, args: dict[str, Any]) -> dict[str, Any
     return await session.engine.capture.stop()
 
 
-@command("capture.replay", Role.ADMIN, changes_state=True)
+@command(
+    "capture.replay", Role.ADMIN, changes_state=True, args={"path": Text(4096), "realtime": Flag()}
+)
 async def _capture_replay(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Feed a pcap or pcapng file (a path on the engine's host) through the live pipeline."""
     path = _str(args, "path")
     if not path.startswith("/"):
         raise ControlError("path must be absolute (it is read by the engine)", "bad_request")
-    return await session.engine.capture.replay(path, bool(args.get("realtime")))
+    return await session.engine.capture.replay(path, args.get("realtime") is True)
 
 
-@command("traffic.flows")
+@command(
+    "traffic.flows", args={"mode": Text(32), "sort": Text(32), "limit": Int(), "filter": Text(1024)}
+)
 async def _traffic_flows(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Open and recently ended flows, or top talkers, sorted, with an optional display filter."""
     return await session.engine.capture.flows(
@@ -539,27 +666,37 @@ async def _traffic_flows(session: Session, args: dict[str, Any]) -> dict[str, An
     )  # fmt: skip
 
 
-@command("traffic.packets")
+@command("traffic.packets", args={"flow": Text(), "filter": Text(1024), "limit": Int()})
 async def _traffic_packets(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Recent packets of one flow, or those a display filter selects, oldest first."""
     return await session.engine.capture.packets(_str(args, "flow"), _str(args, "filter"),
                                                 _limit(args))  # fmt: skip
 
 
-@command("traffic.packet")
+@command("traffic.packet", args=ONE_ID)
 async def _traffic_packet(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One recent packet in detail: scapy's layers and a hex dump."""
     return await session.engine.capture.packet(_int(args, "id"))
 
 
-@command("traffic.export", Role.OPERATOR)
+@command(
+    "traffic.export",
+    Role.OPERATOR,
+    args={
+        "flow": Text(),
+        "host": Text(64),
+        "since": Number(),
+        "until": Number(),
+        "filter": Text(1024),
+    },
+)
 async def _traffic_export(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Prepare a pcap of recent packets (by flow, host, time or filter) for download."""
     host = _address(args, "host")
     return await session.engine.capture.export({**args, "host": host})
 
 
-@command("traffic.chunk", Role.OPERATOR)
+@command("traffic.chunk", Role.OPERATOR, args={"export": Text(64), "index": Int(hi=1 << 31)})
 async def _traffic_chunk(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One base64 chunk of a prepared export."""
     return session.engine.capture.chunk(_int(args, "export"), _int(args, "index"))
@@ -574,7 +711,7 @@ async def _rules_status(session: Session, args: dict[str, Any]) -> dict[str, Any
     return session.engine.detect.status()
 
 
-@command("rules.list")
+@command("rules.list", args={"filter": Text(1024), "limit": Int()})
 async def _rules_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Loaded rules (disabled ones too) with their hits, most hits first; ``filter`` text."""
     return session.engine.detect.rules(_str(args, "filter"), _limit(args, 5000, 100_000))
@@ -586,13 +723,13 @@ async def _rules_reload(session: Session, args: dict[str, Any]) -> dict[str, Any
     return await session.engine.detect.reload()
 
 
-@command("rules.enable", Role.OPERATOR, changes_state=True)
+@command("rules.enable", Role.OPERATOR, changes_state=True, args={"sid": Int()})
 async def _rules_enable(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Run a disabled rule again (kept across restarts)."""
     return await session.engine.detect.set_enabled(_int(args, "sid"), True, session.operator.name)
 
 
-@command("rules.disable", Role.OPERATOR, changes_state=True)
+@command("rules.disable", Role.OPERATOR, changes_state=True, args={"sid": Int()})
 async def _rules_disable(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Stop running a rule (kept across restarts)."""
     return await session.engine.detect.set_enabled(_int(args, "sid"), False,
@@ -611,7 +748,18 @@ MAX_BANS = 20_000
 LISTED_BANS = 100
 
 
-@command("bans.ban", Role.OPERATOR, changes_state=True)
+@command(
+    "bans.ban",
+    Role.OPERATOR,
+    changes_state=True,
+    args={
+        "address": Text(64),
+        "addresses": Texts(count=MAX_BANS, limit=64),
+        "for": Duration(),
+        "permanent": Flag(),
+        "reason": Text(1024),
+    },
+)
 async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Ban an address or network (or ``addresses``, a list, as one decision) ``for`` a duration,
     else the configured bantime, escalating for repeat offenders, or ``permanent``; refused for
@@ -626,7 +774,7 @@ async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
         if seconds <= 0:
             raise ControlError("for: must be longer than zero", "bad_request")
     operator = session.operator
-    options = {"duration": seconds, "permanent": bool(args.get("permanent")),
+    options = {"duration": seconds, "permanent": args.get("permanent") is True,
                "reason": _str(args, "reason"), "source": "operator", "by": operator.name,
                "protect": operator.ssh_client}  # fmt: skip
     many = args.get("addresses")
@@ -645,7 +793,7 @@ async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@command("bans.unban", Role.OPERATOR, changes_state=True)
+@command("bans.unban", Role.OPERATOR, changes_state=True, args={"address": Text(64)})
 async def _bans_unban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Lift the ban of an address or network."""
     return await session.engine.respond.unban(_str(args, "address"), session.operator.name)
@@ -657,13 +805,13 @@ async def _bans_flush(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return await session.engine.respond.flush(session.operator.name)
 
 
-@command("bans.confirm", Role.OPERATOR, changes_state=True)
+@command("bans.confirm", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _bans_confirm(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Make a ban the policy proposed (it asks the allow-list again)."""
     return await session.engine.respond.confirm(_int(args, "id"), session.operator.name)
 
 
-@command("bans.reject", Role.OPERATOR, changes_state=True)
+@command("bans.reject", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _bans_reject(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Drop a ban the policy proposed."""
     return await session.engine.respond.reject(_int(args, "id"), session.operator.name)
@@ -678,7 +826,7 @@ async def _logs_status(session: Session, args: dict[str, Any]) -> dict[str, Any]
     return session.engine.logwatch.status()
 
 
-@command("logs.tail", Role.OPERATOR)
+@command("logs.tail", Role.OPERATOR, args={"source": Text(4096), "limit": Int()})
 async def _logs_tail(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """The last ``lines`` lines of a followed ``source`` (a file's path, "syslog" or a
     journal source), each with the jail and host it fails."""
@@ -699,7 +847,7 @@ def _device(session: Session, args: dict[str, Any]) -> Any:
     return device
 
 
-@command("devices.list")
+@command("devices.list", args={"state": Text(16), "limit": Int()})
 async def _devices_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """The inventory, riskiest first: optionally only ``state`` present or gone."""
     state = _str(args, "state")
@@ -708,7 +856,7 @@ async def _devices_list(session: Session, args: dict[str, Any]) -> list[dict[str
     return session.engine.devices.listing(state)[: _limit(args, 5000, 100_000)]
 
 
-@command("devices.get")
+@command("devices.get", args={"device": Text()})
 async def _devices_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One device: addresses, vendor, type, services, TLS, open and resolved findings, its
     recent flows (live and stored) and alerts."""
@@ -741,7 +889,10 @@ async def _devices_get(session: Session, args: dict[str, Any]) -> dict[str, Any]
     }
 
 
-@command("findings.list")
+@command(
+    "findings.list",
+    args={"state": Text(16), "severity": Text(32), "device": Text(), "limit": Int()},
+)
 async def _findings_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Open findings over all devices, worst first (``state`` resolved or all for history),
     at least ``severity``, of one ``device``."""
@@ -777,7 +928,18 @@ async def _findings_list(session: Session, args: dict[str, Any]) -> list[dict[st
     return rows[: _limit(args, 5000, 100_000)]
 
 
-@command("scan.start", Role.OPERATOR, changes_state=True)
+@command(
+    "scan.start",
+    Role.OPERATOR,
+    changes_state=True,
+    args={
+        "targets": Texts(count=256, limit=99),
+        "profile": Text(16),
+        "ports": Text(1024),
+        "udp": Flag(),
+        "check_default_creds": Flag(),
+    },
+)
 async def _scan_start(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Start a scan of ``targets`` (inside [scan] scope; empty: the whole scope) with a
     ``profile`` (quick, full) or ``ports``, ``udp`` probes and, only when asked,
@@ -796,7 +958,7 @@ async def _scan_start(session: Session, args: dict[str, Any]) -> dict[str, Any]:
         by=session.operator.name)  # fmt: skip
 
 
-@command("scan.cancel", Role.OPERATOR, changes_state=True)
+@command("scan.cancel", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _scan_cancel(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Cancel a running scan (what it found so far is not recorded)."""
     return await session.engine.scans.cancel(_int(args, "id"))
@@ -808,13 +970,13 @@ async def _scan_status(session: Session, args: dict[str, Any]) -> dict[str, Any]
     return session.engine.scans.status()
 
 
-@command("scan.get")
+@command("scan.get", args=ONE_ID)
 async def _scan_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One scan: its hosts (ports, findings) and its difference from the previous scan."""
     return await session.engine.scans.get(_int(args, "id"))
 
 
-@command("scan.list")
+@command("scan.list", args=ONE_LIMIT)
 async def _scan_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Scans newest first, with their summaries."""
     return await session.engine.scans.history(_limit(args, 50, 1000))
@@ -836,20 +998,20 @@ async def _serial_list(session: Session, args: dict[str, Any]) -> list[dict[str,
     return session.engine.serial.listing()
 
 
-@command("serial.sessions")
+@command("serial.sessions", args=ONE_LIMIT)
 async def _serial_sessions(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Recorded sessions, newest first, with their transcripts and boot-log reports."""
     limit = _limit(args, 50, 1000)
     return await session.engine.read(lambda conn: query_sessions(conn, limit))
 
 
-@command("serial.get")
+@command("serial.get", args={"id": Int(), "tail": Int()})
 async def _serial_get(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One session, its boot-log report and its last ``tail`` received bytes (base64)."""
     return session.engine.serial.get(_int(args, "id"), _limit(args, 65536, 1 << 20, "tail"))
 
 
-@command("serial.read")
+@command("serial.read", args={"id": Int(), "offset": Int(), "limit": Int()})
 async def _serial_read(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Received bytes from ``offset`` (what a console missed), as far as they are kept."""
     return session.engine.serial.read(
@@ -857,7 +1019,12 @@ async def _serial_read(session: Session, args: dict[str, Any]) -> dict[str, Any]
     )
 
 
-@command("serial.open", Role.OPERATOR, changes_state=True)
+@command(
+    "serial.open",
+    Role.OPERATOR,
+    changes_state=True,
+    args={"port": Text(4096), "settings": Object(), "device": Text()},
+)
 async def _serial_open(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Open ``port`` (a path or a pyserial URL) with ``settings`` (baud, data_bits, parity,
     stop_bits, flow, dtr, rts, map_in, map_out, echo; the config's for the rest), attached to
@@ -870,13 +1037,15 @@ async def _serial_open(session: Session, args: dict[str, Any]) -> dict[str, Any]
         by=session.operator.name)  # fmt: skip
 
 
-@command("serial.close", Role.OPERATOR, changes_state=True)
+@command("serial.close", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _serial_close(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Close a session (its transcript is closed and its summary saved)."""
     return await session.engine.serial.close(_int(args, "id"))
 
 
-@command("serial.write", Role.OPERATOR)
+@command(
+    "serial.write", Role.OPERATOR, args={"id": Int(), "data": Text(700_000), "text": Text(65536)}
+)
 async def _serial_write(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Send ``data`` (base64, raw) or ``text`` (newlines mapped as map_out says); refused while
     the device is away. What is sent is in the transcript, not the audit log."""
@@ -890,7 +1059,7 @@ async def _serial_write(session: Session, args: dict[str, Any]) -> dict[str, Any
     return {"sent": await session.engine.serial.send_text(sid, _str(args, "text"))}
 
 
-@command("serial.set", Role.OPERATOR, changes_state=True)
+@command("serial.set", Role.OPERATOR, changes_state=True, args={"id": Int(), "settings": Object()})
 async def _serial_set(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Change settings of an open session (``settings``: any of serial.open's)."""
     settings = args.get("settings") or {}
@@ -899,24 +1068,29 @@ async def _serial_set(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return await session.engine.serial.configure(_int(args, "id"), settings)
 
 
-@command("serial.line", Role.OPERATOR, changes_state=True)
+@command(
+    "serial.line",
+    Role.OPERATOR,
+    changes_state=True,
+    args={"id": Int(), "line": Text(16), "action": Text(16), "ms": Int()},
+)
 async def _serial_line(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Set DTR or RTS (``line``) ``on``, ``off``, ``toggle`` or ``pulse`` (for ``ms``)."""
-    ms = _int(args, "ms") if "ms" in args else 100
+    ms = _limit(args, 100, 10_000, "ms")
     return await session.engine.serial.line(
-        _int(args, "id"), _str(args, "line"), _str(args, "action", "toggle"), min(ms, 10_000) / 1000
+        _int(args, "id"), _str(args, "line"), _str(args, "action", "toggle"), ms / 1000
     )
 
 
-@command("serial.break", Role.OPERATOR, changes_state=True)
+@command("serial.break", Role.OPERATOR, changes_state=True, args={"id": Int(), "ms": Int()})
 async def _serial_break(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Send a break (``ms`` long, 250 by default)."""
-    ms = _int(args, "ms") if "ms" in args else 250
-    await session.engine.serial.send_break(_int(args, "id"), min(ms, 10_000) / 1000)
+    ms = _limit(args, 250, 10_000, "ms")
+    await session.engine.serial.send_break(_int(args, "id"), ms / 1000)
     return {"ok": True}
 
 
-@command("serial.macro", Role.OPERATOR, changes_state=True)
+@command("serial.macro", Role.OPERATOR, changes_state=True, args={"id": Int(), "name": Text()})
 async def _serial_macro(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Send the macro ``name`` from [serial.macros]."""
     return {"sent": await session.engine.serial.macro(_int(args, "id"), _str(args, "name"))}
@@ -928,20 +1102,20 @@ async def _serial_macros(session: Session, args: dict[str, Any]) -> dict[str, st
     return dict(session.engine.config.serial.macros)
 
 
-@command("serial.reconnect", Role.OPERATOR, changes_state=True)
+@command("serial.reconnect", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _serial_reconnect(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Close the port and open it again now."""
     return await session.engine.serial.reconnect(_int(args, "id"))
 
 
-@command("serial.attach", Role.OPERATOR, changes_state=True)
+@command("serial.attach", Role.OPERATOR, changes_state=True, args={"id": Int(), "device": Text()})
 async def _serial_attach(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Attach a session to an inventory ``device`` (id, MAC or address): its boot-log findings
     go on that device."""
     return session.engine.serial.attach(_int(args, "id"), _str(args, "device"))
 
 
-@command("serial.login", Role.OPERATOR, changes_state=True)
+@command("serial.login", Role.OPERATOR, changes_state=True, args=ONE_ID)
 async def _serial_login(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Try the shipped default credentials at the session's login prompt (capped by [serial]
     creds_max_attempts); a pair that works is a critical finding and is logged out at once."""

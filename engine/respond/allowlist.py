@@ -34,8 +34,17 @@ class Allowed:
     why: str  # "loopback", "this box (eth0)", "ignoreip", "SSH client of alice"
 
 
-def ssh_clients(utmp: Path = UTMP) -> list[Allowed]:
-    """The remote addresses of the login sessions in utmp (what ``who`` lists)."""
+@dataclass(frozen=True)
+class Login:
+    """A login session in utmp that came from an address (root's login programs write it)."""
+
+    user: str
+    tty: str
+    address: str
+
+
+def logins(utmp: Path = UTMP) -> list[Login]:
+    """The login sessions in utmp (what ``who`` lists) that name a remote address."""
     try:
         data = utmp.read_bytes()
     except OSError:
@@ -45,13 +54,18 @@ def ssh_clients(utmp: Path = UTMP) -> list[Allowed]:
         kind, _pid, line, _id, user, host, *_rest, raw = _UTMP.unpack_from(data, offset)
         if kind != USER_PROCESS:
             continue
-        who = user.split(b"\0")[0].decode(errors="replace")
-        tty = line.split(b"\0")[0].decode(errors="replace")
         address = _utmp_address(raw, host)
         if address is not None:
-            network = ipaddress.ip_network(address)
-            found.append(Allowed(network, f"SSH client of {who} (logged in on {tty})"))
+            found.append(Login(user.split(b"\0")[0].decode(errors="replace"),
+                               line.split(b"\0")[0].decode(errors="replace"), address))  # fmt: skip
     return found
+
+
+def ssh_clients(utmp: Path = UTMP) -> list[Allowed]:
+    """The remote addresses of the login sessions in utmp."""
+    return [Allowed(ipaddress.ip_network(login.address),
+                    f"SSH client of {login.user} (logged in on {login.tty})")
+            for login in logins(utmp)]  # fmt: skip
 
 
 def _utmp_address(raw: bytes, host: bytes) -> str | None:
