@@ -37,6 +37,7 @@ from engine.serial.service import SerialService
 from engine.store.db import connect, lock_database
 from engine.store.retention import prune
 from engine.store.writer import Writer
+from engine.text import printable
 
 log = logging.getLogger("iotsec.engine")
 
@@ -115,8 +116,8 @@ class Engine:
         self.scans = ScanService(self.config.scan, scope, self.writer, self.bus, self.read,
                                  self.devices)  # fmt: skip
         await self.scans.start()
-        self.serial = SerialService(self.config.serial, group, self.writer, self.bus, self.alerts,
-                                    self.devices)  # fmt: skip
+        self.serial = SerialService(self.config.serial, scope, group, self.writer, self.bus,
+                                    self.alerts, self.devices)  # fmt: skip
         await self.serial.start()  # the config's ports, before any client can ask for them
         await self.server.start()
         await self.capture.start_configured()
@@ -380,10 +381,21 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+class EscapingFormatter(logging.Formatter):
+    """Log lines whose message has every control and format character escaped: a value a
+    client, file, packet or device named (a port with a newline in it) cannot forge a line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def run_engine(config: Config) -> int:
     """The daemon's main: logs to stderr, stops cleanly on SIGTERM/SIGINT; returns an exit code."""
     level = getattr(logging, config.engine.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     engine = Engine(config)
     tune_gc()
 

@@ -50,11 +50,8 @@ def private_dir(directory: Path, group: str) -> None:
         raise PermissionProblem(f"{directory}: cannot prepare directory: {exc.strerror}") from None
 
 
-def private_file(path: Path, group: str, *, group_mode: int = 0o640) -> None:
-    """Owner-only mode for a file we own (``group_mode`` and the group when it is usable)."""
-    gid = usable_group(group)
-    if not path.exists() or path.stat().st_uid != os.geteuid():
-        return
-    os.chmod(path, group_mode if gid is not None else 0o600)
-    if gid is not None:
-        os.chown(path, -1, gid)
+def private_file(path: Path) -> None:
+    """Owner-only mode (0600) for a file we own. Data files are never the group's: the group
+    lets its members reach the control socket, and the socket's roles decide what they see."""
+    if path.exists() and path.stat().st_uid == os.geteuid():
+        os.chmod(path, 0o600)

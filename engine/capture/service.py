@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from engine.capture.protocols import port_tag, transport_tag
 from engine.capture.ring import RingPacket
 from engine.config import CaptureConfig
 from engine.control.protocol import ControlError
+from engine.text import printable, unsafe_character
 
 if TYPE_CHECKING:
     from engine.events import EventBus
@@ -77,8 +79,8 @@ class CaptureService:
         self.store_drops = 0
         self.flows_ended = 0
         self._recent: OrderedDict[str, Flow] = OrderedDict()
-        self._exports: OrderedDict[int, bytes] = OrderedDict()
-        self._export_id = 0
+        # Prepared exports by their unguessable id, with the uid of the operator who asked.
+        self._exports: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._last_tick = 0.0
         self._replaying = False
         self._kernel_drops_done = 0  # counted by captures already stopped
@@ -92,6 +94,11 @@ class CaptureService:
     # -- starting and stopping ---------------------------------------------------------------
 
     async def start(self, interfaces: list[str], bpf: str = "") -> dict[str, Any]:
+        # libpcap stops reading at a NUL: "\x00tcp" would compile as no filter at all.
+        bad = unsafe_character(bpf)
+        if bad is not None:
+            raise ControlError(f"bpf: holds the control character {bad}; a filter is plain"
+                               " text", "bad_filter")  # fmt: skip
         if self.live is not None:
             await self.stop()
         ok, why = can_capture()
@@ -340,8 +347,9 @@ class CaptureService:
         detail = await asyncio.to_thread(dissect.dissect, packet.linktype, packet.data)
         return {**_packet_view(packet, Decoder(), self.pipeline.flows), **detail}
 
-    async def export(self, args: dict[str, Any]) -> dict[str, Any]:
-        """A pcap of the ring's packets that match the selection, kept for chunked download."""
+    async def export(self, args: dict[str, Any], owner: int) -> dict[str, Any]:
+        """A pcap of the ring's packets that match the selection, kept for chunked download by
+        the operator ``owner`` (a uid) alone."""
         flow, host = args.get("flow") or "", args.get("host") or ""
         since, until = float(args.get("since") or 0), float(args.get("until") or 0)
         wanted = _parse(str(args.get("filter") or ""))
@@ -376,19 +384,23 @@ class CaptureService:
             return out.getvalue(), len(chosen)
 
         data, count = await asyncio.to_thread(build)
-        self._export_id += 1
-        self._exports[self._export_id] = data
+        export = secrets.token_urlsafe(18)
+        self._exports[export] = (owner, data)
         while len(self._exports) > MAX_EXPORTS:
             self._exports.popitem(last=False)
         chunks = max(1, -(-len(data) // EXPORT_CHUNK))
         kind = "pcapng" if data[:4] == b"\x0a\x0d\x0d\x0a" else "pcap"
-        return {"export": self._export_id, "packets": count, "size": len(data),
+        return {"export": export, "packets": count, "size": len(data),
                 "chunks": chunks, "format": kind}  # fmt: skip
 
-    def chunk(self, export: int, index: int) -> dict[str, Any]:
-        data = self._exports.get(export)
-        if data is None:
-            raise ControlError(f"export {export} is gone (start it again)", "not_found")
+    def chunk(self, export: str, index: int, owner: int) -> dict[str, Any]:
+        """Chunk ``index`` of an export, for the operator who prepared it (another operator is
+        told it does not exist, as for a wrong id)."""
+        owner_and_data = self._exports.get(export)
+        if owner_and_data is None or owner_and_data[0] != owner:
+            raise ControlError(f"export {printable(export[:64])} is gone (start it again)",
+                               "not_found")  # fmt: skip
+        data = owner_and_data[1]
         part = data[index * EXPORT_CHUNK : (index + 1) * EXPORT_CHUNK]
         if index and not part:
             raise ControlError(f"export {export} has no chunk {index}", "bad_request")

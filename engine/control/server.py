@@ -73,8 +73,9 @@ class Session:
     """One client connection: who it is, its subscription, its writer."""
 
     def __init__(self, engine: Engine, operator: Operator, writer: asyncio.StreamWriter,
-                 pid: int = 0) -> None:  # fmt: skip
+                 pid: int = 0, on_cut_off: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.engine = engine
+        self.on_cut_off = on_cut_off
         self.operator = operator
         self.writer = writer
         self.pid = pid
@@ -103,6 +104,8 @@ class Session:
                         printable(self.client), waiting + extra, bound)  # fmt: skip
             self.cut_off = True
             self.writer.transport.abort()  # drops what waits: the memory comes back now
+            if self.on_cut_off is not None:
+                self.on_cut_off()
         return True
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -200,6 +203,9 @@ class ControlServer:
                     " ([control] max_clients_per_user)", "busy")  # fmt: skip
         return None
 
+    def _count_cut_off(self) -> None:
+        self.cut_off += 1
+
     def _log_refusal(self, uid: int, reason: str) -> None:
         """One log line per user and reason every 10 s: a client retrying in a loop must not
         fill the log."""
@@ -229,18 +235,17 @@ class ControlServer:
             writer.close()
             return
         assert role is not None
-        session = Session(self.engine, Operator(uid, name, role), writer, pid)
+        session = Session(self.engine, Operator(uid, name, role), writer, pid, self._count_cut_off)
         self.sessions.add(session)
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
-        hello_by = time.monotonic() + self.engine.config.control.hello_timeout
+        hello_by = asyncio.get_running_loop().time() + self.engine.config.control.hello_timeout
         try:
-            while not session.over_bound():
+            # Requests still buffered from a client that is gone are not worth answering.
+            while not session.over_bound() and not writer.is_closing():
                 try:
-                    line = await asyncio.wait_for(
-                        reader.readline(),
-                        None if session.greeted else max(0.0, hello_by - time.monotonic()),
-                    )
+                    async with asyncio.timeout_at(None if session.greeted else hello_by):
+                        line = await reader.readline()
                 except TimeoutError:
                     if session.greeted:
                         continue  # it said hello while the wait ran
@@ -264,7 +269,6 @@ class ControlServer:
             if session.forwarder is not None:
                 session.forwarder.cancel()
             self.sessions.discard(session)
-            self.cut_off += session.cut_off
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
@@ -693,13 +697,15 @@ async def _traffic_packet(session: Session, args: dict[str, Any]) -> dict[str, A
 async def _traffic_export(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Prepare a pcap of recent packets (by flow, host, time or filter) for download."""
     host = _address(args, "host")
-    return await session.engine.capture.export({**args, "host": host})
+    return await session.engine.capture.export({**args, "host": host}, session.operator.uid)
 
 
 @command("traffic.chunk", Role.OPERATOR, args={"export": Text(64), "index": Int(hi=1 << 31)})
 async def _traffic_chunk(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """One base64 chunk of a prepared export."""
-    return session.engine.capture.chunk(_int(args, "export"), _int(args, "index"))
+    return session.engine.capture.chunk(
+        _str(args, "export"), _int(args, "index"), session.operator.uid
+    )
 
 
 # -- rules -----------------------------------------------------------------------------------

@@ -73,9 +73,9 @@ class TranscriptWriter:
 
     def __init__(self, path: Path, header: str, group: str = "iotsec") -> None:
         private_dir(path.parent, group)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.path = path
-        private_file(path, group)
+        private_file(path)
         self._file: BinaryIO = os.fdopen(fd, "ab")
         self._piece = bytearray()
         self._piece_ts = 0.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from engine.fileperms import PermissionProblem, private_dir, private_file, usable_group
+from engine.fileperms import PermissionProblem, private_dir, private_file
 from engine.store import schema
 
 GROUP = "iotsec"
@@ -19,9 +19,11 @@ class StoreError(Exception):
     """The database cannot be opened or used; the message names the file."""
 
 
-def _tighten(path: Path, group: str) -> None:
+def _tighten(path: Path) -> None:
+    """The database, its WAL and shared memory readable by the engine's user alone: a member
+    of the socket's group has no role by being one, and every role reads through the API."""
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        private_file(p, group)
+        private_file(p)
 
 
 def lock_database(path: Path, group: str = GROUP) -> int:
@@ -73,7 +75,7 @@ def connect(path: Path, *, readonly: bool = False, group: str = GROUP) -> sqlite
         private_dir(path.parent, group)
     except PermissionProblem as exc:
         raise StoreError(str(exc)) from None
-    old_umask = os.umask(0o077 if usable_group(group) is None else 0o027)
+    old_umask = os.umask(0o077)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -85,7 +87,7 @@ def connect(path: Path, *, readonly: bool = False, group: str = GROUP) -> sqlite
         raise StoreError(f"{path}: cannot open database: {exc}") from None
     finally:
         os.umask(old_umask)
-    _tighten(path, group)
+    _tighten(path)
     return conn
 
 
