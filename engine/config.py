@@ -19,6 +19,7 @@ from typing import Any
 
 from engine import paths
 from engine.durations import parse_duration
+from engine.respond.targets import TargetError, parse_target
 from engine.serial.settings import LineSettings, SettingsError
 
 
@@ -484,9 +485,12 @@ def _check_values(config: Config, where: str) -> None:
     _check_networks(
         where, "devices.local_networks", config.devices.local_networks, "is not a network"
     )
-    _check_networks(
-        where, "respond.ignoreip", config.respond.ignoreip, "is not an address or network"
-    )
+    for text in config.respond.ignoreip:
+        # The ban targets' own parser: a zone id (fe80::1%eth0) is refused, as for a ban.
+        try:
+            parse_target(text, strict=False)
+        except TargetError as exc:
+            raise ConfigError(f"{where}: respond.ignoreip: {exc}") from None
     _check_serial(config.serial, where)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.respond.targets import Network, shown
+from engine.respond.targets import Network, parse_target, shown
 
 log = logging.getLogger("iotsec.respond")
 
@@ -73,8 +73,9 @@ def _utmp_address(raw: bytes, host: bytes) -> str | None:
         return str(ipaddress.IPv4Address(raw[:4]))
     if raw != bytes(16):
         return str(ipaddress.IPv6Address(raw))
-    # Some login programs leave the address out and write it as the host.
-    text = host.split(b"\0")[0].decode(errors="replace")
+    # Some login programs leave the address out and write it as the host, a link-local one
+    # with the interface it came in on (fe80::1%eth0): a ban never has one, so it is left out.
+    text = host.split(b"\0")[0].decode(errors="replace").partition("%")[0]
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -114,7 +115,7 @@ class AllowList:
                  utmp: Path = UTMP) -> None:  # fmt: skip
         self.fixed = [Allowed(n, "loopback") for n in LOOPBACK]
         for text in ignoreip:
-            self.fixed.append(Allowed(ipaddress.ip_network(text, strict=False), "ignoreip"))
+            self.fixed.append(Allowed(parse_target(text, strict=False), "ignoreip"))
         self.sessions = sessions
         self.utmp = utmp
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,12 +27,22 @@ class Element:
     timeout: float | None  # seconds left; None: until removed
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An element the firewall would not take, and why."""
+
+    element: Element
+    why: str
+
+
 class Firewall(Protocol):
     name: str
     enforcing: bool  # whether its bans reach the kernel
 
-    def install(self, elements: list[Element]) -> None:
-        """Make our table (sets, chains) anew, holding exactly ``elements``."""
+    def install(self, elements: list[Element]) -> list[Refused]:
+        """Make our table (sets, chains) anew, holding ``elements``: all of them, or when
+        some cannot be written or the firewall refuses them, all of the others (returned:
+        the ones left out, and why). FirewallError when the table itself cannot be made."""
 
     def change(self, add: list[Element], remove: list[Network]) -> None:
         """Add and remove elements in one transaction."""
@@ -42,6 +53,24 @@ class Firewall(Protocol):
 
     def uninstall(self) -> None:
         """Remove everything of ours from the firewall."""
+
+
+def add_apart(add: Callable[[list[Element]], None], elements: list[Element]) -> list[Refused]:
+    """Add ``elements`` with ``add`` in halves, and halves of the halves that fail, down to
+    one each: a batch applies whole or not at all, and one element the firewall refuses must
+    not keep the others out. The ones it refuses are returned, each with its error."""
+    if not elements:
+        return []
+    try:
+        add(elements)
+        return []
+    except FirewallError as exc:
+        if exc.permission:
+            raise
+        if len(elements) == 1:
+            return [Refused(elements[0], str(exc))]
+    half = len(elements) // 2
+    return add_apart(add, elements[:half]) + add_apart(add, elements[half:])
 
 
 MAX_RECORDED = 1000
@@ -61,9 +90,10 @@ class DryRun:
     def _record(self, text: str) -> None:
         self.actions.append((time.time(), text))
 
-    def install(self, elements: list[Element]) -> None:
+    def install(self, elements: list[Element]) -> list[Refused]:
         self.elements = {shown(e.network): e for e in elements}
         self._record(f"would install the ban table with {len(elements)} bans")
+        return []
 
     def change(self, add: list[Element], remove: list[Network]) -> None:
         for network in remove:

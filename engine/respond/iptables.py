@@ -1,7 +1,8 @@
 """The iptables + ipset backend, for hosts without nft: an ipset per address family
 (``hash:net`` with timeouts and counters: the kernel expires bans itself, networks work) and a
 chain of our own (``IOTSEC``) that drops what they hold, jumped to first from INPUT and
-FORWARD. Set changes go through one ``ipset restore``; no shell, addresses parsed before use."""
+FORWARD. Set changes go through one ``ipset restore``; no shell, and the restore script is
+built from parsed addresses and checked values (engine/respond/script.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import shutil
 import subprocess
 
-from engine.respond.firewall import Element, FirewallError
+from engine.respond.firewall import Element, FirewallError, Refused, add_apart
 from engine.respond.nftables import LOG_PREFIX
-from engine.respond.targets import Network, shown
+from engine.respond.script import element, name, time_left, writable
+from engine.respond.targets import Network
 
-SETS = {4: "iotsec4", 6: "iotsec6"}
-FAMILIES = {4: "inet", 6: "inet6"}
-CHAIN = "IOTSEC"
+SETS = {4: name("iotsec4"), 6: name("iotsec6")}
+FAMILIES = {4: name("inet"), 6: name("inet6")}
+CHAIN = name("IOTSEC")
 HOOKS = ("INPUT", "FORWARD")
 # ipset's longest timeout (seconds); a longer ban is held without one and lifted by the engine.
 MAX_TIMEOUT = 2147483
@@ -33,8 +35,8 @@ class Iptables:
     enforcing = True
 
     def __init__(self) -> None:
-        tools = {name: _find(name) for name in ("iptables", "ip6tables", "ipset")}
-        missing = [name for name, path in tools.items() if path is None]
+        tools = {tool: _find(tool) for tool in ("iptables", "ip6tables", "ipset")}
+        missing = [tool for tool, path in tools.items() if path is None]
         if missing:
             raise FirewallError(
                 f"{' and '.join(missing)} not installed (Debian: apt-get install iptables ipset)"
@@ -60,20 +62,30 @@ class Iptables:
             self._run([self.ipset, "restore", "-exist"], script="\n".join(lines) + "\n")
 
     @staticmethod
-    def _add(element: Element) -> str:
-        name = SETS[element.network.version]
-        timeout = 0 if element.timeout is None else max(1, int(element.timeout))
-        if timeout > MAX_TIMEOUT:
-            timeout = 0
-        return f"add {name} {shown(element.network)} timeout {timeout}"
+    def _add(item: Element) -> str:
+        seconds = time_left(item, MAX_TIMEOUT)
+        timeout = 0 if seconds is None else max(1, int(seconds))
+        return f"add {SETS[item.network.version]} {element(item.network)} timeout {timeout}"
 
-    def install(self, elements: list[Element]) -> None:
-        lines = []
-        for version, name in SETS.items():
-            lines.append(f"create {name} hash:net family {FAMILIES[version]} timeout 0 counters")
-            lines.append(f"flush {name}")
-        lines += [self._add(e) for e in elements]
-        self._restore(lines)
+    def _add_batch(self, elements: list[Element]) -> None:
+        self._restore([self._add(e) for e in elements])
+
+    def install(self, elements: list[Element]) -> list[Refused]:
+        good, refused = writable(elements, self._add)
+        sets = []
+        for version, set_name in SETS.items():
+            sets.append(f"create {set_name} hash:net family {FAMILIES[version]} timeout 0"
+                        " counters")  # fmt: skip
+            sets.append(f"flush {set_name}")
+        try:
+            self._restore(sets + [self._add(e) for e in good])
+        except FirewallError as exc:
+            if exc.permission or not good:
+                raise
+            # An element ipset refuses (a stored /0) stops the restore at its line: the sets
+            # are made empty, then the elements go in apart, so the others land.
+            self._restore(sets)
+            refused += add_apart(self._add_batch, good)
         for version, tool in self.tables.items():
             self._run([tool, "-w", "-N", CHAIN], check=False)  # exists already: fine
             self._run([tool, "-w", "-F", CHAIN])
@@ -84,15 +96,16 @@ class Iptables:
             for hook in HOOKS:
                 if not self._checks([tool, "-w", "-C", hook, "-j", CHAIN]):
                     self._run([tool, "-w", "-I", hook, "1", "-j", CHAIN])
+        return refused
 
     def change(self, add: list[Element], remove: list[Network]) -> None:
-        lines = [f"del {SETS[n.version]} {shown(n)}" for n in remove]
+        lines = [f"del {SETS[n.version]} {element(n)}" for n in remove]
         self._restore(lines + [self._add(e) for e in add])
 
     def observe(self) -> dict[str, tuple[int, int]] | None:
         counts: dict[str, tuple[int, int]] = {}
-        for name in SETS.values():
-            listing = self._run([self.ipset, "list", name], check=False)
+        for set_name in SETS.values():
+            listing = self._run([self.ipset, "list", set_name], check=False)
             if "Members:" not in listing:
                 return None  # the set is gone
             for line in listing.split("Members:", 1)[1].splitlines():
@@ -125,5 +138,5 @@ class Iptables:
                     self._run([tool, "-w", "-D", hook, "-j", CHAIN])
             self._run([tool, "-w", "-F", CHAIN], check=False)
             self._run([tool, "-w", "-X", CHAIN], check=False)
-        for name in SETS.values():
-            self._run([self.ipset, "destroy", name], check=False)
+        for set_name in SETS.values():
+            self._run([self.ipset, "destroy", set_name], check=False)

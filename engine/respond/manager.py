@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.control.protocol import ControlError
+from engine.durations import MAX_SECONDS
 from engine.respond.allowlist import Allowed, AllowList
 from engine.respond.firewall import DryRun, Element, Firewall, FirewallError
 from engine.respond.iptables import Iptables
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("iotsec.respond")
 
 Reader = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+T = TypeVar("T")
 
 
 def make_firewall(backend: str) -> Firewall:
@@ -83,6 +86,8 @@ class BanManager:
         self.state = "not started"
         self.problem = ""  # why bans are not enforced, when they are not
         self.reapplied = 0  # times the firewall lost our table and it was installed again
+        # Stored bans left out of the firewall since the start, by id: why (see _leave_out).
+        self.unapplied: dict[int, str] = {}
         # Whether our table should be in the firewall: not after a flush, until the next ban.
         self.installed = False
         self.counts: dict[str, tuple[int, int]] = {}
@@ -106,7 +111,10 @@ class BanManager:
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore the bans still running into the firewall; mark the ones that ran out."""
+        """Restore the bans still running into the firewall; mark the ones that ran out, and
+        leave out the ones that cannot be restored (see :meth:`_leave_out`) so that the
+        others are. The engine starts whatever the firewall says: without our table, bans are
+        recorded and the status says why."""
         now = self.clock()
 
         def load(conn: sqlite3.Connection) -> tuple[list[Ban], list[Any]]:
@@ -121,26 +129,59 @@ class BanManager:
 
         bans, proposals = await self.read(load)
         self.proposed = {row[0]: (Ban(*row[:9]), row[9], row[10]) for row in proposals}
+        unusable = [(b, why) for b in bans if (why := _unrestorable(b))]
+        if unusable:
+            await self._leave_out(unusable, "invalid", now)
+            left_out = {b.id for b, _ in unusable}
+            bans = [b for b in bans if b.id not in left_out]
         over = [b.id for b in bans if b.expires is not None and b.expires <= now]
         if over:
             await self._set_state(over, "expired", "", now)
         self.active = {b.target: b for b in bans if b.id not in over}
         async with self._lock:
-            await self._apply(lambda fw: fw.install(self._elements(now)))
-            self.installed = True
+            try:
+                await self._install(now)
+            except FirewallError as exc:
+                # The next ban tries again (see ban_many); until then bans are only recorded.
+                self.problem = (f"not enforced: {self.firewall.name} could not install our"
+                                f" table: {exc}")  # fmt: skip
+                log.error("respond: %s", self.problem)
+            else:
+                self.installed = True
         self.state = "running"
         log.info("respond: %d bans restored, %d had expired; backend %s%s",
                  len(self.active), len(over), self.firewall.name,
                  f" ({self.problem})" if self.problem else "")  # fmt: skip
 
-    def _elements(self, now: float) -> list[Element]:
-        return [Element(b.network, b.left(now)) for b in self.active.values()]
+    async def _install(self, now: float) -> None:
+        """Install our table anew with the active bans; the ones the firewall refuses are
+        left out (see :meth:`_leave_out`). Call with the lock held."""
+        owners = {Element(b.network, b.left(now)): b for b in self.active.values()}
+        refused = await self._apply(lambda fw: fw.install(list(owners)))
+        left_out = [(owners[r.element], f"the firewall refused it: {r.why}")
+                    for r in refused or () if r.element in owners]  # fmt: skip
+        if left_out:
+            await self._leave_out(left_out, "failed", now)
 
-    async def _apply(self, change: Callable[[Firewall], None]) -> None:
+    async def _leave_out(self, bans: list[tuple[Ban, str]], state: str, now: float) -> None:
+        """Stored bans that cannot be in the firewall (an address no firewall can hold, from
+        before such addresses were refused, or one the firewall refuses): marked ``state``
+        in the store, taken out of the active bans, and each named with why in one log line
+        and in the status, so that one of them keeps neither the others out nor the engine
+        from starting."""
+        for ban, why in bans:
+            if self.active.get(ban.target) is ban:
+                del self.active[ban.target]
+            self.unapplied[ban.id] = why
+            log.warning("respond: ban #%d not applied: %s", ban.id, why)
+        await self._set_state([b.id for b, _ in bans], state, "", now)
+
+    async def _apply(self, change: Callable[[Firewall], T]) -> T | None:
         """Run a firewall change off the loop; a refusal for want of privilege makes the
-        bans recorded-only (and says so), any other failure is an error for the caller."""
+        bans recorded-only (and says so, and gives None), any other failure is an error for
+        the caller."""
         try:
-            await asyncio.to_thread(change, self.firewall)
+            done = await asyncio.to_thread(change, self.firewall)
         except FirewallError as exc:
             if not exc.permission:
                 raise
@@ -149,9 +190,10 @@ class BanManager:
                 f" root or grant it the capability): {exc}"
             )
             log.warning("respond: %s", self.problem)
-        else:
-            if self.problem.startswith("not enforced"):
-                self.problem = ""
+            return None
+        if self.problem.startswith("not enforced"):
+            self.problem = ""
+        return done
 
     async def tick(self) -> None:
         """Mark bans whose time ran out; install our table again if it is gone."""
@@ -170,7 +212,9 @@ class BanManager:
             counts = await asyncio.to_thread(self.firewall.observe)
             if counts is None:
                 async with self._lock:
-                    await self._apply(lambda fw: fw.install(self._elements(self.clock())))
+                    if not self.installed:  # flushed on purpose while we looked
+                        return
+                    await self._install(self.clock())
                 self.reapplied += 1
                 log.warning("respond: our firewall table was gone (flushed?): installed again "
                             "with %d bans", len(self.active))  # fmt: skip
@@ -191,6 +235,7 @@ class BanManager:
         """Ban addresses or networks as one decision: every one is checked first, and if any
         is refused none is made; then one store transaction and one firewall change.
         ``protect``: the requesting operator's own SSH client address."""
+        _check_request(targets, duration, permanent, [reason, source, by, protect])
         networks = [self._parse(t) for t in targets]
         if not networks:
             raise ControlError("no address given", "bad_request")
@@ -231,11 +276,10 @@ class BanManager:
             bans = [Ban(i, *row) for i, row in zip(ids, rows, strict=True)]
             add = [Element(n, b.left(now)) for n, b in zip(networks, bans, strict=True)]
             try:
-                if self.installed:
-                    await self._apply(lambda fw: fw.change(add, [b.network for b in replaced]))
-                else:  # the first ban since a flush brings our table back
-                    await self._apply(lambda fw: fw.install(add))
+                if not self.installed:  # the first ban since a flush brings our table back
+                    await self._install(now)
                     self.installed = True
+                await self._apply(lambda fw: fw.change(add, [b.network for b in replaced]))
             except FirewallError as exc:
                 await self._set_state(ids, "failed", by, now)
                 raise ControlError(f"the firewall refused the ban: {exc}", "firewall") from None
@@ -345,6 +389,7 @@ class BanManager:
 
     async def confirm(self, proposal_id: int, by: str = "") -> dict[str, Any]:
         """An operator confirms a proposed ban: it is made now (the allow-list is asked again)."""
+        _check_id(proposal_id)
         if proposal_id not in self.proposed:
             raise ControlError(f"no proposed ban {proposal_id}", "not_found")
         ban, length, _alert = self.proposed[proposal_id]
@@ -355,6 +400,7 @@ class BanManager:
         return {**result, "proposal": proposal_id}
 
     async def reject(self, proposal_id: int, by: str = "") -> dict[str, Any]:
+        _check_id(proposal_id)
         if proposal_id not in self.proposed:
             raise ControlError(f"no proposed ban {proposal_id}", "not_found")
         ban, _length, _alert = self.proposed.pop(proposal_id)
@@ -435,16 +481,29 @@ class BanManager:
         return [self._proposal_record(i) for i in sorted(self.proposed)]
 
     def status(self) -> dict[str, Any]:
+        """The backend's state; ``problem`` says why bans are not enforced, else which stored
+        bans were left out of the firewall (all of them in ``unapplied``)."""
         return {
             "state": self.state,
             "backend": self.firewall.name,
             "enforced": self.enforced,
-            "problem": self.why_not_enforced,
+            "problem": self.why_not_enforced or self._unapplied_summary(),
             "active": len(self.active),
             "proposed": len(self.proposed),
             "refused": self.refused,
             "reapplied": self.reapplied,
+            "unapplied": [{"id": i, "why": why} for i, why in self.unapplied.items()],
         }  # fmt: skip
+
+    def _unapplied_summary(self) -> str:
+        if len(self.unapplied) == 1:
+            ((ban_id, why),) = self.unapplied.items()
+            return f"ban #{ban_id} not applied: {why}"
+        if self.unapplied:
+            ids = ", ".join(f"#{i}" for i in list(self.unapplied)[:10])
+            more = ", ..." if len(self.unapplied) > 10 else ""
+            return f"{len(self.unapplied)} stored bans not applied ({ids}{more}): see unapplied"
+        return ""
 
 
 def _length(length: float | None) -> dict[str, Any]:
@@ -461,6 +520,45 @@ def _holds(network: Network, address: str) -> bool:
     except TargetError:
         return False
     return parsed.version == network.version and network.overlaps(parsed)
+
+
+def _unrestorable(ban: Ban) -> str | None:
+    """Why a stored active ban cannot go into the firewall, or None."""
+    try:
+        parse_target(ban.target)
+    except TargetError as exc:
+        return f"its address cannot be banned: {exc}"
+    end = ban.expires
+    if end is not None and (isinstance(end, bool) or not isinstance(end, int | float)
+                            or not math.isfinite(end)):  # fmt: skip
+        return f"its end ({end!r}) is not a time"
+    return None
+
+
+def _check_request(targets: object, duration: object, permanent: object,
+                   texts: list[object]) -> None:  # fmt: skip
+    """What a ban request holds besides its addresses, checked here whatever the caller did:
+    a firewall timeout is written only from a finite number of seconds."""
+    if not isinstance(targets, list | tuple):
+        raise ControlError("the addresses must be a list", "bad_request")
+    if not isinstance(permanent, bool):
+        raise ControlError(f"permanent must be true or false, not {type(permanent).__name__}",
+                           "bad_request")  # fmt: skip
+    if duration is not None:
+        if permanent:
+            raise ControlError("a ban is for a duration or permanent, not both", "bad_request")
+        if (isinstance(duration, bool) or not isinstance(duration, int | float)
+                or not math.isfinite(duration) or not 0 < duration <= MAX_SECONDS):  # fmt: skip
+            raise ControlError("for: a duration must be longer than zero and at most 100 years",
+                               "bad_request")  # fmt: skip
+    if not all(isinstance(text, str) for text in texts):
+        raise ControlError("reason, source and who must be text", "bad_request")
+
+
+def _check_id(proposal_id: object) -> None:
+    if isinstance(proposal_id, bool) or not isinstance(proposal_id, int):
+        raise ControlError(f"a proposal id is a number, not {type(proposal_id).__name__}",
+                           "bad_request")  # fmt: skip
 
 
 CHUNK = 500  # addresses per query

@@ -1,11 +1,14 @@
 """What a ban is of and for how long: addresses and networks parsed with ``ipaddress`` (never
-passed on as typed), and fail2ban's ``bantime.increment`` for repeat offenders."""
+passed on as typed; zone ids and control characters refused), and fail2ban's
+``bantime.increment`` for repeat offenders."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
+
+from engine.text import printable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -14,24 +17,39 @@ class TargetError(ValueError):
     """An address or network that cannot be banned as written."""
 
 
-def parse_target(text: str) -> Network:
+def parse_target(text: str, *, strict: bool = True) -> Network:
     """``10.0.0.5``, ``2001:db8::1``, ``10.0.0.0/24`` or ``2001:db8::/48`` as a network (an
-    address is a network of one)."""
-    value = text.strip()
+    address is a network of one); ``strict=False`` takes host bits (``10.0.0.5/24``, as
+    ignoreip may be written) as their network. Refused: anything but an address or network,
+    and zone ids (``fe80::1%eth0``), which ``ipaddress`` takes and no firewall can."""
+    if not isinstance(text, str):
+        raise TargetError(f"an address is text, not {type(text).__name__}")
+    value = text.strip(" ")
     if not value:
         raise TargetError("no address given")
+    if "%" in value:
+        raise TargetError(f"{_quoted(text)} has a zone id (%...), which no firewall rule can"
+                          " hold: give the address without it")  # fmt: skip
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise TargetError(f"{_quoted(text)} holds whitespace or a control character: give"
+                          " the address alone")  # fmt: skip
     try:
-        return ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
+        return ipaddress.ip_network(value, strict=strict)
+    except ValueError:
         try:
             loose = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise TargetError(
-                f"{text!r} is not an IPv4 or IPv6 address or network ({exc})"
+                f"{_quoted(text)} is not an IPv4 or IPv6 address or network"
             ) from None
         raise TargetError(
-            f"{text!r} has host bits set: the network is {loose} (ban that, or one address)"
+            f"{_quoted(text)} has host bits set: the network is {loose} (ban that, or one address)"
         ) from None
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a message may show it: escaped, and cut short (a request may be long)."""
+    return f"'{printable(text, limit=60)}'"
 
 
 def shown(network: Network) -> str:
@@ -72,7 +90,9 @@ class Ban:
 
     @property
     def network(self) -> Network:
-        return ipaddress.ip_network(self.target, strict=False)
+        """TargetError when the stored text is not one (a row from before zone ids were
+        refused, or written by hand)."""
+        return parse_target(self.target)
 
     def left(self, now: float) -> float | None:
         """Seconds until it expires (None: permanent)."""
