@@ -67,6 +67,10 @@ def _jails_text(data: dict[str, Any]) -> str:
         out.append(f"    {entry['rotations']} rotations, {entry['truncations']} truncations")
         if entry["error"]:
             out.append(f"    {entry['error']}")
+    if data["skipped"]:
+        out.append(f"\nSKIPPED (found by a glob, not read; owners: {', '.join(data['owners'])})")
+    for entry in data["skipped"]:
+        out.append(f"  {entry['reason']}")
     syslog = data["syslog"]
     if syslog["enabled"]:
         ports = ", ".join(f"{kind} {syslog[f'{kind}_port']}" for kind in ("udp", "tcp")
@@ -75,6 +79,14 @@ def _jails_text(data: dict[str, Any]) -> str:
                    f" {syslog['malformed']} malformed, {syslog['matched']} failures")  # fmt: skip
         if syslog["last_error"]:
             out.append(f"  last malformed: {syslog['last_error']}")
+        if syslog["cut"]:
+            out.append(f"  {syslog['cut']} longer than logwatch.syslog.max_message, cut there")
+        if syslog["udp_dropped"]:
+            out.append(f"  {syslog['udp_dropped']} UDP datagrams dropped by the kernel (its receive"
+                       f" buffer of {syslog['udp_buffer']} bytes was full)")  # fmt: skip
+        if syslog["tcp_refused"] or syslog["tcp_timed_out"]:
+            out.append(f"  TCP: {syslog['tcp_connections']} open, {syslog['tcp_refused']} closed"
+                       f" past max_connections, {syslog['tcp_timed_out']} closed idle")  # fmt: skip
     for journal in data["journal"]:
         out.append(f"journal {journal['matches']}: {journal['state']}, {journal['lines']} "
                    f"entries, {journal['matched']} failures")  # fmt: skip

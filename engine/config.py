@@ -201,6 +201,16 @@ class SyslogConfig:
     port: int = 5514
     udp: bool = True
     tcp: bool = True
+    # A longer message is cut there (rsyslog's default $MaxMessageSize); over TCP it is also
+    # the most an unfinished message holds of a connection's memory.
+    max_message: int = 8192
+    # The kernel's UDP receive buffer (bytes; 0: the system's default): room for a burst.
+    # Datagrams that find it full are dropped by the kernel, and counted in `iotsec logs`.
+    udp_buffer: int = 4 << 20
+    # TCP connections at once; one more is closed as soon as it is accepted, and counted.
+    max_connections: int = 100
+    # A TCP connection that sends nothing for this long is closed (the sender reconnects).
+    idle_timeout: Duration = Duration(300)
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,11 @@ class LogwatchConfig:
     # The journal jails read: empty for the system's; a directory of journal files (a
     # device's or container's /var/log/journal) otherwise.
     journal_directory: str = ""
+    # Users whose files the engine reads, besides root and its own user (it reads as root,
+    # so a file another user owns, or planted, is refused and said). Debian's rsyslog writes
+    # root's files (root:adm); Ubuntu's runs as syslog. Add a daemon whose own log a jail
+    # reads (mosquitto, www-data).
+    owners: tuple[str, ...] = ("syslog",)
     # [[logwatch.jail]] tables.
     jail: tuple[JailConfig, ...] = ()
 
@@ -575,6 +590,18 @@ def _check_jails(config: LogwatchConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: logwatch.syslog.address: {config.syslog.address!r} is not an address"
         ) from None
+    syslog = config.syslog
+    for key, value, least, most in [
+        ("max_message", syslog.max_message, 480, 1 << 20),  # 480: RFC 5426's least for IPv4
+        ("udp_buffer", syslog.udp_buffer, 0, 1 << 30),
+        ("max_connections", syslog.max_connections, 1, 65536),
+    ]:
+        if not least <= value <= most:
+            raise ConfigError(
+                f"{where}: logwatch.syslog.{key}: expected {least} to {most}, got {value}"
+            )
+    if syslog.idle_timeout <= 0:
+        raise ConfigError(f"{where}: logwatch.syslog.idle_timeout: must be longer than zero")
     names: set[str] = set()
     for n, jail in enumerate(config.jail):
         at = f"{where}: logwatch.jail[{n}]"

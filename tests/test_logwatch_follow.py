@@ -197,6 +197,8 @@ def test_copytruncate_under_load_loses_and_repeats_nothing(tmp_path: Path) -> No
     for thread in threads:
         thread.join()
     read += follower.read()
+    while follower.behind:  # a loaded machine may leave more than one read's worth
+        read += follower.read()
     assert written > 1000 and follower.truncations == 5
     assert read == numbered(0, written)
 

@@ -13,6 +13,11 @@ whole line (the offset). Each read checks the path again:
 A saved position (the engine keeps them in the store) resumes the file where it stopped; when
 the file was rotated meanwhile, the old copy is found by inode or first line and finished
 first. A file with no saved position is read from its end, unless ``from_start``.
+
+Given a :class:`~engine.logwatch.access.LogAccess`, every open (the first, each one after a
+rotation, the rotated copies) keeps to its rules, and a file they refuse is not read
+(``state`` "refused"); without one (``iotsec logs follow``, run as the user) the kernel's
+permissions are the only rule.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.logwatch.access import LogAccess, Refused
 from engine.logwatch.lines import MAX_LINE, decode
 
 log = logging.getLogger("iotsec.logwatch")
@@ -56,10 +62,13 @@ def head_of(handle: BinaryIO) -> str:
 class Follower:
     """One followed path; :meth:`read` returns the lines written since the last call."""
 
-    def __init__(self, path: str | Path, saved: Position | None = None,
-                 from_start: bool = False) -> None:  # fmt: skip
+    def __init__(self, path: str | Path, saved: Position | None = None, from_start: bool = False,
+                 access: LogAccess | None = None, beneath: str | None = None) -> None:  # fmt: skip
+        """``beneath``: the directory a glob found ``path`` below (see LogAccess.open)."""
         self.path = Path(path)
         self.from_start = from_start
+        self.access = access
+        self.beneath = beneath
         self._saved = saved
         self._first = True  # no open tried yet: a file there now is "new" (read from its end)
         self._file: BinaryIO | None = None
@@ -84,6 +93,11 @@ class Follower:
             return None
         return Position(self._inode, self._head, self.offset)
 
+    @property
+    def size(self) -> int | None:
+        """The file's size when it was last looked at (None while it is not open)."""
+        return self._seen[0] if self._file is not None else None
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -98,7 +112,8 @@ class Follower:
             if self._file is None:
                 return out
         try:
-            here = os.stat(self.path)
+            # A found file is looked at itself: a link put in its place is another file.
+            here = os.stat(self.path, follow_symlinks=self.beneath is None)
         except FileNotFoundError:
             here = None  # deleted or renamed away: the writer may still append to it
         except OSError as exc:
@@ -123,9 +138,12 @@ class Follower:
     def _open(self, out: list[str]) -> None:
         first, self._first = self._first, False
         try:
-            handle = open(self.path, "rb")  # noqa: SIM115 (kept open while following)
+            handle = open_log(self.path, self.access, self.beneath)
         except FileNotFoundError:
             self.state = "missing"
+            return
+        except Refused as exc:
+            self._refuse(str(exc))
             return
         except OSError as exc:
             self._fail(exc)
@@ -154,6 +172,11 @@ class Follower:
             log.warning("logwatch: cannot read %s", message)
         self.state, self.error = "error", message
 
+    def _refuse(self, message: str) -> None:
+        if message != self.error:
+            log.warning("logwatch: not reading %s", message)
+        self.state, self.error = "refused", message
+
     # -- truncation -----------------------------------------------------------------------------
 
     def _check_truncation(self, out: list[str]) -> None:
@@ -175,9 +198,11 @@ class Follower:
 
     def _catch_up(self, was: Position, out: list[str]) -> None:
         """Read the lines past ``was.offset`` from the rotated copy of the file ``was`` was."""
+        # The copies are found by listing the directory, so they keep a found file's rules.
+        beneath = str(self.path.parent) if self.access is not None else None
         for copy in self._rotated_copies():
             try:
-                with open(copy, "rb") as handle:
+                with open_log(copy, self.access, beneath) as handle:
                     stat = os.fstat(handle.fileno())
                     if stat.st_size < was.offset:
                         continue
@@ -188,7 +213,7 @@ class Follower:
                     log.info("logwatch: %d lines of %s read from %s", len(out) - before,
                              self.path, copy)  # fmt: skip
                     return
-            except OSError:
+            except (OSError, Refused):
                 continue
         if was.offset:
             log.warning(
@@ -269,14 +294,24 @@ def _end_of_last_line(handle: BinaryIO, size: int) -> int:
     return start + newline + 1 if newline >= 0 else (0 if start == 0 else size)
 
 
-def last_lines(path: str, count: int) -> list[str]:
-    """The last ``count`` lines of a file (of its last MiB at most)."""
+def open_log(path: str | Path, access: LogAccess | None, beneath: str | None = None) -> BinaryIO:
+    """``path`` opened for reading under ``access``'s rules (Refused when they do not allow
+    it), or as the kernel allows when there are none."""
+    if access is None:
+        return open(path, "rb")
+    return access.open(str(path), beneath)
+
+
+def last_lines(path: str, count: int, access: LogAccess | None = None,
+               beneath: str | None = None) -> list[str]:  # fmt: skip
+    """The last ``count`` lines of a file (of its last MiB at most); none when it cannot be
+    read or ``access`` refuses it."""
     try:
-        with open(path, "rb") as handle:
+        with open_log(path, access, beneath) as handle:
             size = os.fstat(handle.fileno()).st_size
             start = max(0, size - TAIL_BYTES)
             data = os.pread(handle.fileno(), size - start, start)
-    except OSError:
+    except (OSError, Refused):
         return []
     raw = data.split(b"\n")
     if start:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.config import LogwatchConfig
+from engine.logwatch.access import LogAccess, Refused, glob_base
 from engine.logwatch.filters import Examiner, FilterError, Verdict, find_filter
 from engine.logwatch.follower import Follower, Position, last_lines
 from engine.logwatch.jails import Failure, Jail
@@ -95,6 +96,8 @@ class LogWatch:
         self.files: dict[str, Source] = {}
         self.followers: dict[str, Follower] = {}
         self.patterns: dict[str, list[Jail]] = {}  # a jail's glob -> its jails
+        self.access = LogAccess.for_owners(config.owners)
+        self.skipped: dict[str, str] = {}  # files a glob found that the rules refuse -> why
         self.syslog_source = Source("syslog")
         self.journals: dict[str, tuple[Source, JournalReader]] = {}
         self.receiver: SyslogReceiver | None = None
@@ -176,30 +179,64 @@ class LogWatch:
 
     # -- sources -----------------------------------------------------------------------------
 
-    def _follow(self, path: str, jail: Jail) -> None:
+    def _follow(self, path: str, jail: Jail, beneath: str | None = None) -> None:
         path = os.path.abspath(path)
         source = self.files.get(path)
         if source is None:
             source = self.files[path] = Source(path)
-            self.followers[path] = Follower(path, self._saved.get(path), jail.config.from_start)
+            self.followers[path] = Follower(
+                path, self._saved.get(path), jail.config.from_start, self.access, beneath
+            )
             self._watch_dir(os.path.dirname(path))
         if all(route.jail is not jail for route in source.routes):
             source.routes.append(_route(jail))
 
     def _rescan(self) -> None:
-        """Files that match a jail's glob now (a new one is read from its start)."""
+        """Files that match a jail's glob now (a new one is read from its start), those the
+        rules of LogAccess allow; the others are said once, and looked at again next time."""
+        skipped: dict[str, str] = {}
         for pattern, jails in self.patterns.items():
-            for path in sorted(glob.glob(pattern)):
-                if os.path.isfile(path) and os.path.abspath(path) not in self.files:
-                    for jail in jails:
-                        self._follow(path, jail)
+            beneath = glob_base(pattern)
+            for found in sorted(glob.glob(pattern)):
+                path = os.path.abspath(found)
+                if path in self.files or (os.path.isdir(path) and not os.path.islink(path)):
+                    continue
+                reason = self._refusal(path, beneath)
+                if reason:
+                    skipped[path] = reason
+                    continue
+                for jail in jails:
+                    self._follow(path, jail, beneath)
             self._watch_dir(os.path.dirname(os.path.abspath(pattern)))
+        for path, reason in skipped.items():
+            if self.skipped.get(path) != reason:
+                log.warning("logwatch: skipped %s", reason)
+        self.skipped = skipped
         self._next_rescan = time.monotonic() + GLOB_RESCAN
+
+    def _refusal(self, path: str, beneath: str) -> str:
+        """Why the rules refuse a file a glob found ("" when they do not; one that cannot be
+        opened for another reason is followed, and its follower says why)."""
+        try:
+            self.access.open(path, beneath).close()
+        except Refused as exc:
+            return str(exc)
+        except OSError:
+            return ""
+        return ""
 
     async def _start_syslog(self) -> None:
         settings = self.config.syslog
         self.receiver = SyslogReceiver(
-            self._received, settings.address, settings.port, udp=settings.udp, tcp=settings.tcp
+            self._received,
+            settings.address,
+            settings.port,
+            udp=settings.udp,
+            tcp=settings.tcp,
+            max_message=settings.max_message,
+            udp_buffer=settings.udp_buffer,
+            max_connections=settings.max_connections,
+            idle_timeout=settings.idle_timeout,
         )
         try:
             await self.receiver.start()
@@ -408,17 +445,13 @@ class LogWatch:
         sources = dict(self.files)
         for path, follower in followers:
             source = sources[path]
-            try:
-                size: int | None = os.stat(path).st_size
-            except OSError:
-                size = None
             files.append(
                 {
                     "path": path,
                     "state": follower.state,
                     "error": follower.error,
                     "offset": follower.offset,
-                    "size": size,
+                    "size": follower.size,
                     "lines": source.lines,
                     "matched": source.matched,
                     "rotations": follower.rotations,
@@ -451,6 +484,8 @@ class LogWatch:
             "reason": self.reason,
             "watcher": self.watcher,
             "files": files,
+            "skipped": [{"path": p, "reason": r} for p, r in sorted(self.skipped.items())],
+            "owners": list(self.access.names),
             "jails": jails,
             "syslog": {
                 "enabled": receiver is not None,
@@ -461,6 +496,11 @@ class LogWatch:
                 "malformed": receiver.malformed if receiver else 0,
                 "last_error": receiver.last_error if receiver else "",
                 "cut": receiver.cut if receiver else 0,
+                "udp_dropped": receiver.udp_dropped if receiver else 0,
+                "udp_buffer": receiver.udp_buffer if receiver else None,
+                "tcp_connections": len(receiver.connections) if receiver else 0,
+                "tcp_refused": receiver.refused if receiver else 0,
+                "tcp_timed_out": receiver.timed_out if receiver else 0,
                 "lines": self.syslog_source.lines,
                 "matched": self.syslog_source.matched,
             },
@@ -492,9 +532,11 @@ class LogWatch:
     async def tail(self, name: str, lines: int = 200) -> dict[str, Any]:
         """The last lines of a followed file (or "syslog", or a journal source), each with the
         jail and host it fails, for showing with the matches highlighted."""
-        if name in self.files:
+        follower = self.followers.get(name)
+        if follower is not None:
             source = self.files[name]
-            texts = await asyncio.to_thread(last_lines, name, lines)
+            # Opened again by its path, so under the same rules as the follower's opens.
+            texts = await asyncio.to_thread(last_lines, name, lines, self.access, follower.beneath)
         else:
             found = self.syslog_source if name == "syslog" else self.journals.get(name, (None,))[0]
             if found is None:

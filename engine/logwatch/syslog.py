@@ -9,6 +9,8 @@ import logging
 import math
 import os
 import re
+import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +20,17 @@ from engine.logwatch.filters import normal_host
 
 log = logging.getLogger("iotsec.logwatch")
 
-WARN_EVERY = 10.0  # seconds between two warnings about malformed messages
+WARN_EVERY = 10.0  # seconds between two warnings about malformed messages and the like
 EXCERPT = 48  # bytes of a malformed message quoted in its error
+READ_BATCH = 256  # datagrams read in one turn of the loop, handed over as one batch
+
+# Linux's socket options from asm-generic/socket.h that Python's socket module does not name.
+# SO_RXQ_OVFL: each datagram read comes with the count of datagrams the kernel has dropped on
+# the socket so far (its receive buffer was full). SO_RCVBUFFORCE: a receive buffer larger
+# than net.core.rmem_max, for a process with CAP_NET_ADMIN.
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_DROPS_SPACE = socket.CMSG_SPACE(4)  # the drop count is a 32-bit integer
 
 _PRI = re.compile(r"<(\d{1,3})>")
 # An RFC 3164 TAG as senders really write it: "sshd[1234]:", "kernel:", "postfix/smtpd[9]:",
@@ -235,6 +246,11 @@ class _Framer:
             del buffer[: end.end()]
         return [frame for frame in frames if frame.strip(b" \t\r\n\x00")], cut
 
+    @property
+    def held(self) -> int:
+        """Bytes of an unfinished message held (at most ``max_message`` and a count)."""
+        return len(self._buffer)
+
     def end(self) -> bytes:
         """The last message when the sender closes without ending it with LF; SyslogError when
         it closed inside an octet-counted frame."""
@@ -250,12 +266,18 @@ class _Framer:
 
 class SyslogReceiver:
     """Listens for syslog over UDP (a message per datagram) and TCP (RFC 6587 framing) and
-    passes the parsed messages to ``handler`` on the event loop, a list per datagram or per
-    chunk read from a connection.
+    passes the parsed messages to ``handler`` on the event loop, a list per turn of reading
+    (up to READ_BATCH datagrams) or per chunk read from a connection.
 
     ``received`` counts every message that arrived, ``malformed`` those that were not syslog
     (``last_error`` says from whom and why), ``cut`` those longer than ``max_message``, which
     are cut there. A malformed message never stops the receiver.
+
+    What it holds is bounded: ``udp_dropped`` is the kernel's count of datagrams that found
+    the receive buffer (``udp_buffer`` bytes) full; at most ``max_connections`` TCP
+    connections are open (``refused`` counts those closed at once for being one too many),
+    each holding at most ``max_message`` bytes of an unfinished message, and one that sends
+    nothing for ``idle_timeout`` seconds is closed (``timed_out``).
     """
 
     def __init__(
@@ -265,8 +287,12 @@ class SyslogReceiver:
         port: int = 5514,
         udp: bool = True,
         tcp: bool = True,
-        max_message: int = 65536,
+        max_message: int = 8192,
+        udp_buffer: int = 0,
+        max_connections: int = 100,
+        idle_timeout: float = 300.0,
     ) -> None:
+        """``udp_buffer``: the receive buffer to ask the kernel for (0: the system's)."""
         if not (udp or tcp):
             raise ValueError("a syslog receiver needs UDP, TCP or both")
         self.handler = handler
@@ -275,30 +301,36 @@ class SyslogReceiver:
         self.udp = udp
         self.tcp = tcp
         self.max_message = max_message
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.udp_port: int | None = None
         self.tcp_port: int | None = None
+        # Once bound, as the kernel reports it: twice what was asked, for its bookkeeping.
+        self.udp_buffer: int | None = None
         self.received = 0
         self.malformed = 0
         self.cut = 0
+        self.udp_dropped = 0
+        self.refused = 0
+        self.timed_out = 0
         self.last_error: str | None = None
-        self._datagrams: _DatagramProtocol | None = None
+        self.connections: set[_StreamProtocol] = set()
+        self._asked_buffer = udp_buffer
+        self._datagrams: _DatagramReader | None = None
         self._server: asyncio.Server | None = None
-        self._connections: set[_StreamProtocol] = set()
-        self._warned_at = -math.inf
-        self._unwarned = 0
+        self._warned: dict[str, tuple[float, int]] = {}  # kind -> (logged at, unlogged since)
 
     async def start(self) -> None:
         """Bind the UDP and TCP sockets; OSError naming the address and port when one cannot."""
         loop = asyncio.get_running_loop()
         if self.udp:
             try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: _DatagramProtocol(self), local_addr=(self.address, self.port)
-                )
+                sock = self._udp_socket()
             except OSError as exc:
                 raise self._bind_error("UDP", exc) from exc
-            self._datagrams = protocol
-            self.udp_port = transport.get_extra_info("sockname")[1]
+            self._datagrams = _DatagramReader(self, sock)
+            self.udp_port = sock.getsockname()[1]
+            self.udp_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         if self.tcp:
             try:
                 self._server = await loop.create_server(
@@ -312,20 +344,35 @@ class SyslogReceiver:
     async def stop(self) -> None:
         """Close both sockets and every TCP connection; returns once they are closed, so that
         the ports can be bound again."""
-        closing: list[_DatagramProtocol | _StreamProtocol] = []
         if self._datagrams is not None:
             self._datagrams.close()
-            closing.append(self._datagrams)
             self._datagrams = None
         if self._server is not None:
             self._server.close()
             # Server.close leaves accepted connections open (before Python 3.13).
-            closing += self._connections
-            for connection in self._connections:
+            closing = list(self.connections)
+            for connection in closing:
                 connection.close()
             await self._server.wait_closed()
             self._server = None
-        await asyncio.gather(*(protocol.closed for protocol in closing))
+            await asyncio.gather(*(connection.closed for connection in closing))
+
+    def _udp_socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+            if self._asked_buffer:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self._asked_buffer)
+                except PermissionError:  # no CAP_NET_ADMIN: the kernel caps it at rmem_max
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._asked_buffer)
+            sock.bind((self.address, self.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _bind_error(self, transport: str, exc: OSError) -> OSError:
         reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc)
@@ -335,11 +382,11 @@ class SyslogReceiver:
         message = f"cannot listen for syslog on {transport} {where} port {self.port}: {reason}"
         return OSError(exc.errno, message)
 
-    def _deliver(self, frames: list[bytes], peer: str, cut: int = 0) -> None:
-        self.cut += cut
+    def _deliver(self, frames: list[tuple[bytes, str]]) -> None:
+        """Parse ``frames`` (each with its sender) and hand the messages over as one batch."""
         now = time.time()
         batch: list[SyslogMessage] = []
-        for frame in frames:
+        for frame, peer in frames:
             self.received += 1
             try:
                 batch.append(parse_message(frame, peer, now))
@@ -352,19 +399,28 @@ class SyslogReceiver:
         try:
             self.handler(batch)
         except Exception:
-            log.exception("syslog handler failed on %d messages from %s", len(batch), peer)
+            log.exception("syslog handler failed on %d messages", len(batch))
 
     def _malformed(self, peer: str, problem: str) -> None:
         self.malformed += 1
         self.last_error = f"malformed syslog message from {peer}: {problem}"
+        self._warn("malformed", self.last_error)
+
+    def _cut(self, peer: str, count: int) -> None:
+        self.cut += count
+        self._warn("cut", f"syslog message from {peer} longer than {self.max_message} bytes: cut")
+
+    def _warn(self, kind: str, problem: str) -> None:
+        """Log ``problem``, unless one of its ``kind`` was logged less than WARN_EVERY ago: a
+        flood of junk does not flood the log (the counters say how many)."""
         now = time.monotonic()
-        if now - self._warned_at < WARN_EVERY:
-            self._unwarned += 1
+        logged, unlogged = self._warned.get(kind, (-math.inf, 0))
+        if now - logged < WARN_EVERY:
+            self._warned[kind] = (logged, unlogged + 1)
             return
-        more = f" ({self._unwarned} more since the last warning)" if self._unwarned else ""
-        log.warning("%s%s", self.last_error, more)
-        self._warned_at = now
-        self._unwarned = 0
+        more = f" ({unlogged} more since the last warning)" if unlogged else ""
+        log.warning("%s%s", problem, more)
+        self._warned[kind] = (now, 0)
 
 
 def _peer(address: tuple) -> str:
@@ -372,26 +428,44 @@ def _peer(address: tuple) -> str:
     return normal_host(address[0])
 
 
-class _DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(self, receiver: SyslogReceiver) -> None:
-        self._receiver = receiver
-        self.transport: asyncio.BaseTransport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+class _DatagramReader:
+    """The UDP socket, read with recvmsg when the loop finds it readable (asyncio's datagram
+    transport cannot give the ancillary data the kernel's drop count comes in)."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+    def __init__(self, receiver: SyslogReceiver, sock: socket.socket) -> None:
+        self._receiver = receiver
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._read)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        limit = self._receiver.max_message
-        cut = len(data) > limit
-        self._receiver._deliver([data[:limit]], _peer(addr), int(cut))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.set_result(None)
+    def _read(self) -> None:
+        receiver = self._receiver
+        frames: list[tuple[bytes, str]] = []
+        # A bounded turn: a flood of datagrams still leaves the loop its other work.
+        for _ in range(READ_BATCH):
+            try:
+                data, ancillary, flags, address = self._sock.recvmsg(
+                    receiver.max_message, _DROPS_SPACE
+                )
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                receiver._warn("udp", f"syslog: reading UDP failed: {exc}")
+                break
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                    # Cumulative since the socket was made (and only sent once it is not 0).
+                    receiver.udp_dropped = int.from_bytes(value[:4], sys.byteorder)
+            peer = _peer(address)
+            if flags & socket.MSG_TRUNC:
+                receiver._cut(peer, 1)
+            frames.append((data, peer))
+        if frames:
+            receiver._deliver(frames)
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -399,22 +473,56 @@ class _StreamProtocol(asyncio.Protocol):
         self._receiver = receiver
         self._framer = _Framer(receiver.max_message)
         self._peer = ""
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()  # when it last sent something
+        self._idle: asyncio.TimerHandle | None = None
         self.transport: asyncio.BaseTransport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self.closed = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self._peer = _peer(transport.get_extra_info("peername"))
-        self._receiver._connections.add(self)
+        receiver = self._receiver
+        if len(receiver.connections) >= receiver.max_connections:
+            receiver.refused += 1
+            receiver._warn(
+                "refused",
+                f"syslog: TCP connection from {self._peer} closed: {receiver.max_connections}"
+                " are open already (logwatch.syslog.max_connections)",
+            )
+            self.close()
+            return
+        receiver.connections.add(self)
+        self._idle = self._loop.call_later(receiver.idle_timeout, self._check_idle)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
+    def _check_idle(self) -> None:
+        # One timer a connection, moved on when it fires, instead of one set per read.
+        timeout = self._receiver.idle_timeout
+        quiet = self._loop.time() - self._last
+        if quiet < timeout:
+            self._idle = self._loop.call_later(timeout - quiet, self._check_idle)
+            return
+        self._receiver.timed_out += 1
+        held = self._framer.held
+        dropped = f" ({held} bytes of an unfinished message dropped)" if held else ""
+        self._receiver._warn(
+            "idle",
+            f"syslog: TCP connection from {self._peer} closed: nothing sent for {timeout:g} s"
+            f" (logwatch.syslog.idle_timeout){dropped}",
+        )
+        self.close()
+
     def data_received(self, data: bytes) -> None:
+        self._last = self._loop.time()
         frames, cut = self._framer.feed(data)
-        if frames or cut:
-            self._receiver._deliver(frames, self._peer, cut)
+        if cut:
+            self._receiver._cut(self._peer, cut)
+        if frames:
+            self._receiver._deliver([(frame, self._peer) for frame in frames])
 
     def eof_received(self) -> bool:
         try:
@@ -424,9 +532,11 @@ class _StreamProtocol(asyncio.Protocol):
             self._receiver._malformed(self._peer, str(exc))
             return False
         if last:
-            self._receiver._deliver([last], self._peer)
+            self._receiver._deliver([(last, self._peer)])
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._receiver._connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+        self._receiver.connections.discard(self)
         self.closed.set_result(None)
