@@ -59,9 +59,9 @@ def serial() -> None:
 @click.option("--rts/--no-rts", default=None, help="RTS on opening (default on).")
 @click.pass_obj
 def serial_open(settings: Settings, port: str, **options: Any) -> None:
-    """Open PORT (a path such as /dev/ttyUSB0 or /dev/serial/by-id/..., or a pyserial URL such
-    as socket://host:port, rfc2217://host:port, loop://) full-screen. Keys go to the device;
-    Ctrl-T ? lists the console's commands, Ctrl-T q quits."""
+    """Open PORT (a path such as /dev/ttyUSB0 or /dev/serial/by-id/..., a pty in [serial]
+    allow, or socket://ADDRESS:PORT or rfc2217://ADDRESS:PORT inside [scan] scope) full-screen.
+    Keys go to the device; Ctrl-T ? lists the console's commands, Ctrl-T q quits."""
     chosen = {k: v for k, v in options.items() if v is not None}
     try:
         settings_from(chosen, settings.config.serial.line_settings())

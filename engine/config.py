@@ -305,8 +305,17 @@ class SerialConfig(LineSettings):
     # Received bytes each session keeps in memory for consoles that attach later.
     scrollback: int = 1 << 20
     max_sessions: int = 8
-    # Ports the engine opens when it starts and keeps open (reconnecting after an unplug).
+    # Ports the engine opens when it starts and keeps open (reconnecting after an unplug);
+    # clients may open them too, as written here.
     open: tuple[str, ...] = ()
+    # Clients may open serial lines (ttyS, ttyUSB, ttyACM, ... and USB adapters) and these:
+    # paths or globs of ptys and other terminals, matching the path a client gives (a link,
+    # which must lead into /dev) or the device it leads to. Another user's terminal only when
+    # listed here, a login terminal never. The default: the lab camera's UART (root's /run).
+    allow: tuple[str, ...] = ("/run/iotsec-lab/*/ttyLAB0",)
+    # URL schemes clients may open, to addresses inside [scan] scope: rfc2217, socket (never
+    # spy, loop, alt or hwgrep, which reach local files and devices).
+    urls: tuple[str, ...] = ("rfc2217", "socket")
     # At a login prompt, try the shipped default credentials through the session (opt-in;
     # also on demand with `iotsec serial login`), at most this many pairs.
     check_default_creds: bool = False
@@ -656,6 +665,18 @@ PREFIX_TAKEN = {
 
 
 def _check_serial(config: SerialConfig, where: str) -> None:
+    # Imported here, as the scanner's in _check_schedules: importing the config loads no pyserial.
+    from engine.serial.allow import CLIENT_SCHEMES
+
+    for scheme in config.urls:
+        if scheme not in CLIENT_SCHEMES:
+            raise ConfigError(
+                f"{where}: serial.urls: {scheme!r} cannot be allowed to clients (expected any of"
+                f" {', '.join(CLIENT_SCHEMES)})"
+            )
+    for pattern in config.allow:
+        if not pattern.startswith("/"):
+            raise ConfigError(f"{where}: serial.allow: {pattern!r} is not an absolute path or glob")
     for name in config.macros:
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise ConfigError(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -64,6 +69,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, which must run every test: {report.longrepr}"
+
+
+def run_as(uid: int, gid: int, groups: list[int], fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a forked child that has become ``uid``/``gid`` with ``groups``, and its
+    JSON-able answer; a ControlError it raised is raised here, anything else fails the test.
+    A fork rather than a new interpreter: the other user may not read root's Python install."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, answer through the pipe, exit without cleanup
+        code = 0
+        try:
+            os.close(read)
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                answer = {"ok": fn()}
+            except ControlError as exc:
+                answer = {"control_error": str(exc), "code": exc.code}
+            except BaseException:
+                answer = {"crash": traceback.format_exc()}
+            os.write(write, json.dumps(answer, default=str).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        text = pipe.read().decode()
+    os.waitpid(pid, 0)
+    answer = json.loads(text) if text else {"crash": "the child said nothing"}
+    if "control_error" in answer:
+        raise ControlError(answer["control_error"], answer["code"])
+    if "crash" in answer:
+        raise AssertionError(f"as uid {uid}: {answer['crash']}")
+    return answer["ok"]
 
 
 T = TypeVar("T")
@@ -239,11 +280,51 @@ LOOPBACK_SCOPE = '[scan]\nscope = ["127.0.0.0/8"]\n[devices]\nlearning = "0s"\n'
 
 
 def start_serial_engine(directory: Path, extra_config: str = "") -> EngineProcess:
-    """An engine whose transcripts go under ``directory`` too."""
+    """An engine whose transcripts go under ``directory`` too, and which opens the ptys whose
+    links are there (``directory/tty*``, as the devices' socat makes them): a pty is opened only
+    when [serial] allow names it."""
     return start_engine(
         directory / "engine",
-        f'[serial]\ntranscript_dir = "{directory / "transcripts"}"\n{extra_config}',
+        f'[serial]\ntranscript_dir = "{directory / "transcripts"}"\n'
+        f'allow = ["{glob.escape(str(directory))}/tty*"]\n{extra_config}',
     )
+
+
+class EchoListener:
+    """A TCP listener on 127.0.0.1 (a device's serial server, or a service the engine must not
+    reach) that sends back what a client sends, and counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        self.sock.close()
+
+
+@pytest.fixture
+def echo_listener() -> Iterator[EchoListener]:
+    listener = EchoListener()
+    yield listener
+    listener.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -14,7 +13,7 @@ import pytest
 
 from engine.control.client import Client
 from engine.control.protocol import ControlError
-from tests.conftest import EngineProcess, require_root, start_engine
+from tests.conftest import EngineProcess, require_root, run_as, start_engine
 
 VIEWER_UID = 54_322
 OPERATOR_UID = 54_323
@@ -39,42 +38,24 @@ def shared_engine() -> Iterator[EngineProcess]:
 
 
 def as_user(engine: EngineProcess, uid: int, requests: list) -> list[dict]:
-    """Run requests from a forked child with another uid (and the socket's group, to connect).
-
-    A fork rather than a new interpreter: the other uid cannot read root's Python install.
-    """
+    """Run requests as another uid (with the socket's group, to connect)."""
     gid = engine.socket.stat().st_gid
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop privileges, talk to the engine, report, exit
-        status = 0
+
+    def ask() -> list[dict]:
+        out: list[dict] = []
         try:
-            os.close(read_end)
-            os.setgroups([gid])
-            os.setgid(gid)
-            os.setuid(uid)
-            out: list[dict] = []
-            try:
-                with Client(engine.socket) as client:
-                    out.append({"hello": client.hello})
-                    for cmd, args in requests:
-                        try:
-                            out.append({"ok": client.request(cmd, args)})
-                        except ControlError as exc:
-                            out.append({"error": str(exc), "code": exc.code})
-            except ControlError as exc:
-                out.append({"refused": str(exc), "code": exc.code})
-            os.write(write_end, json.dumps(out).encode())
-        except BaseException:
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as fh:
-        data = fh.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0 and data, "the child process failed"
-    return json.loads(data)
+            with Client(engine.socket) as client:
+                out.append({"hello": client.hello})
+                for cmd, args in requests:
+                    try:
+                        out.append({"ok": client.request(cmd, args)})
+                    except ControlError as exc:
+                        out.append({"error": str(exc), "code": exc.code})
+        except ControlError as exc:
+            out.append({"refused": str(exc), "code": exc.code})
+        return out
+
+    return run_as(uid, gid, [gid], ask)
 
 
 def test_two_clients_at_once_see_each_other(engine: EngineProcess) -> None:

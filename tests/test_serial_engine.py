@@ -29,9 +29,11 @@ from engine.serial.transcript import read_transcript
 from tests.conftest import (
     BOOT_LOG,
     LOOPBACK_SCOPE,
+    EchoListener,
     EngineProcess,
     SerialDevice,
     require_root,
+    run_as,
     start_serial_engine,
     wait_for,
 )
@@ -227,19 +229,27 @@ def test_settings_macros_lines_and_a_second_session(
     assert b"dtr toggle" in notes and b"macro version" in notes
 
 
-def test_opening_refusals_say_what_to_do(serial_engine: EngineProcess, tmp_path: Path) -> None:
-    client = serial_engine.client()
-    with pytest.raises(ControlError, match="no such device; is the adapter plugged in"):
-        client.request("serial.open", {"port": str(tmp_path / "ttyUSB9")})
-    with pytest.raises(ControlError, match="baud: a positive whole number"):
-        client.request("serial.open", {"port": "loop://", "settings": {"baud": -5}})
-    loop = client.request("serial.open", {"port": "loop://"})
-    client.request("serial.write", {"id": loop["id"], "text": "echo\n"})
-    wait_for(lambda: received(client, loop["id"]) == b"echo\r", "the loop's echo")
-    sessions = client.request("serial.sessions")
-    assert sessions[0]["name"] == "loop"
-    # The open that failed is recorded with its reason.
-    assert "is the adapter plugged in?" in sessions[1]["summary"]["error"]
+def test_opening_refusals_say_what_to_do(tmp_path: Path, echo_listener: EchoListener) -> None:
+    engine = start_serial_engine(tmp_path, LOOPBACK_SCOPE)
+    url = f"socket://127.0.0.1:{echo_listener.port}"
+    try:
+        client = engine.client()
+        with pytest.raises(ControlError, match="no such device; is the adapter plugged in"):
+            client.request("serial.open", {"port": str(tmp_path / "ttyUSB9")})
+        with pytest.raises(ControlError, match="baud: a positive whole number"):
+            client.request("serial.open", {"port": url, "settings": {"baud": -5}})
+        with pytest.raises(ControlError, match=r"loop://: refused \(url-scheme\)"):
+            client.request("serial.open", {"port": "loop://"})
+        echo = client.request("serial.open", {"port": url})
+        client.request("serial.write", {"id": echo["id"], "text": "echo\n"})
+        wait_for(lambda: received(client, echo["id"]) == b"echo\r", "the echo")
+        sessions = client.request("serial.sessions")
+        assert sessions[0]["name"] == f"socket-127.0.0.1-{echo_listener.port}"
+        # The open that failed is recorded with its reason; the refused ones never started.
+        assert "is the adapter plugged in?" in sessions[1]["summary"]["error"]
+        assert len(sessions) == 2
+    finally:
+        engine.stop()
 
 
 def test_without_permission_the_error_names_the_group() -> None:
@@ -270,22 +280,12 @@ def _open_problem(path: str) -> str:
 def _as_nobody(fn: Callable[[], str]) -> str:
     """``fn()`` in a child that has become the user nobody (no groups), its answer."""
     nobody = pwd.getpwnam("nobody")
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, answer through the pipe, exit without cleanup
-        try:
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            os.environ["USER"] = "nobody"
-            os.write(write, fn().encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as answer:
-        text = answer.read().decode()
-    os.waitpid(pid, 0)
-    return text
+
+    def as_nobody() -> str:
+        os.environ["USER"] = "nobody"  # what the permission message names
+        return fn()
+
+    return run_as(nobody.pw_uid, nobody.pw_gid, [], as_nobody)
 
 
 def test_findings_go_on_the_attached_device_and_scans_do_not_resolve_them(

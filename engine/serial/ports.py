@@ -14,7 +14,6 @@ from pathlib import Path
 from serial.tools import list_ports
 
 BY_ID = Path("/dev/serial/by-id")
-URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://", "cp2110://")
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,8 @@ def available() -> list[PortInfo]:
 
 
 def is_url(port: str) -> bool:
-    return port.startswith(URL_SCHEMES)
+    """A pyserial URL (``socket://...``), told as pyserial tells it."""
+    return "://" in port
 
 
 def stable_path(port: str) -> str | None:

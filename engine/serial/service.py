@@ -24,6 +24,7 @@ from engine.model import AlertEvent, Severity
 from engine.scan.creds import shipped_pairs
 from engine.scan.findings import Finding
 from engine.serial import ports
+from engine.serial.allow import PortPolicy, PortRefused
 from engine.serial.login import LoginCheck
 from engine.serial.session import SerialProblem, SerialSession
 from engine.serial.settings import SettingsError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from engine.config import SerialConfig
     from engine.devices.inventory import Inventory
     from engine.events import EventBus
+    from engine.scan.scope import Network
     from engine.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class SerialService:
     def __init__(
         self,
         config: SerialConfig,
+        scope: list[Network],
         group: str,
         writer: Writer,
         bus: EventBus,
@@ -54,6 +57,7 @@ class SerialService:
         inventory: Inventory,
     ) -> None:
         self.config = config
+        self.policy = PortPolicy(config.allow, config.urls, scope, config.open)
         self.group = group
         self.writer = writer
         self.bus = bus
@@ -94,6 +98,13 @@ class SerialService:
         port = port.strip()
         if not port:
             raise ControlError("a port is needed: a path such as /dev/ttyUSB0 or a URL", "invalid")
+        try:
+            await asyncio.to_thread(self.policy.check, port)
+        except PortRefused as exc:
+            log.warning("serial: %s (asked by %s)", exc, by or "?")
+            raise ControlError(str(exc), "refused") from None
+        except OSError:
+            pass  # nothing there (yet): the session's open says so, and waits with ``wait``
         for session in self.sessions.values():
             if port in (session.port, session.stable):
                 raise ControlError(
@@ -136,16 +147,18 @@ class SerialService:
             on_data=self._data,
             on_change=self._changed,
             on_findings=self._found,
+            check=self.policy.check,
             ring_bytes=self.config.scrollback,
         )
         session.started = started
         try:
             await asyncio.to_thread(functools.partial(session.start, wait=wait))
-        except SerialProblem as exc:
+        except (SerialProblem, PortRefused) as exc:
             await asyncio.to_thread(transcript.close)
             path.unlink(missing_ok=True)
             await self._forget(sid, str(exc))
-            raise ControlError(str(exc), "unusable") from None
+            code = "refused" if isinstance(exc, PortRefused) else "unusable"
+            raise ControlError(str(exc), code) from None
         if device:
             self._attach(session, device)
         self.sessions[sid] = session

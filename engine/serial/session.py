@@ -24,6 +24,7 @@ from typing import Any
 import serial
 
 from engine.scan.findings import Finding
+from engine.serial.allow import PortRefused
 from engine.serial.analyze import BootAnalyzer, split_lines
 from engine.serial.ports import is_url, open_problem, short_name, stable_path
 from engine.serial.settings import LineSettings
@@ -56,6 +57,7 @@ class SerialSession:
         on_data: Callable[[SerialSession, int, float, bytes], None],
         on_change: Callable[[SerialSession], None],
         on_findings: Callable[[SerialSession, list[Finding]], None],
+        check: Callable[[str], str],
         ring_bytes: int = 1 << 20,
         opener: Callable[..., serial.SerialBase] = serial.serial_for_url,
     ) -> None:
@@ -80,6 +82,7 @@ class SerialSession:
         self._on_data = on_data
         self._on_change = on_change
         self._on_findings = on_findings
+        self._check = check
         self._opener = opener
         self._port: serial.SerialBase | None = None
         self._stop = threading.Event()
@@ -97,7 +100,8 @@ class SerialSession:
     def start(self, *, wait: bool = False) -> None:
         """Open the port and start reading. When it cannot be opened: raise
         :class:`SerialProblem`, or with ``wait`` start as if it had been unplugged (a port
-        named in the config whose adapter is not plugged in yet)."""
+        named in the config whose adapter is not plugged in yet). A port the policy refuses
+        raises :class:`PortRefused`."""
         try:
             self._port = self._open()
         except (serial.SerialException, OSError, ValueError) as exc:
@@ -332,8 +336,9 @@ class SerialSession:
             return
         try:
             port = self._open()
-        except (serial.SerialException, OSError, ValueError) as exc:
-            reason = open_problem(path, exc)
+        except (serial.SerialException, OSError, ValueError, PortRefused) as exc:
+            # Refused: the link now leads somewhere the policy does not open; said, and polled.
+            reason = str(exc) if isinstance(exc, PortRefused) else open_problem(path, exc)
             if reason != self.reason and getattr(exc, "errno", None) != errno.ENOENT:
                 self.reason = reason
                 self._changed()
@@ -345,7 +350,9 @@ class SerialSession:
         self._connected("reconnected")
 
     def _open(self) -> serial.SerialBase:
-        path = self.stable or self.port
+        # Checked at every open, and pyserial is given what was checked: a link may lead
+        # elsewhere since the last open.
+        path = self._check(self.stable or self.port)
         options: dict[str, Any] = {"timeout": READ_WINDOW, "write_timeout": WRITE_TIMEOUT}
         if not is_url(path):
             options["exclusive"] = True

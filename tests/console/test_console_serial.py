@@ -144,7 +144,7 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
 
 
 async def test_prefix_question_mark_lists_the_commands(
-    serial_engine: EngineProcess, serial_device: SerialDevice
+    serial_engine: EngineProcess, serial_device: SerialDevice, tmp_path: Path
 ) -> None:
     request(serial_engine, "serial.open", {"port": str(serial_device.path)})
     app = console_for(serial_engine.config)
@@ -169,15 +169,20 @@ async def test_prefix_question_mark_lists_the_commands(
             assert word in listed
         await pilot.press("escape")
         # A second session shows as a tab; the prefix and s switches to it.
-        await pilot.press("ctrl+t", "o")
-        app.screen.query_one(Input).value = "loop:// 9600"
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: len(app.serial.sessions) == 2, "the second session")
-        assert "loop 9600 8N1" in status(app.serial)
-        await pilot.press("ctrl+t", "s")
-        assert "ttyCAM" in status(app.serial)
-        await pilot.press("ctrl+t", "s", "ctrl+t", "c")
-        await wait_until(pilot, lambda: len(app.serial.sessions) == 1, "the close")
+        second = SerialDevice(tmp_path / "ttyROUTER", [], tmp_path / "router.log")
+        second.plug()
+        try:
+            await pilot.press("ctrl+t", "o")
+            app.screen.query_one(Input).value = f"{second.path} 9600"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: len(app.serial.sessions) == 2, "the second session")
+            assert "ttyROUTER 9600 8N1" in status(app.serial)
+            await pilot.press("ctrl+t", "s")
+            assert "ttyCAM" in status(app.serial)
+            await pilot.press("ctrl+t", "s", "ctrl+t", "c")
+            await wait_until(pilot, lambda: len(app.serial.sessions) == 1, "the close")
+        finally:
+            second.unplug()
 
 
 def _bench_app(engine: EngineProcess, device: SerialDevice) -> SerialApp:

@@ -19,7 +19,14 @@ import pytest
 from console_helpers import request
 
 from engine.control.client import Client
-from tests.conftest import ROOT, SerialDevice, require_tool, write_config
+from tests.conftest import (
+    ROOT,
+    EngineProcess,
+    SerialDevice,
+    require_tool,
+    start_serial_engine,
+    write_config,
+)
 
 
 def _running(pid: int) -> bool:
@@ -237,7 +244,16 @@ def test_traffic_drill_down_in_tmux(engine, tmux):
     wait_gone(pid)
 
 
-def test_the_serial_bench_tool_in_tmux(engine, tmux, serial_device: SerialDevice):
+@pytest.fixture
+def serial_engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    """An engine that may open the emulated device's pty (it is in [serial] allow)."""
+    engine = start_serial_engine(tmp_path)
+    yield engine
+    engine.stop()
+
+
+def test_the_serial_bench_tool_in_tmux(serial_engine, tmux, serial_device: SerialDevice):
+    engine = serial_engine
     pid = tmux.start_console(engine.config, args=("serial", str(serial_device.path)))
     tmux.wait_for(r"ttyCAM 115200 8N1 connected")
     tmux.wait_for(r"(?m)^/ #")
