@@ -148,3 +148,6 @@ def _print_status(data: dict[str, Any]) -> None:
     for r in data["rejected"]:
         sid = f" sid {r['sid']}:" if r["sid"] else ""
         echo(f"  {r['file']}:{r['line']}:{sid} {r['reason']}")
+    for t in data["pcre_timeouts"]:
+        echo(f"sid {t['sid']}: pcre ran out of time on {t['packets']} packets (not matched there;"
+             " see [detect] pcre_timeout)")  # fmt: skip

@@ -131,7 +131,8 @@ def _detector(settings: Any, rule_paths: tuple[str, ...]) -> Any:
     detect = settings.config.detect
     try:
         if rule_paths:
-            detector, rejected = load_detector(rule_paths, detect.vars, detect.stream_depth)
+            detector, rejected = load_detector(rule_paths, detect.vars, detect.stream_depth,
+                                               detect.pcre_timeout)  # fmt: skip
         else:
             detector, rejected = configured_detector(detect)
     except ConfigError as exc:

@@ -3,9 +3,8 @@ on rules built directly (the parser has tests of its own)."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
+import regex
 
 from engine.detect.http import HttpParser, normalize_uri
 from engine.detect.match import inspect_rule
@@ -66,7 +65,7 @@ def test_content_modifiers(contents: list[Content], payload: bytes, expected: bo
 
 
 def test_pcre_relative_and_isdataat() -> None:
-    r = rule(Content(b"USER "), Pcre(re.compile(rb"^[a-z]{3,}\r\n"), relative=True))
+    r = rule(Content(b"USER "), Pcre(regex.compile(rb"^[a-z]{3,}\r\n"), relative=True))
     assert holds(r, b"USER root\r\n") and not holds(r, b"USER r\r\n")
     assert holds(rule(Content(b"ok"), IsDataAt(2, relative=True)), b"ok123")
     assert not holds(rule(Content(b"ok"), IsDataAt(5, relative=True)), b"ok123")

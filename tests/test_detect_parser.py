@@ -434,9 +434,9 @@ def test_pcre_translation_to_python() -> None:
         ('"/a/O"', "pcre: unsupported flag 'O'"),
         ('"/a/G"', "pcre: unsupported flag 'G'"),
         ('"/a/UH"', "pcre: flag 'H' names a second buffer (http.uri already)"),
-        ('"/(?<name>a)/"', "pcre: unknown extension ?<n at position 1"),
-        (r'"/a\eb/"', "pcre: bad escape \\e at position 1"),
-        ('"/(a/"', "pcre: missing ), unterminated subpattern at position 0"),
+        ('"/(?C1)a/"', "pcre: unknown extension at position 2"),
+        (r'"/a\eb/"', "pcre: bad escape \\e at position 3"),
+        ('"/(a/"', "pcre: missing ) at position 2"),
         ('"a"', "pcre: expected \"/expression/flags\", got 'a'"),
     ],
 )

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("iotsec.capture")
 
 TICK = 0.5
-CHUNK = 256  # frames fed per hold of the pipeline lock
+CHUNK = 256  # frames fed per hold of the pipeline lock...
+HOLD = 0.02  # ...or fewer, when they took this long (seconds)
 FactSink = Callable[[list[dict[str, Any]], set[tuple[str, str]]], None]
 MAX_PENDING = 50_000  # ended flows or facts waiting for the loop before they are dropped
 RECENT_ENDED = 2000  # ended flows still listed in the Traffic pane
@@ -141,8 +142,12 @@ class CaptureService:
             await asyncio.to_thread(live.stop)
             self._kernel_drops_done += live.kernel_drops
             log.info("capture stopped")
-        with self.pipeline.lock:
-            self.pipeline.finish()  # flows in progress (live or replayed) end and are stored
+
+        def finish() -> None:
+            with self.pipeline.lock:
+                self.pipeline.finish()  # flows in progress (live or replayed) end and are stored
+
+        await asyncio.to_thread(finish)
         if self.state == "running":
             self.state = "stopped"
         await self.tick()
@@ -189,19 +194,27 @@ class CaptureService:
         return fed
 
     def _feed(self, iface: str, linktype: int, frames: list[tuple[float, bytes, int]]) -> None:
-        """Called from capture threads: feed in chunks so no lock hold is long."""
+        """Called from capture threads: feed in chunks so no lock hold is long, in frames or
+        in time (a crafted packet may keep a rule's pcre busy for its whole budget)."""
         pipeline = self.pipeline
         feed = pipeline.feed
-        for start in range(0, len(frames), CHUNK):
+        done, total = 0, len(frames)
+        while done < total:
             with pipeline.lock:
-                for ts, data, length in frames[start : start + CHUNK]:
+                until = time.monotonic() + HOLD
+                end = min(done + CHUNK, total)
+                while done < end:
+                    ts, data, length = frames[done]
                     feed(ts, linktype, data, length, iface)
+                    done += 1
+                    if not done & 15 and time.monotonic() > until:
+                        break
 
     # -- the loop's half-second work ----------------------------------------------------------
 
-    async def tick(self) -> None:
-        """Expire idle flows, take rates, store ended flows, publish facts and the status."""
-        now = time.time()
+    def _take(self, now: float) -> tuple[list[Flow], list[Any], Any, list[Any]]:
+        """Under the pipeline's lock (in a thread: a feeder may hold it for a while): expire
+        and tick the flows, and take what the pipeline produced since the last time."""
         pipeline = self.pipeline
         with pipeline.lock:
             if self.live is not None:
@@ -213,6 +226,11 @@ class CaptureService:
             facts, pipeline.facts = pipeline.facts, []
             seen = pipeline.take_seen()
             alerts, pipeline.alerts = pipeline.alerts, []
+        return ended, facts, seen, alerts
+
+    async def tick(self) -> None:
+        """Expire idle flows, take rates, store ended flows, publish facts and the status."""
+        ended, facts, seen, alerts = await asyncio.to_thread(self._take, time.time())
         if alerts and self.on_alerts is not None:
             self.on_alerts(alerts)
         if self.live is not None:
@@ -338,9 +356,12 @@ class CaptureService:
         return await asyncio.to_thread(collect)
 
     async def packet(self, packet_id: int) -> dict[str, Any]:
-        with self.pipeline.lock:
-            ring = self.pipeline.ring
-            packet = ring.get(packet_id) if ring else None
+        def find() -> RingPacket | None:
+            with self.pipeline.lock:
+                ring = self.pipeline.ring
+                return ring.get(packet_id) if ring else None
+
+        packet = await asyncio.to_thread(find)
         if packet is None:
             raise ControlError(f"packet {packet_id} has left the ring of recent packets",
                                "not_found")  # fmt: skip

@@ -5,12 +5,14 @@ however many rules there are, and only the rules whose fast pattern occurs (plus
 content) are evaluated in full.
 
 The :class:`Detector` keeps what rules need across packets: per flow, the reassembled streams,
-the HTTP parser and the flowbits; per rule, the threshold counters.
+the HTTP parser and the flowbits; per rule, the threshold counters, its hits and the packets on
+which its pcre ran out of time (``pcre_timeout``; the rule does not match there).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,12 +23,15 @@ import ahocorasick
 from engine.capture import protocols
 from engine.capture.decode import ICMP, ICMPV6, TCP, UDP, Packet
 from engine.capture.flows import Flow, flow_id
+from engine.config import DetectConfig
 from engine.detect.http import HttpParser
-from engine.detect.match import Hit, inspect_rule
+from engine.detect.match import Hit, PcreTimeout, inspect_rule
 from engine.detect.rules import Action, Content, Rule
 from engine.detect.stream import Stream
 from engine.detect.thresholds import Tracker
 from engine.model import AlertEvent, Severity
+
+log = logging.getLogger("iotsec.detect")
 
 TRANSPORTS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6}
 # Application protocols that ride on TCP (the rest of our tags ride on UDP).
@@ -322,14 +327,17 @@ class Match:
 
 
 class Detector:
-    def __init__(self, ruleset: RuleSet, stream_depth: int = 65536) -> None:
+    def __init__(self, ruleset: RuleSet, stream_depth: int = 65536,
+                 pcre_timeout: float = DetectConfig.pcre_timeout) -> None:  # fmt: skip
         self.ruleset = ruleset
         self.stream_depth = stream_depth
+        self.pcre_timeout = pcre_timeout
         self.thresholds = Tracker()
         # Matches of rules with a threshold or detection_filter are all returned, for whoever
         # merges the matches of several detectors (the shards of an analysis) to apply them.
         self.defer_thresholds = False
         self.hits: dict[int, int] = {}  # sid -> matches (before thresholds)
+        self.pcre_timeouts: dict[int, int] = {}  # sid -> packets its pcre gave up on
         self._flows: OrderedDict[tuple[Any, ...], FlowState] = OrderedDict()
         self._addresses: dict[str, Any] = {}
 
@@ -432,14 +440,18 @@ class Detector:
                 held = any(have) if bit.any_of else all(have)
                 if held != (bit.command == "isset"):
                     return None
-        if rule.flow is not None and rule.flow.stream is False:
+        hit: Hit | bool | None = True
+        if rule.inspections or rule.bsize:
             # no_stream: the packet's own payload, not the reassembled stream.
-            packet_only = buffers.packet_only()
-            hit = inspect_rule(rule, packet_only) if rule.inspections or rule.bsize else True
-        else:
-            hit = inspect_rule(rule, buffers, new_from) if rule.inspections or rule.bsize else True
-        if hit is None:
-            return None
+            own = rule.flow is not None and rule.flow.stream is False
+            try:
+                hit = inspect_rule(rule, buffers.packet_only() if own else buffers,
+                                   0 if own else new_from, self.pcre_timeout)  # fmt: skip
+            except PcreTimeout:
+                self._pcre_timed_out(rule, packet)
+                return None
+            if hit is None:
+                return None
         for bit in rule.flowbits:
             bits = buffers.state.bits
             if bit.command == "set":
@@ -449,6 +461,18 @@ class Detector:
             elif bit.command == "toggle":
                 bits.symmetric_difference_update(bit.names)
         return hit
+
+    def _pcre_timed_out(self, rule: Rule, packet: Packet) -> None:
+        """Count a packet on which ``rule``'s pcre gave up. Only the first is logged: a flood
+        of packets made for a slow pattern must not flood the log too."""
+        count = self.pcre_timeouts.get(rule.sid, 0)
+        self.pcre_timeouts[rule.sid] = count + 1
+        if not count:
+            log.warning("sid %d (%s:%d): its pcre ran out of time (%g s) on a packet from %s to "
+                        "%s, so the rule does not match it; such packets are counted as the "
+                        "rule's pcre_timeouts (rules.list), this is logged once per rule",
+                        rule.sid, rule.file, rule.line, self.pcre_timeout, packet.src,
+                        packet.dst)  # fmt: skip
 
     def _header(self, rule: Rule, packet: Packet) -> bool:
         if self._one_way(rule, packet.src, packet.sport, packet.dst, packet.dport):

@@ -22,12 +22,16 @@ def load_ruleset(
 
 
 def load_detector(
-    paths: Iterable[str], variables: Mapping[str, str], stream_depth: int = 65536
+    paths: Iterable[str],
+    variables: Mapping[str, str],
+    stream_depth: int = 65536,
+    pcre_timeout: float = DetectConfig.pcre_timeout,
 ) -> tuple[Detector, list[Rejection]]:
     ruleset, rejected = load_ruleset(paths, variables)
-    return Detector(ruleset, stream_depth), rejected
+    return Detector(ruleset, stream_depth, pcre_timeout), rejected
 
 
 def configured_detector(detect: DetectConfig) -> tuple[Detector, list[Rejection]]:
     """The detector the config asks for (its rule files, else the shipped pack)."""
-    return load_detector(configured_rule_files(detect), detect.vars, detect.stream_depth)
+    return load_detector(configured_rule_files(detect), detect.vars, detect.stream_depth,
+                         detect.pcre_timeout)  # fmt: skip

@@ -1,12 +1,14 @@
 """The values of rule options, one parser per keyword: content patterns (``|hex|`` and escapes),
-pcre (translated to Python's ``re``), flow, flags, size tests, threshold and detection_filter,
-flowbits, isdataat. Each turns one option's text into the rule model or raises RuleError with a
-reason that names the keyword.
+pcre (translated to the ``regex`` module, whose searches take a timeout), flow, flags, size
+tests, threshold and detection_filter, flowbits, isdataat. Each turns one option's text into the
+rule model or raises RuleError with a reason that names the keyword.
 """
 
 from __future__ import annotations
 
 import re
+
+import regex
 
 from engine.detect.rules import Comparison, Flowbit, FlowOption, RuleError, TcpFlags, Threshold
 
@@ -16,7 +18,8 @@ ENCODING = ("utf-8", "surrogateescape")
 # Characters a backslash may escape in a quoted value (Suricata's list).
 ESCAPABLE = '\\";:'
 
-PCRE_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
+PCRE_FLAGS = {"i": regex.IGNORECASE, "s": regex.DOTALL, "m": regex.MULTILINE,
+              "x": regex.VERBOSE}  # fmt: skip
 # pcre flags that choose the HTTP buffer the expression inspects.
 PCRE_BUFFERS = {
     "U": "http.uri",
@@ -162,8 +165,8 @@ def _hex_block(digits: list[str]) -> bytes:
     return bytes.fromhex("".join(digits))
 
 
-def pcre(text: str) -> tuple[re.Pattern[bytes], bool, bool, str | None]:
-    """``pcre:"/expr/flags"`` as a compiled ``re`` pattern over bytes, with whether it is
+def pcre(text: str) -> tuple[regex.Pattern[bytes], bool, bool, str | None]:
+    """``pcre:"/expr/flags"`` as a compiled ``regex`` pattern over bytes, with whether it is
     negated, relative (R) and the HTTP buffer its flags name (None: the current buffer)."""
     inner, negated = _negated_quoted("pcre", text)
     end = inner.rfind("/")
@@ -185,15 +188,15 @@ def pcre(text: str) -> tuple[re.Pattern[bytes], bool, bool, str | None]:
         else:
             raise RuleError(f"pcre: unsupported flag '{flag}'")
     try:
-        regex = re.compile(_python_syntax(expression).encode(*ENCODING), flags)
-    except re.error as exc:
+        compiled = regex.compile(_python_syntax(expression).encode(*ENCODING), flags)
+    except regex.error as exc:
         raise RuleError(f"pcre: {exc}") from None
-    return regex, negated, relative, buffer
+    return compiled, negated, relative, buffer
 
 
 def _python_syntax(expression: str) -> str:
-    """The escapes that PCRE and Python's ``re`` read differently, rewritten (the others are
-    the same, or ``re`` rejects them and the rule with them)."""
+    """The escapes that PCRE and the ``regex`` module read differently, rewritten (the others
+    are the same, or ``regex`` rejects them and the rule with them)."""
     out: list[str] = []
     index = 0
     in_class = False

@@ -9,9 +9,10 @@ relative modifiers (``distance``, ``within``) refer to the previous match in the
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from enum import Enum
+
+import regex
 
 # Buffers a content or pcre can inspect. "payload" is the packet's (or, for TCP, the
 # reassembled stream's) bytes; the others come from parsing the flow's application protocol.
@@ -88,9 +89,9 @@ class Content:
 
 @dataclass(frozen=True)
 class Pcre:
-    """``pcre`` translated to Python's ``re``; ``relative`` is the R flag."""
+    """``pcre`` translated to the ``regex`` module's syntax; ``relative`` is the R flag."""
 
-    regex: re.Pattern[bytes]
+    regex: regex.Pattern[bytes]
     buffer: str = "payload"
     negated: bool = False
     relative: bool = False

@@ -78,7 +78,8 @@ class DetectService:
         self.writer = writer
         self.bus = bus
         self.clock = clock
-        self.detector = Detector(RuleSet([], severity_of), config.detect.stream_depth)
+        self.detector = Detector(RuleSet([], severity_of), config.detect.stream_depth,
+                                 config.detect.pcre_timeout)  # fmt: skip
         # Told of every alert the rules raise (the response policy), with the alert's id.
         self.respond: Callable[[AlertEvent, int], None] | None = None
         self.loaded = Loaded(config.detect, [], [], [])
@@ -146,6 +147,7 @@ class DetectService:
             RuleSet, [r for r in loaded.rules if r.sid not in disabled], severity_of
         )
         self.detector.ruleset = ruleset  # the swap: one assignment
+        self.detector.pcre_timeout = loaded.config.pcre_timeout
         self.loaded, self.loaded_at = loaded, self.clock()
         self._publish()
 
@@ -196,6 +198,8 @@ class DetectService:
             )
             entry["rejected"] += 1
         hits = self.detector.hits
+        # Copied at once: the capture threads add sids while the loop reads.
+        timeouts = sorted(dict(self.detector.pcre_timeouts).items(), key=lambda t: (-t[1], t[0]))
         return {
             "state": self.state,
             "files": list(per_file.values()),
@@ -211,6 +215,8 @@ class DetectService:
             "reload_error": self.reload_error,
             "hits": sum(hits.values()),
             "alerts": self.raised,
+            # The rules whose pcre ran out of time on some packets (not matching them), most first.
+            "pcre_timeouts": [{"sid": sid, "packets": n} for sid, n in timeouts],
         }
 
     def rules(self, text: str = "", limit: int = 5000) -> dict[str, Any]:
@@ -228,6 +234,7 @@ class DetectService:
             "severity": severity_of(rule).label, "action": rule.action.value,
             "file": rule.file, "line": rule.line, "enabled": rule.sid not in self.disabled,
             "hits": self.detector.hits.get(rule.sid, 0),
+            "pcre_timeouts": self.detector.pcre_timeouts.get(rule.sid, 0),
         }  # fmt: skip
 
     def _publish(self) -> None:
