@@ -74,7 +74,7 @@ class ControlConfig:
     admin_reserve: int = 4
     # Connections one user (not an admin) may hold at once.
     max_clients_per_user: int = 16
-    # A connection that has not said hello by then is closed.
+    # A connection idle this long without having said hello is closed.
     hello_timeout: Duration = Duration(10)
     # Replies waiting for a client that does not read them; past this it is disconnected.
     max_pending_bytes: int = 16 << 20

@@ -31,6 +31,7 @@ class SshClient:
 
     address: str | None
     note: str
+    claimed: str = ""  # the one address claimed, verified or not ("" when it was none)
 
 
 def verify(claim: str, pid: int, user: str, *, utmp: Path = UTMP, proc: Path = PROC) -> SshClient:
@@ -45,18 +46,20 @@ def verify(claim: str, pid: int, user: str, *, utmp: Path = UTMP, proc: Path = P
         return SshClient(None, f"ignored: {first[:64]!r} is not one IPv4 or IPv6 address")
     for login in logins(utmp):
         if login.user == user and _same(login.address, address):
-            return SshClient(address, f"verified: {user} is logged in on {login.tty} from it")
+            return SshClient(address, f"verified: {user} is logged in on {login.tty} from it",
+                             address)  # fmt: skip
     connection = _environ_connection(proc, pid)
     if connection is None:
-        return SshClient(None, f"ignored: no login of {user} from {address} in utmp, and the"
-                               " client's SSH_CONNECTION could not be read")  # fmt: skip
-    if not _same(connection[0], address):
-        return SshClient(None, f"ignored: the client's SSH_CONNECTION names {connection[0]},"
-                               f" not {address}")  # fmt: skip
-    if not _established(proc, connection):
-        return SshClient(None, f"ignored: no SSH connection from {address} is established on"
-                               " this box")  # fmt: skip
-    return SshClient(address, "verified: the client's SSH connection is established")
+        why = (f"no login of {user} from {address} in utmp, and the client's SSH_CONNECTION"
+               " could not be read")  # fmt: skip
+    elif not _same(connection[0], address):
+        why = f"the client's SSH_CONNECTION names {connection[0]}, not {address}"
+    elif not _established(proc, connection):
+        why = f"no SSH connection from {address} is established on this box"
+    else:
+        return SshClient(address, "verified: the client's SSH connection is established",
+                         address)  # fmt: skip
+    return SshClient(None, f"ignored: {why} (it still keeps your own bans off it)", address)
 
 
 def _same(a: str, b: str) -> bool:

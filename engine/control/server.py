@@ -81,6 +81,9 @@ class Session:
         self.pid = pid
         self.client = "unknown"
         self.greeted = False
+        # The address the client says its SSH session comes from, verified or not: it keeps
+        # this client's own bans off it (only a verified one protects it from everyone's).
+        self.claimed_ssh_client = ""
         self.cut_off = False  # disconnected for not reading its replies
         self.subscriber: Subscriber | None = None
         self.forwarder: asyncio.Task[None] | None = None
@@ -159,20 +162,26 @@ class ControlServer:
             self.path.unlink()
 
     async def start(self) -> None:
+        """Listen on the socket, whose mode (0660) and group are set before anyone can reach
+        it: it is bound under a temporary name, made so, then renamed into place."""
         await self.claim()
-        old = os.umask(0o117)
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_LINE
-            )
+            sock.bind(str(staging))
         finally:
             os.umask(old)
         # 0660 as the issue asks; the directory (0700, or 0750 with the group) is what keeps
         # others out when there is no iotsec group.
-        os.chmod(self.path, 0o660)
         gid = usable_group(self.group)
         if gid is not None:
-            os.chown(self.path, -1, gid)
+            os.chown(staging, -1, gid)
+        os.chmod(staging, 0o660)
+        os.rename(staging, self.path)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -239,18 +248,20 @@ class ControlServer:
         self.sessions.add(session)
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
-        hello_by = asyncio.get_running_loop().time() + self.engine.config.control.hello_timeout
+        loop = asyncio.get_running_loop()
+        idle = self.engine.config.control.hello_timeout
         try:
             # Requests still buffered from a client that is gone are not worth answering.
             while not session.over_bound() and not writer.is_closing():
                 try:
-                    async with asyncio.timeout_at(None if session.greeted else hello_by):
+                    # Until it says hello, a connection may not sit idle (holding a slot).
+                    async with asyncio.timeout_at(None if session.greeted else loop.time() + idle):
                         line = await reader.readline()
                 except TimeoutError:
                     if session.greeted:
                         continue  # it said hello while the wait ran
-                    log.warning("closed a control connection of %s (pid %s): no hello in time"
-                                " ([control] hello_timeout)", name, pid)  # fmt: skip
+                    log.warning("closed a control connection of %s (pid %s): idle without a"
+                                " hello ([control] hello_timeout)", name, pid)  # fmt: skip
                     break
                 except ValueError:
                     await session.send(_error(None, "request longer than 1 MiB", "bad_request"))
@@ -397,6 +408,7 @@ async def _hello(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     claim = _str(args, "ssh_client")
     if claim.strip():
         checked = await asyncio.to_thread(identity.verify, claim, session.pid, op.name)
+        session.claimed_ssh_client = checked.claimed
         op = session.operator = Operator(op.uid, op.name, op.role, checked.address or "")
         reply = {"ssh_client": checked.address, "ssh_client_note": checked.note}
         if checked.address is None:
@@ -782,7 +794,7 @@ async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     operator = session.operator
     options = {"duration": seconds, "permanent": args.get("permanent") is True,
                "reason": _str(args, "reason"), "source": "operator", "by": operator.name,
-               "protect": operator.ssh_client}  # fmt: skip
+               "protect": operator.ssh_client or session.claimed_ssh_client}  # fmt: skip
     many = args.get("addresses")
     if many is None:
         return await session.engine.respond.ban(_str(args, "address"), **options)

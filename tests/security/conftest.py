@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,7 @@ from typing import Any
 import pytest
 
 from engine.control.client import Client
-from engine.control.protocol import ControlError
-from tests.conftest import EngineProcess, require_root, require_tool, start_engine
+from tests.conftest import EngineProcess, require_root, require_tool, run_as, start_engine
 
 # Named after this test run's pid, so that two runs on one machine never share (or remove)
 # each other's users.
@@ -106,19 +104,26 @@ def reachable_dir(prefix: str) -> Path:
     return top
 
 
+def start_reachable(extra: str = "", control: str = "",
+                    prefix: tuple[str, ...] = ()) -> tuple[EngineProcess, Path]:  # fmt: skip
+    """An engine with the test users' roles, in a directory they may traverse (removed by the
+    caller with the engine): ``control`` holds more [control] keys, ``extra`` more sections,
+    ``prefix`` wraps the command (``ip netns exec NS``)."""
+    top = reachable_dir("iotsec-sec-")
+    config = GROUP_LINE + control + ROLES[len(GROUP_LINE) :] + extra
+    engine = start_engine(top / "engine", config, prefix=prefix)
+    (top / "engine").chmod(0o711)
+    return engine, top
+
+
 @pytest.fixture
 def secure_engine(users: dict[str, User]) -> Iterator[Callable[..., EngineProcess]]:
-    """Start an engine that the test users reach: ``control`` holds more [control] keys,
-    ``extra`` more sections."""
+    """Start engines (arguments as :func:`start_reachable`'s) that the test users reach."""
     started: list[tuple[EngineProcess, Path]] = []
 
     def start(extra: str = "", control: str = "") -> EngineProcess:
-        top = reachable_dir("iotsec-sec-")
-        engine = start_engine(top / "engine", GROUP_LINE + control + ROLES[len(GROUP_LINE):]
-                              + extra)  # fmt: skip
-        (top / "engine").chmod(0o711)
-        started.append((engine, top))
-        return engine
+        started.append(start_reachable(extra, control))
+        return started[-1][0]
 
     yield start
     for engine, top in started:
@@ -126,39 +131,9 @@ def secure_engine(users: dict[str, User]) -> Iterator[Callable[..., EngineProces
         shutil.rmtree(top, ignore_errors=True)
 
 
-def as_user(user: User, fn: Callable[[], Any], timeout: float = 60) -> Any:
-    """``fn()`` run in a forked child that has become ``user`` (its own groups only); its
-    JSON-able answer, or the ControlError / exception it raised, re-raised here."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, answer through the pipe, exit without cleanup
-        code = 0
-        try:
-            os.close(read)
-            os.setgroups(list(user.groups))
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-            try:
-                answer = {"ok": fn()}
-            except ControlError as exc:
-                answer = {"control_error": str(exc), "code": exc.code}
-            except BaseException:
-                answer = {"crash": traceback.format_exc()}
-            os.write(write, json.dumps(answer, default=str).encode())
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        text = pipe.read().decode()
-    os.waitpid(pid, 0)
-    answer = json.loads(text) if text else {"crash": "the child said nothing"}
-    if "control_error" in answer:
-        raise ControlError(answer["control_error"], answer["code"])
-    if "crash" in answer:
-        raise AssertionError(f"as {user.name}: {answer['crash']}")
-    return answer["ok"]
+def as_user(user: User, fn: Callable[[], Any]) -> Any:
+    """``fn()`` as ``user`` (its own groups only): :func:`tests.conftest.run_as`."""
+    return run_as(user.uid, user.gid, list(user.groups), fn)
 
 
 def request_as(user: User, engine: EngineProcess, cmd: str, args: dict[str, Any] | None = None,
