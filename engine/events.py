@@ -20,36 +20,44 @@ TOPICS = frozenset(
 )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event for one subscriber: the message, and the same as the JSON line sent."""
+
+    message: dict[str, Any]
+    line: bytes
+
+
 @dataclass(eq=False)
 class Subscriber:
     name: str
     topics: set[str]
-    queue: asyncio.Queue[tuple[dict[str, Any], int]]
+    queue: asyncio.Queue[Event]
     max_bytes: int = 8 << 20
     bytes: int = 0  # the size, as sent, of what waits in the queue
     dropped: int = 0
     unreported: int = field(default=0, repr=False)
 
-    def offer(self, message: dict[str, Any], size: int) -> bool:
-        """Queue ``message`` (``size`` bytes as sent) unless that passes a bound."""
-        if self.bytes + size > self.max_bytes:
+    def offer(self, event: Event) -> bool:
+        """Queue ``event`` unless that passes a bound."""
+        if self.bytes + len(event.line) > self.max_bytes:
             return False
         try:
-            self.queue.put_nowait((message, size))
+            self.queue.put_nowait(event)
         except asyncio.QueueFull:
             return False
-        self.bytes += size
+        self.bytes += len(event.line)
         return True
 
-    async def get(self) -> dict[str, Any]:
-        message, size = await self.queue.get()
-        self.bytes -= size
-        return message
+    async def get(self) -> Event:
+        event = await self.queue.get()
+        self.bytes -= len(event.line)
+        return event
 
     def get_nowait(self) -> dict[str, Any]:
-        message, size = self.queue.get_nowait()
-        self.bytes -= size
-        return message
+        event = self.queue.get_nowait()
+        self.bytes -= len(event.line)
+        return event.message
 
 
 class EventBus:
@@ -83,16 +91,19 @@ class EventBus:
     def publish(self, topic: str, data: Any) -> None:
         """Deliver to every subscriber of ``topic``; call from the engine's loop only."""
         self.published += 1
-        size = 0
+        head = b""
         for sub in self._subscribers:
             if topic not in sub.topics:
                 continue
-            if not size:  # measured once, only when someone listens
-                size = len(json.dumps(data, separators=(",", ":"), default=str)) + len(topic) + 40
+            if not head:  # encoded once, only when someone listens, for every subscriber
+                body = json.dumps(data, separators=(",", ":"), default=str).encode()
+                head = b'{"event":' + json.dumps(topic).encode() + b',"data":' + body
             message: dict[str, Any] = {"event": topic, "data": data}
+            tail = b"}\n"
             if sub.unreported:
                 message["dropped"] = sub.unreported
-            if sub.offer(message, size):
+                tail = b',"dropped":%d}\n' % sub.unreported
+            if sub.offer(Event(message, head + tail)):
                 sub.unreported = 0
             else:
                 sub.dropped += 1

@@ -119,14 +119,44 @@ class Session:
         if not self.over_bound(len(data)):
             self.writer.write(data)
 
-    async def send_event(self, message: dict[str, Any]) -> None:
-        """An event: waits while the client is behind, so the subscriber's bounded queue
-        (which drops and counts) takes up the slack instead of the socket's buffer."""
+    async def send_event(self, line: bytes) -> None:
+        """An event (one JSON line as the bus encoded it, once for every subscriber): waits
+        while the client is behind, so the subscriber's bounded queue (which drops and
+        counts) takes up the slack instead of the socket's buffer."""
         async with self._events:
             if self.writer.is_closing():
                 raise ConnectionError("closed")
             await self.writer.drain()
-            await self.send(message)
+            if not self.writer.is_closing() and not self.over_bound(len(line)):
+                self.writer.write(line)
+
+
+class _HelloWatchdog:
+    """Closes a connection that sits idle for ``idle`` seconds without having said hello (it
+    would hold a connection slot for nothing). One timer per connection, re-armed from the
+    time of the last request, so a busy connection costs nothing per request."""
+
+    def __init__(self, session: Session, idle: float) -> None:
+        self.session = session
+        self.idle = idle
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self._timer = self.loop.call_at(self.last + idle, self._check)
+
+    def _check(self) -> None:
+        session = self.session
+        if session.greeted or session.writer.is_closing():
+            return
+        due = self.last + self.idle
+        if self.loop.time() < due:
+            self._timer = self.loop.call_at(due, self._check)
+            return
+        log.warning("closed a control connection of %s (pid %s): idle without a hello"
+                    " ([control] hello_timeout)", session.operator.name, session.pid)  # fmt: skip
+        session.writer.close()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class ControlServer:
@@ -248,26 +278,18 @@ class ControlServer:
         self.sessions.add(session)
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
-        loop = asyncio.get_running_loop()
-        idle = self.engine.config.control.hello_timeout
+        watchdog = _HelloWatchdog(session, self.engine.config.control.hello_timeout)
         try:
             # Requests still buffered from a client that is gone are not worth answering.
             while not session.over_bound() and not writer.is_closing():
                 try:
-                    # Until it says hello, a connection may not sit idle (holding a slot).
-                    async with asyncio.timeout_at(None if session.greeted else loop.time() + idle):
-                        line = await reader.readline()
-                except TimeoutError:
-                    if session.greeted:
-                        continue  # it said hello while the wait ran
-                    log.warning("closed a control connection of %s (pid %s): idle without a"
-                                " hello ([control] hello_timeout)", name, pid)  # fmt: skip
-                    break
+                    line = await reader.readline()
                 except ValueError:
                     await session.send(_error(None, "request longer than 1 MiB", "bad_request"))
                     break
                 if not line:
                     break
+                watchdog.last = watchdog.loop.time()
                 await in_flight.acquire()
                 task = asyncio.create_task(self._handle(session, line, in_flight))
                 tasks.add(task)
@@ -275,6 +297,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            watchdog.cancel()
             if session.subscriber is not None:
                 self.engine.bus.unsubscribe(session.subscriber)
             if session.forwarder is not None:
@@ -445,9 +468,9 @@ async def _subscribe(session: Session, args: dict[str, Any]) -> dict[str, Any]:
 
     async def forward() -> None:
         while session.subscriber is sub:
-            message = await sub.get()
+            event = await sub.get()
             try:
-                await session.send_event(message)
+                await session.send_event(event.line)
             except (ConnectionError, RuntimeError):
                 return
 
