@@ -4,7 +4,7 @@ On the Traffic bench's mixed IoT capture (bench/traffic_offline.py writes it; 20
 default), times `iotsec analyze FILE --json` in its own child process, wall time (the median of
 --runs, the configurations taking turns) and the child's peak RSS: with --no-rules as a
 baseline, with one of our rules, with 50 rules (ours first, then ET Open) and with all of them:
-every rule of the ET Open files in the shared data (emerging-scan, emerging-telnet) plus ours
+every rule of the ET Open files in tests/data/rules (emerging-scan, emerging-telnet) plus ours
 (rules/packet/iot.rules). Only rules the engine accepts are counted; each set is a temporary
 rule file holding exactly those rules. Where suricata is on the PATH it reads the same capture
 with all the rules, and the time ratio is printed.
@@ -33,7 +33,7 @@ from engine.detect.options import ENCODING
 from engine.detect.parser import load_rules
 from engine.detect.rules import Rule
 from engine.detect.variables import load_variables
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import DATA, ROOT
 
 TARGET_RATE, TARGET_SLOWDOWN = 150_000, 1.5
 OURS = ROOT / "rules" / "packet" / "iot.rules"
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--pcap", type=Path, help="use this capture instead of generating one")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration (median)")
-    parser.add_argument("--rules-dir", type=Path, default=SHARED_DATA / "rules",
+    parser.add_argument("--rules-dir", type=Path, default=DATA / "rules",
                         help="where the ET Open rule files are")  # fmt: skip
     args = parser.parse_args()
     ours, et = accepted_rules(args.rules_dir)

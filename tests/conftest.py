@@ -1,4 +1,4 @@
-"""Shared fixtures: a real engine process on private files, and the shared test data."""
+"""Shared fixtures: a real engine process on private files, and the test data."""
 
 from __future__ import annotations
 
@@ -31,20 +31,8 @@ from engine.lab.topology import Plan
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _shared_data() -> Path:
-    """The shared test data beside the project; in a clone of a local checkout (a scratch
-    clone made to test a fresh machine), beside the checkout it was cloned from."""
-    beside = ROOT.parent / "shared" / "data"
-    if beside.is_dir():
-        return beside
-    origin = subprocess.run(["git", "-C", str(ROOT), "config", "remote.origin.url"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    if origin and Path(origin).is_dir():
-        return Path(origin).resolve().parent / "shared" / "data"
-    return beside
-
-
-SHARED_DATA = _shared_data()
+# Real captures, rules and transcripts from public projects (tests/data/MANIFEST.md).
+DATA = ROOT / "tests" / "data"
 IN_CI = bool(os.environ.get("CI"))
 # Only on a machine where the tests cannot get root or tools, and never under CI, may a test
 # whose prerequisite is missing skip (with the reason) instead of failing.
@@ -52,7 +40,7 @@ ALLOW_SKIPS = os.environ.get("IOTSEC_ALLOW_SKIPS") == "1" and not IN_CI
 
 
 def unavailable(reason: str) -> None:
-    """Something a test needs is missing (root, nft, socat, tmux, namespaces, shared data):
+    """Something a test needs is missing (root, nft, socat, tmux, namespaces):
     the test fails with the reason (``make test`` as root installs what is missing). With
     IOTSEC_ALLOW_SKIPS=1, outside CI, it skips instead."""
     if ALLOW_SKIPS:
@@ -251,7 +239,7 @@ def engine(tmp_path: Path) -> Iterator[EngineProcess]:
 
 
 # The recorded U-Boot session of an XM530 camera the emulator replays (MANIFEST: boot/).
-BOOT_LOG = SHARED_DATA / "boot" / "debauer_XM530_ipcam_u-boot_output.md"
+BOOT_LOG = DATA / "boot" / "debauer_XM530_ipcam_u-boot_output.md"
 
 
 class SerialDevice:
@@ -329,7 +317,7 @@ def echo_listener() -> Iterator[EchoListener]:
 
 @pytest.fixture
 def serial_device(tmp_path: Path) -> Iterator[SerialDevice]:
-    """A camera's UART replaying ../shared/data/boot's U-Boot session, then a root shell."""
+    """A camera's UART replaying tests/data/boot's U-Boot session, then a root shell."""
     require_tool("socat")
     device = SerialDevice(tmp_path / "ttyCAM", ["--uboot", str(BOOT_LOG)], tmp_path / "dev.log")
     device.plug()

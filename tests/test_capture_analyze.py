@@ -141,7 +141,7 @@ def test_realtime_replays_at_the_captured_pace(tmp_path: Path) -> None:
 
 
 def in_capture_order() -> list[Path]:
-    """The shared captures ordered by their first frame: a split is exact only while time
+    """The recorded captures ordered by their first frame: a split is exact only while time
     never runs backwards."""
     return sorted((pcap(name) for name in COUNTS), key=lambda p: next(read_frames(p)).ts)
 

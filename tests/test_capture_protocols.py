@@ -16,7 +16,7 @@ from engine.capture.pcapfile import read_frames
 from engine.capture.pipeline import Pipeline
 from tests.test_capture_decode import COUNTS, pcap
 
-# Every packet of each shared capture carries this tag (the mDNS file also has IGMP and ICMPv6).
+# Every packet of each recorded capture carries this tag (the mDNS file also has IGMP and ICMPv6).
 TAGS = {
     "sv_mqtt311_pub_userpass.pcap": {"mqtt": 12},
     "zeek_mqtt.pcap": {"mqtt": 19},

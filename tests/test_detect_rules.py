@@ -10,7 +10,7 @@ import pytest
 
 from engine.capture.analyze import analyze
 from engine.detect.loader import load_detector
-from tests.conftest import SHARED_DATA, require_tool
+from tests.conftest import DATA, require_tool
 from tests.test_capture_analyze import in_capture_order, split_in_two
 from tests.test_capture_decode import COUNTS, pcap
 
@@ -89,7 +89,7 @@ def test_hit_counts_agree_with_tshark(name: str, sid: int, display_filter: str) 
 
 
 def test_the_et_rules_load_and_run_on_every_capture() -> None:
-    et = sorted((SHARED_DATA / "rules").glob("*.rules"))
+    et = sorted((DATA / "rules").glob("*.rules"))
     detector, rejected = load_detector([str(p) for p in et] + [str(PACK)], {})
     assert len(rejected) <= 5
     summary = analyze([pcap(n) for n in sorted(COUNTS)], detector=detector)
@@ -124,7 +124,7 @@ def test_a_split_analysis_raises_the_alerts_one_process_raises(
 ) -> None:
 
     files = in_capture_order()
-    rules = [str(p) for p in sorted((SHARED_DATA / "rules").glob("*.rules"))] + [str(PACK)]
+    rules = [str(p) for p in sorted((DATA / "rules").glob("*.rules"))] + [str(PACK)]
     one = analyze(files, detector=load_detector(rules, {})[0])
     splits = split_in_two(monkeypatch)
     split = analyze(files, detector=load_detector(rules, {})[0])
@@ -138,7 +138,7 @@ def test_the_fast_path_hands_the_rules_what_frame_by_frame_feeding_does(tmp_path
     writes a pcap) every frame is decoded and inspected. Same alerts, same hits per rule."""
 
     files = in_capture_order()
-    rules = [str(p) for p in sorted((SHARED_DATA / "rules").glob("*.rules"))] + [str(PACK)]
+    rules = [str(p) for p in sorted((DATA / "rules").glob("*.rules"))] + [str(PACK)]
     fast_detector, general_detector = load_detector(rules, {})[0], load_detector(rules, {})[0]
     fast = analyze(files, detector=fast_detector)
     general = analyze(files, detector=general_detector, write_to=tmp_path / "all.pcapng")

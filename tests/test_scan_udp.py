@@ -1,6 +1,6 @@
 """Probing the IoT UDP services on loopback: the lab sensor's CoAP server (aiocoap), a real
 snmpd, and responders whose answers are built by other implementations (aiocoap, scapy) or
-were sent by real devices (the shared SSDP and mDNS captures). Each service is named with its
+were sent by real devices (the SSDP and mDNS captures in tests/data). Each service is named with its
 findings and evidence; a closed or silent port gives nothing within the timeout; truncated and
 mangled answers are noted in the details, never raised."""
 
@@ -15,7 +15,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from pathlib import Path
 
 import aiocoap
 import aiocoap.resource as resource
@@ -39,7 +38,8 @@ from engine.scan.udp_probes import (
     snmp_probe,
     ssdp_probe,
 )
-from tests.conftest import SHARED_DATA, require_tool, unavailable, wait_for
+from tests.conftest import require_tool, wait_for
+from tests.test_capture_decode import pcap
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -56,13 +56,6 @@ NTP_VARIABLES = (
     "offset=-0.116, frequency=-12.345, sys_jitter=0.251, clk_jitter=0.118, clk_wander=0.004"
 )
 Answer = Callable[[bytes], list[bytes]]
-
-
-def capture(name: str) -> Path:
-    path = SHARED_DATA / "pcaps" / name
-    if not path.is_file():
-        unavailable(f"the shared capture {path} is missing")
-    return path
 
 
 def free_udp_port() -> int:
@@ -139,8 +132,8 @@ def coap_answer(request: bytes) -> list[bytes]:
 
 def ssdp_answers() -> Answer:
     """A MiniUPnPd router answering M-SEARCH ssdp:all for its root device and gateway device,
-    with the headers of the NOTIFY it sent in the shared capture."""
-    notify = bytes(rdpcap(str(capture("sv_ssdp.pcap")))[0][UDP].payload)
+    with the headers of the NOTIFY it sent in the recorded capture."""
+    notify = bytes(rdpcap(str(pcap("sv_ssdp.pcap")))[0][UDP].payload)
     kept = [line for line in notify.split(b"\r\n")[1:]
             if not line.upper().startswith((b"HOST:", b"NTS:"))]  # fmt: skip
     root = b"\r\n".join([b"HTTP/1.1 200 OK", b"EXT:",
@@ -379,9 +372,9 @@ async def test_mdns_service_types_from_a_compressed_answer() -> None:
 
 
 async def test_mdns_answer_captured_from_a_real_host() -> None:
-    """The answer a host multicast in the shared capture (id 0, compressed names), sent back
+    """The answer a host multicast in the recorded capture (id 0, compressed names), sent back
     to the query: its names and addresses are what the probe reports."""
-    real = bytes(rdpcap(str(capture("zeek_mdns.pcap")))[3][UDP].payload)
+    real = bytes(rdpcap(str(pcap("zeek_mdns.pcap")))[3][UDP].payload)
     async with serving(lambda request: [real]) as (port, _):
         service, findings = await mdns_probe("127.0.0.1", port, 2.0)
     addresses = service.details["hosts"]["johanna-QEMU-Virtual-Machine.local"]

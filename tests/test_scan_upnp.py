@@ -1,5 +1,5 @@
 """Fetching the UPnP description an SSDP answer points at, on loopback only: the search is
-answered with the headers of the MiniUPnPd router in the shared capture, its LOCATION moved to
+answered with the headers of the MiniUPnPd router in the recorded capture, its LOCATION moved to
 a small HTTP server here. A router's gateway description gives the upnp-gateway finding; a
 media renderer's is described without it; a LOCATION on another address, a name or https is
 never contacted; malformed, oversized, DTD-declaring, cut-short and silent answers are reported
@@ -23,7 +23,8 @@ from engine.scan import upnp
 from engine.scan.findings import Finding, Service
 from engine.scan.udp_probes import ssdp_probe
 from engine.scan.upnp import Description, fetch_description, gateway_signs
-from tests.test_scan_udp import capture, serving, ssdp_answers
+from tests.test_capture_decode import pcap
+from tests.test_scan_udp import serving, ssdp_answers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,8 +33,8 @@ WAN_IP = "urn:schemas-upnp-org:service:WANIPConnection:1"
 
 
 def notify_header(name: bytes) -> str:
-    """A header of the NOTIFY the router sent in the shared capture."""
-    notify = bytes(rdpcap(str(capture("sv_ssdp.pcap")))[0][UDP].payload)
+    """A header of the NOTIFY the router sent in the recorded capture."""
+    notify = bytes(rdpcap(str(pcap("sv_ssdp.pcap")))[0][UDP].payload)
     found = re.search(rb"(?im)^" + name + rb":\s*([^\r\n]*)", notify)
     assert found, f"no {name!r} in the capture"
     return found.group(1).decode()

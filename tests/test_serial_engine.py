@@ -1,5 +1,5 @@
 """Serial sessions in a real engine, on a real pty pair (socat) with the camera emulator on the
-far end replaying ../shared/data/boot's U-Boot session, then a BusyBox root shell."""
+far end replaying tests/data/boot's U-Boot session, then a BusyBox root shell."""
 
 from __future__ import annotations
 
@@ -391,7 +391,7 @@ def test_the_cli_lists_ports_sessions_and_analyses_a_transcript(
     assert [set(p) >= {"name", "start", "end"} for p in report["mtd"]] == [True] * 6
     kinds = {f["kind"] for f in report["findings"]}
     assert {"root-shell-no-login", "init-shell", "bootloader"} <= kinds
-    # The shared capture, as a technician pasted it into Markdown.
+    # The recorded session, as a technician pasted it into Markdown.
     pasted = serial_engine.cli("serial", "analyze", str(BOOT_LOG)).stdout
     assert "U-Boot 2014.04" in pasted and "init=/bin/ash" in pasted
     missing = serial_engine.cli("serial", "analyze", "/nonexistent/boot.log", check=False)

@@ -16,9 +16,9 @@ from console.app import IotsecApp
 from console.panes.alert_table import AlertTable
 from engine.config import load_config
 from engine.store.db import connect
-from tests.conftest import SHARED_DATA, unavailable
+from tests.conftest import DATA
 
-TELNET_RULES = SHARED_DATA / "rules" / "emerging-telnet.rules"
+TELNET_RULES = DATA / "rules" / "emerging-telnet.rules"
 
 
 def console_for(config_path: Path, socket: Path | None = None) -> IotsecApp:
@@ -92,8 +92,6 @@ def cursor_id(app: IotsecApp) -> int | None:
 
 def rule_titles(count: int) -> list[str]:
     """Real Suricata rule messages (Emerging Threats telnet rules) to use as alert titles."""
-    if not TELNET_RULES.is_file():
-        unavailable(f"{TELNET_RULES} is missing (the shared test data sits next to the project)")
     text = TELNET_RULES.read_text()
     titles = [part.split('"')[0] for part in text.split('msg:"')[1:]]
     return titles[:count]

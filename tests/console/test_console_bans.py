@@ -1,7 +1,7 @@
 """The Bans view and banning an alert's source, driven through the real console (Pilot) against
 a real engine on its default dry-run backend, which records bans without touching the firewall.
 The addresses banned are from the documentation ranges, except the two the response policy
-proposes for the shared telnet capture (its device and client, recorded by dry-run only)."""
+proposes for the recorded telnet capture (its device and client, recorded by dry-run only)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ SIZE = (80, 24)
 SHIPPED = ROOT / "rules" / "packet" / "iot.rules"
 # What bans.list and a ban made say under the default backend.
 DRY_RUN = NOT_APPLIED = "dry-run: bans are recorded, not applied ([respond] backend)"
-# On the shared telnet capture the shipped pack's password-prompt rule fires with the device
+# On the recorded telnet capture the shipped pack's password-prompt rule fires with the device
 # that serves the prompt as its source; a rule of the test's own fires on its client.
 PASSWORD_PROMPT, DEVICE = 9100002, "192.168.0.1"
 TO_DEVICE, CLIENT = 1000001, "192.168.0.2"
@@ -227,7 +227,7 @@ async def test_a_viewer_sees_ban_and_unban_greyed_out(viewer_socket):  # noqa: F
 
 @pytest.fixture
 def policy_engine(tmp_path) -> Iterator[EngineProcess]:
-    """An engine whose policy proposes to ban both ends of the shared telnet capture: the
+    """An engine whose policy proposes to ban both ends of the recorded telnet capture: the
     device (the shipped password-prompt rule) and its client (a rule of the test's own)."""
     client_rules = tmp_path / "client.rules"
     client_rules.write_text(

@@ -1,6 +1,6 @@
 """The Rules view and the way from a rule alert to its flow, driven through the real console
 (Pilot) against a real engine that runs the shipped rule pack (or rule files the test writes)
-on the shared captures, replayed through its live pipeline."""
+on the recorded captures, replayed through its live pipeline."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.conftest import ROOT, EngineProcess, start_engine
 
 SIZE = (80, 24)
 SHIPPED = ROOT / "rules" / "packet" / "iot.rules"
-# What our pack raises on the shared telnet capture: the login and the password prompt.
+# What our pack raises on the recorded telnet capture: the login and the password prompt.
 LOGIN_PROMPT, PASSWORD_PROMPT = 9100001, 9100002
 
 

@@ -1,12 +1,11 @@
 """The Traffic pane, driven through the real console (Pilot) against a real engine: traffic
-comes from the shared captures replayed through the engine's live pipeline
+comes from the recorded captures in tests/data replayed through the engine's live pipeline
 (``capture.replay``), or live from a veth pair between namespaces the test makes."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,14 +26,8 @@ from console.untrusted import clean
 from console.widgets.status_bar import StatusBar
 from engine.capture.filter import FilterError, parse_filter
 from engine.capture.pcapfile import read_frames
-from tests.conftest import (
-    SHARED_DATA,
-    EngineProcess,
-    require_root,
-    require_tool,
-    start_engine,
-    unavailable,
-)
+from tests.conftest import EngineProcess, require_root, require_tool, start_engine
+from tests.test_capture_decode import pcap
 from tests.test_capture_live import DATAGRAMS, FRAME, RECEIVER, SENDER, Pair, pair  # noqa: F401
 
 SIZE = (80, 24)
@@ -43,15 +36,8 @@ TELNET = "sv_telnet_ppa.pcap"
 HTTP = "zeek_http_basic_auth.pcap"
 
 
-def pcap(name: str) -> Path:
-    path = SHARED_DATA / "pcaps" / name
-    if not path.is_file():
-        unavailable(f"{path} is missing (the shared test data sits next to the project)")
-    return path
-
-
 def replay(engine: EngineProcess, *names: str) -> None:
-    """Feed shared captures through the engine's pipeline, as if they arrived live."""
+    """Feed recorded captures through the engine's pipeline, as if they arrived live."""
     for name in names:
         request(engine, "capture.replay", {"path": str(pcap(name))})
 
@@ -429,7 +415,7 @@ async def test_polls_a_few_times_a_second_only_while_in_view(engine):
 
 @pytest.fixture
 def replayed_engine(tmp_path) -> Iterator[EngineProcess]:
-    """An engine holding the shared captures' traffic, with times shown in UTC."""
+    """An engine holding the recorded captures' traffic, with times shown in UTC."""
     with in_utc():
         engine = start_engine(tmp_path)
         try:
