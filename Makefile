@@ -15,12 +15,12 @@ run: $(STAMP)
 engine: $(STAMP)
 	$(BIN)/iotsec engine
 
-# The lab (root): a small IoT network in namespaces to point the console at.
+# The lab (root): a small IoT network in namespaces and an engine watching it from its gateway.
 lab: $(STAMP) deps
-	$(BIN)/iotsec lab up
+	$(BIN)/iotsec lab up --engine
 	@echo
-	@echo "Next: make run (the console), sudo $(BIN)/iotsec lab run bruteforce (an attack),"
-	@echo "      picocom/screen on the serial line above, sudo $(BIN)/iotsec lab down (clean up)."
+	@echo "Next: make run (the console attaches to the lab engine),"
+	@echo "      sudo $(BIN)/iotsec lab run bruteforce (an attack), sudo $(BIN)/iotsec lab down (clean up)."
 
 test: $(STAMP) deps
 	$(BIN)/pytest -q

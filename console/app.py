@@ -139,7 +139,8 @@ class IotsecApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit the console (so does Ctrl+Q)"),
     ]
 
-    def __init__(self, config: Config, *, config_path: str | None = None, spawn: bool = False):
+    def __init__(self, config: Config, *, config_path: str | None = None, spawn: bool = False,
+                 label: str = "engine"):  # fmt: skip
         super().__init__()
         self.config = config
         self.keymap = dict(config.console.keymap)
@@ -149,6 +150,7 @@ class IotsecApp(App[None]):
             spawn=spawn,
             config_path=config_path,
             max_rows=config.console.max_rows,
+            label=label,
         )
         self.notifier = AlertNotifier(self)
         self.terminal = TerminalWatch(self, before_forced_exit=self.link.stop_private)
@@ -398,9 +400,11 @@ class IotsecApp(App[None]):
         self.call_later(node.run_action, action)
 
 
-def run_console(config: Config, *, config_path: str | None, spawn: bool) -> int:
-    """Run the console until the operator quits or the terminal goes away; the exit status."""
-    app = IotsecApp(config, config_path=config_path, spawn=spawn)
+def run_console(config: Config, *, config_path: str | None, spawn: bool,
+                label: str = "engine") -> int:  # fmt: skip
+    """Run the console until the operator quits or the terminal goes away; the exit status.
+    ``label`` names the engine in the status bar ("lab engine")."""
+    app = IotsecApp(config, config_path=config_path, spawn=spawn, label=label)
     try:
         app.run()
     finally:

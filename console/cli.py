@@ -64,17 +64,30 @@ def engine(settings: Settings) -> None:
 @click.option("--no-spawn", is_flag=True, help="Fail instead of starting a private engine.")
 @click.pass_obj
 def console(settings: Settings, no_spawn: bool) -> None:
-    """Open the full-screen console (starts a private engine if none is running)."""
+    """Open the full-screen console: on the configured engine, else the lab's engine when the
+    lab runs one, else a private engine it starts."""
     from console.app import run_console
+    from engine.lab import engine as lab_engine
+    from engine.lab.topology import LabError
 
-    sys.exit(run_console(settings.config, config_path=settings.config_path, spawn=not no_spawn))
+    config, label = settings.config, "engine"
+    if settings.socket is None and not lab_engine.answers(config.control.socket_path()):
+        try:
+            lab_socket = lab_engine.socket_path(config.lab)
+        except LabError:
+            lab_socket = None  # an unusable [lab] section: no lab to look for
+        if lab_socket is not None and lab_engine.answers(lab_socket):
+            config, label = config.with_socket(str(lab_socket)), "lab engine"
+    sys.exit(run_console(config, config_path=settings.config_path, spawn=not no_spawn,
+                         label=label))  # fmt: skip
 
 
 @main.command()
 @global_options
 @json_option
 def status(as_json: bool) -> None:
-    """Engine health: uptime, parts, queues, dropped counts, database and socket."""
+    """Engine health: uptime, parts, queues, dropped counts, database and socket, and the
+    rules, log filters and default credentials it has (and any shipped ones missing)."""
     data = call("status")
     if as_json:
         emit_json(data)
@@ -89,6 +102,9 @@ def status(as_json: bool) -> None:
         ("active bans", _bans_line(data["bans"])),
         ("capture", _capture_line(data["capture"])),
         ("rules", _rules_line(data["rules"])),
+        ("content", _content_line(data["content"])),
+        ("shipped", data["content"]["folder"]),
+        *(("missing", problem) for problem in data["content"]["problems"]),
         ("devices", _devices_line(data["devices"], data["scans"])),
         ("serial", _serial_line(data["serial"])),
         ("writer queue", "{depth}/{capacity}".format(**data["queues"]["writer"])),
@@ -139,8 +155,15 @@ def _rules_line(summary: dict[str, Any]) -> str:
             f" {summary['rejected']} rejected, {summary['disabled']} disabled),"
             f" {summary['hits']} hits, {summary['alerts']} alerts")  # fmt: skip
     if summary["reload_error"]:
-        line += f"; last reload failed: {summary['reload_error']}"
+        failed = "not loaded" if summary["state"] == "error" else "last reload failed"
+        line += f"; {failed}: {summary['reload_error']}"
     return line
+
+
+def _content_line(content: dict[str, Any]) -> str:
+    return (f"{content['packet_rules']} packet rules; log filters: {content['log_filters']} in"
+            f" jails, {content['shipped_filters']} shipped; {content['credential_pairs']} default"
+            " credential pairs")  # fmt: skip
 
 
 def _subscriber_queues(depths: dict[str, int]) -> str:
@@ -465,12 +488,14 @@ def _lab_call(fn: Callable[..., Any]) -> Any:
 
 @lab.command("up")
 @global_options
+@click.option("--engine", "with_engine", is_flag=True,
+              help="Also run an engine in the lab's gateway, set up for the lab.")  # fmt: skip
 @json_option
-def lab_up(as_json: bool) -> None:
+def lab_up(with_engine: bool, as_json: bool) -> None:
     """Create the lab (running it again is harmless)."""
     from engine.lab import lifecycle
 
-    plan = _lab_call(lifecycle.up)
+    plan = _lab_call(lambda config: lifecycle.up(config, engine=with_engine))
     data = _lab_call(lifecycle.status)
     if as_json:
         emit_json(data)
@@ -554,6 +579,12 @@ def lab_replug() -> None:
 def _print_hosts(data: dict[str, Any]) -> None:
     serial = data.get("serial")
     echo(f"  {'serial':<11} {serial or 'unplugged'}")
+    engine = data.get("engine") or {}
+    if engine.get("running"):
+        echo(f"  {'engine':<11} pid {engine['pid']}, socket {engine['socket']}")
+        echo(f"  {'':<11} attach: {engine['attach']}")
+    else:
+        echo(f"  {'engine':<11} not running (iotsec lab up --engine starts one)")
     for host in data["hosts"]:
         state = "present" if host["present"] else "missing"
         if host.get("services"):

@@ -39,14 +39,15 @@ def check(settings: Settings, paths: tuple[str, ...], allow_rejects: bool, as_js
     from engine.detect.classification import ClassificationError, shipped_classifications
     from engine.detect.parser import configured_rule_files, load_rules
     from engine.detect.variables import load_variables
+    from engine.shipped import MissingContent
 
     config = settings.config
     try:
         variables = load_variables(config.detect.vars, str(config.source or "config"))
         classes = shipped_classifications()
-    except (ConfigError, ClassificationError) as exc:
+        files = list(paths) or configured_rule_files(config.detect)
+    except (ConfigError, ClassificationError, MissingContent) as exc:
         raise click.ClickException(str(exc)) from None
-    files = list(paths) or configured_rule_files(config.detect)
     accepted, rejected = load_rules(files, variables, classifications=classes)
     if as_json:
         emit_json({"accepted": len(accepted),
@@ -54,8 +55,6 @@ def check(settings: Settings, paths: tuple[str, ...], allow_rejects: bool, as_js
     else:
         for rejection in rejected:
             echo(rejection)
-        if not files:
-            echo("no rule files: [detect] rule_files is empty and the shipped pack has none")
         echo(f"{len(accepted)} rules accepted, {len(rejected)} rejected")
     if rejected and not allow_rejects:
         sys.exit(1)

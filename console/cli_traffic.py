@@ -127,6 +127,7 @@ def _detector(settings: Any, rule_paths: tuple[str, ...]) -> Any:
     """The rules to run; rules that do not load are reported on stderr, the rest still run."""
     from engine.config import ConfigError
     from engine.detect.loader import configured_detector, load_detector
+    from engine.shipped import MissingContent
 
     detect = settings.config.detect
     try:
@@ -135,7 +136,7 @@ def _detector(settings: Any, rule_paths: tuple[str, ...]) -> Any:
                                                detect.pcre_timeout)  # fmt: skip
         else:
             detector, rejected = configured_detector(detect)
-    except ConfigError as exc:
+    except (ConfigError, MissingContent) as exc:
         raise click.ClickException(str(exc)) from None
     if rejected:
         click.echo(f"warning: {len(rejected)} rules not loaded (iotsec rules check says why); "

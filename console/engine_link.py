@@ -9,6 +9,7 @@ attempts never overlap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class LinkState:
     phase: Phase
     message: str = ""
     private_pid: int | None = None
+    label: str = "engine"  # which engine: "engine", "lab engine"
     operator: str = ""
     role: str = ""
     commands: frozenset[str] = field(default_factory=frozenset)
@@ -77,15 +79,17 @@ class EngineLink:
         config_path: str | None,
         max_rows: int,
         topics: tuple[str, ...] = TOPICS,
+        label: str = "engine",
     ) -> None:
         self.app = app
+        self.label = label
         self.topics = topics
         self.socket_path = socket_path
         self.spawn = spawn
         self.config_path = config_path
         self.max_rows = max_rows
         self.private: PrivateEngine | None = None
-        self.state = LinkState("connecting")
+        self.state = LinkState("connecting", label=label)
         self._client: AsyncClient | None = None
         self._retry: Timer | None = None
         self._closing = False
@@ -138,6 +142,7 @@ class EngineLink:
     # -- connecting ---------------------------------------------------------------------------
 
     def _set(self, state: LinkState) -> None:
+        state = dataclasses.replace(state, label=self.label)
         self.state = state
         self.app.post_message(LinkChanged(state))
 

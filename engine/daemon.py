@@ -17,20 +17,24 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from engine import audit
+from engine import audit, shipped
 from engine.alerts.manager import AlertManager
 from engine.capture.service import CaptureService
 from engine.config import Config
 from engine.control.protocol import ControlError
 from engine.control.server import ControlServer
+from engine.detect.classification import ClassificationError, shipped_classifications
+from engine.detect.parser import shipped_rule_files
 from engine.detect.service import DetectService, rule_states
 from engine.devices.inventory import Inventory
 from engine.events import EventBus
+from engine.logwatch.filters import FilterError, shipped_filters
 from engine.logwatch.service import LogWatch
 from engine.model import Alert, AlertEvent, Operator, Role, Severity
 from engine.respond.allowlist import Allowed
 from engine.respond.manager import BanManager
 from engine.respond.targets import TargetError, parse_target
+from engine.scan.creds import shipped_pairs
 from engine.scan.scope import parse_scope
 from engine.scan.service import ScanService
 from engine.serial.service import SerialService
@@ -76,6 +80,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = {}
+        self.shipped: dict[str, Any] = {}  # what the shipped content holds, counted at start
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -97,6 +102,7 @@ class Engine:
             notify_severity=Severity.parse(self.config.alerts.notify_severity),
         )
         await self.read(self.alerts.load)
+        self.shipped = await asyncio.to_thread(shipped_content)
         self.detect = DetectService(self.config, self.alerts, self.writer, self.bus)
         await self.detect.start(await self.read(rule_states))
         self.capture = CaptureService(self.config.capture, self.writer, self.bus,
@@ -315,6 +321,7 @@ class Engine:
             os.path.getsize(p) for p in (self.db_path, f"{self.db_path}-wal") if os.path.exists(p)
         )
         writer = self.writer
+        rules = _rules_summary(self.detect.status())
         parts = {"store": "running", "control": "running", "alerts": "running",
                  "capture": self.capture.state, "detect": self.detect.state,
                  "respond": self.respond.state, "logwatch": self.logwatch.state,
@@ -341,7 +348,14 @@ class Engine:
             },
             "bans": self.respond.status(),
             "capture": _capture_summary(self.capture.status()),
-            "rules": _rules_summary(self.detect.status()),
+            "rules": rules,
+            "content": {
+                **self.shipped,
+                "packet_rules": rules["accepted"],
+                "log_filters": len(
+                    {f.source for jail in self.logwatch.jails.values() for f in jail.filters}
+                ),
+            },
             "logs": self.logwatch.summary(),
             "devices": self.devices.status(),
             "scans": self.scans.summary(),
@@ -373,6 +387,30 @@ def _rules_summary(status: dict[str, Any]) -> dict[str, Any]:
     keys = ("state", "accepted", "running", "reloads", "reload_error", "hits", "alerts")
     return {**{k: status[k] for k in keys}, "rejected": len(status["rejected"]),
             "disabled": len(status["disabled"])}  # fmt: skip
+
+
+def shipped_content() -> dict[str, Any]:
+    """Where the shipped content is, its log filters and credential pairs, and what of it is
+    missing (each logged: an engine without its rules must say so, not run on none)."""
+    problems: list[str] = []
+
+    def counted(what: Callable[[], int]) -> int:
+        try:
+            return what()
+        except (shipped.MissingContent, ClassificationError, FilterError, ValueError) as exc:
+            problems.append(str(exc))
+            log.error("shipped content: %s", exc)
+            return 0
+
+    # The packet rules loaded are the rules' status; here only whether the pack is there (also
+    # when the config names other rule files: the install is broken all the same).
+    counted(lambda: len(shipped_rule_files()))
+    counted(lambda: len(shipped_classifications()))
+    filters = counted(lambda: len(shipped_filters()))
+    pairs = counted(lambda: len({(p.user, p.password) for listed in shipped_pairs().values()
+                                 for p in listed}))  # fmt: skip
+    return {"folder": str(shipped.folder()), "shipped_filters": filters,
+            "credential_pairs": pairs, "problems": problems}  # fmt: skip
 
 
 def tune_gc() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 SYSTEM_CONFIG = Path("/etc/iotsec/iotsec.toml")
@@ -50,12 +49,3 @@ def config_candidates() -> list[Path]:
     if is_root():
         return [SYSTEM_CONFIG, user_config()]
     return [user_config(), SYSTEM_CONFIG]
-
-
-def shipped_rules() -> Path:
-    """The rule content shipped with iotsec: the source tree's rules/ (a checkout or an
-    editable install), else where the package installed it (share/iotsec/rules)."""
-    checkout = Path(__file__).resolve().parent.parent / "rules"
-    if checkout.is_dir():
-        return checkout
-    return Path(sys.prefix) / "share" / "iotsec" / "rules"

@@ -31,7 +31,7 @@ def licences() -> set[str]:
 
 
 def test_the_manifest_lists_the_captures_rules_and_transcripts() -> None:
-    assert {name.split("/")[0] for name in listed()} == {"pcaps", "rules", "boot"}
+    assert {name.split("/")[0] for name in listed()} == {"pcaps", "rules", "boot", "logs"}
     assert {"rules/ET-LICENSE.txt", "boot/DEBAUER_LICENSE.txt"} <= licences()
 
 

@@ -80,39 +80,6 @@ SSHD_NOT_FAILURES = [
 ]
 
 
-DROPBEAR = [
-    ("Nov 24 13:50:01 cam dropbear[812]: Bad password attempt for 'root' from 203.0.113.5:51234",
-     "203.0.113.5", "root"),
-    ("Nov 24 13:50:02 cam dropbear[813]: bad password attempt for 'admin' from "
-     "2001:db8::5:40000", "2001:db8::5", "admin"),
-    ("Nov 24 13:50:03 cam dropbear[814]: Login attempt for nonexistent user from "
-     "198.51.100.7:60000", "198.51.100.7", ""),
-    ("Nov 24 13:50:04 cam dropbear[815]: Exit before auth from <198.51.100.7:60001>: (user "
-     "'root', 10 fails): Max auth tries reached - user 'root'", "198.51.100.7", "root"),
-    ("Nov 24 13:50:05 cam dropbear[816]: Pubkey auth bad signature for 'git' with key sha1!! "
-     "7f:00:aa from [2001:db8::9]:2222", "2001:db8::9", "git"),
-]  # fmt: skip
-
-DROPBEAR_NOT_FAILURES = [
-    "Nov 24 13:51:00 cam dropbear[900]: Password auth succeeded for 'root' from 203.0.113.6:4000",
-    "Nov 24 13:51:01 cam dropbear[901]: Child connection from 203.0.113.6:4001",
-    "Nov 24 13:51:02 cam dropbear[902]: Exit before auth from <203.0.113.6:4002>: Exited normally",
-    "Nov 24 13:51:03 cam dropbear[903]: Exit (root) from <203.0.113.6:4003>: Disconnect received",
-    "Nov 24 13:51:04 cam sshd[904]: Bad password attempt for 'root' from 203.0.113.5:51234",
-]
-
-
-@pytest.mark.parametrize(("line", "host", "user"), DROPBEAR)
-def test_dropbear_failures(line: str, host: str, user: str) -> None:
-    verdict = examine(find_filter("dropbear"), line, NOW)
-    assert (verdict.kind, verdict.host, verdict.user) == ("matched", host, user)
-
-
-@pytest.mark.parametrize("line", DROPBEAR_NOT_FAILURES)
-def test_dropbear_lines_that_are_not_failures(line: str) -> None:
-    assert examine(find_filter("dropbear"), line, NOW).kind == "missed"
-
-
 WEB_AND_FTP = [
     ("web-auth", '2026/11/24 13:53:00 [error] 812#812: *41 user "admin": password mismatch, '
      'client: 203.0.113.5, server: _, request: "GET / HTTP/1.1", host: "10.77.0.40"',
@@ -255,6 +222,21 @@ def test_a_message_gets_the_verdict_of_its_whole_line() -> None:
         ), line  # fmt: skip
 
 
+def test_headers_of_busybox_and_openwrt_and_lines_without_one() -> None:
+    """BusyBox syslogd and OpenWrt's logread write the facility and level before the program;
+    a file line with no header is the daemon's own log, whatever programs the filter names,
+    while a received message without a program is no daemon's."""
+    assert split_syslog("cam authpriv.warn dropbear[812]: Bad") == ("dropbear", "Bad")
+    assert split_syslog("authpriv.warn dropbear[812]: Bad") == ("dropbear", "Bad")
+    assert split_syslog("vm auth.warn login[16990]: invalid") == ("login", "invalid")
+    assert split_syslog("gw.lan sshd[1]: Failed") == ("sshd", "Failed")
+    message = "Failed password for root from 203.0.113.5 port 52514 ssh2"
+    own = examine(find_filter("sshd"), f"2026-11-24T13:45:01Z {message}", NOW)
+    assert (own.kind, own.host) == ("matched", "203.0.113.5")
+    received = Examiner(find_filter("sshd")).examine_message("", message, None)
+    assert received.kind == "missed"
+
+
 def test_messages_remember_the_host_of_the_message_before() -> None:
     """Mosquitto through the journal: its refusal names no address, the connection before does."""
     examiner = Examiner(find_filter("mosquitto"))
@@ -306,14 +288,18 @@ def test_times_in_the_formats_daemons_write() -> None:
     assert timestamps.parse("Nov 24 13:45:01 gw sshd", NOW) == (local, "gw sshd")
     assert timestamps.parse("2026/11/24 13:45:01 [error] 7#7:")[0] == local
     assert timestamps.parse("Tue Nov 24 13:45:01 2026 [pid 3] FAIL")[0] == local
+    # Dropbear's own log (-E): the pid first; the epoch seconds when localtime() failed.
+    assert timestamps.parse("[812] Nov 24 13:45:01 Bad", NOW) == (local, "Bad")
+    assert timestamps.parse("[812] 1795873501 Bad") == (1795873501.0, "Bad")
     # No year in syslog: a December line read in January is from the year before.
     january = datetime(2027, 1, 2).timestamp()
     assert (
         timestamps.parse("Dec 31 23:59:59 gw x", january)[0]
         == datetime(2026, 12, 31, 23, 59, 59).timestamp()
     )
-    with pytest.raises(timestamps.NoTime):
-        timestamps.parse("hello world")
+    for line in ("hello world", "[812] hello", "[812] 42 hello"):
+        with pytest.raises(timestamps.NoTime):
+            timestamps.parse(line)
 
 
 def test_syslog_times_read_in_a_burst() -> None:

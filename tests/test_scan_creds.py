@@ -78,7 +78,7 @@ def test_a_broker_that_takes_anonymous_clients_is_not_tried() -> None:
 
 
 def test_every_shipped_pair_has_a_cited_source() -> None:
-    pairs = creds.load_pairs()
+    pairs = creds.shipped_pairs()
     assert set(pairs) == {"telnet", "ssh", "http", "mqtt", "serial"}
     assert pairs["telnet"][0] == creds.Pair("root", "xc3511", "Mirai")
     for service, listed in pairs.items():

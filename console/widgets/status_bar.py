@@ -20,7 +20,7 @@ SEPARATOR = Content.styled(" │ ", "dim")
 
 
 def _connection(link: LinkState) -> Content:
-    private = f"private engine pid {link.private_pid}" if link.private_pid else "engine"
+    private = f"private engine pid {link.private_pid}" if link.private_pid else link.label
     if link.phase == "connected":
         return Content.assemble(("●", "green"), f" {private}")
     if link.phase == "connecting":

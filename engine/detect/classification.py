@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import paths
+from engine import shipped
 from engine.detect.rules import Rule
 from engine.model import Severity
 
@@ -62,8 +62,9 @@ def load_classifications(path: Path) -> dict[str, Classtype]:
 
 @functools.cache
 def shipped_classifications() -> Classifications:
-    """The classtypes shipped in rules/classification.config, read once."""
-    return load_classifications(paths.shipped_rules() / "classification.config")
+    """The classtypes shipped in rules/classification.config, read once; MissingContent when
+    the file is not there."""
+    return load_classifications(shipped.file("classification.config"))
 
 
 def severity_for(priority: int) -> Severity:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine import paths
+from engine import shipped
 from engine.capture.protocols import TAGS
 from engine.config import DetectConfig
 from engine.detect import options
@@ -133,11 +133,16 @@ def load_rules(
 
 
 def configured_rule_files(detect: DetectConfig) -> list[str]:
-    """The rule files in effect: the config's ``rule_files``, else the shipped pack (none if
-    the pack is missing)."""
+    """The rule files in effect: the config's ``rule_files``, else the shipped pack
+    (MissingContent when it has none)."""
     if detect.rule_files:
         return list(detect.rule_files)
-    return sorted(str(p) for p in (paths.shipped_rules() / "packet").glob("*.rules"))
+    return shipped_rule_files()
+
+
+def shipped_rule_files() -> list[str]:
+    """The shipped pack's files (MissingContent when there are none)."""
+    return [str(p) for p in shipped.files("packet/*.rules", "packet rules")]
 
 
 def _rule_files(entry: str) -> list[str]:

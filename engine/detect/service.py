@@ -24,6 +24,7 @@ from engine.detect.detector import Detector, Match, RuleSet
 from engine.detect.parser import configured_rule_files, load_rules
 from engine.detect.rules import Rejection, Rule
 from engine.detect.variables import load_variables
+from engine.shipped import MissingContent
 
 if TYPE_CHECKING:
     from engine.alerts.manager import AlertManager
@@ -56,7 +57,8 @@ class ReloadError(Exception):
 
 
 def load(config: DetectConfig) -> Loaded:
-    """Parse the rule files ``config`` names (ConfigError when a variable does not parse)."""
+    """Parse the rule files ``config`` names (ConfigError when a variable does not parse,
+    MissingContent when the shipped pack or classtypes are missing)."""
     files = configured_rule_files(config)
     rules, rejections = load_rules(files, load_variables(config.vars))
     return Loaded(config, files, rules, rejections)
@@ -98,7 +100,7 @@ class DetectService:
         self.disabled = {sid for sid, enabled in disabled.items() if not enabled}
         try:
             loaded = await asyncio.to_thread(load, self.config.detect)
-        except ConfigError as exc:
+        except (ConfigError, MissingContent) as exc:
             self.state, self.reload_error = "error", str(exc)
             log.error("rules not loaded: %s", exc)
             return
@@ -133,7 +135,7 @@ class DetectService:
         try:
             detect = load_config(source).detect if source is not None else self.config.detect
             loaded = load(detect)
-        except ConfigError as exc:
+        except (ConfigError, MissingContent) as exc:
             raise ReloadError(str(exc)) from None
         problems = regressions(self.loaded, loaded) if self.state == "running" else []
         if problems:

@@ -44,12 +44,17 @@ def busybox_has(applets: set[str]) -> bool:
     return applets <= set(listed)
 
 
+def can_install() -> bool:
+    """Whether missing packages can be installed here (root with apt-get)."""
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
 def ensure_installed() -> list[str]:
     """Install what is missing with apt-get (root only); the packages installed."""
     needed = missing()
     if not needed:
         return []
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not can_install():
         raise LabError(f"the lab needs these Debian packages: {' '.join(needed)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *needed]

@@ -10,8 +10,10 @@ PAM failure and "Failed password" for one attempt): the line is noted, not count
 as fail2ban's ``<F-NOFAIL>`` does.
 
 A line is read as: its time (:mod:`engine.logwatch.timestamps`), then, when it has one, the
-syslog header (``host program[pid]: ``), then the message the regexes see. Host names are
-kept as written and never resolved (a lookup would leave the machine).
+syslog header (``host program[pid]: ``), then the message the regexes see. A line without a
+syslog header is the daemon's own log file (``dropbear -E``), which a jail gave this filter:
+``programs`` does not apply to it. Host names are kept as written and never resolved (a lookup
+would leave the machine).
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from engine import shipped
 from engine.logwatch import timestamps
-
-SHIPPED = Path(__file__).resolve().parent.parent.parent / "rules" / "logs"
 
 _IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
 _IPV6 = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:" + _IPV4 + r"|[0-9A-Fa-f]{0,4})"
@@ -38,7 +39,15 @@ PLACEHOLDERS = {
     "<USER>": r"(?P<user>.*?)",
 }
 # "host program[pid]: message" (the host is absent in some files, e.g. the journal's export).
-_SYSLOG = re.compile(r"(?:(?P<hostname>[\w.:-]+) )?(?P<program>[\w./-]+)(?:\[\d+\])?: ")
+# BusyBox syslogd and OpenWrt's logread put the facility and level before the program
+# ("cam authpriv.warn dropbear[812]: ").
+_FACILITY = (
+    r"(?:auth|authpriv|cron|daemon|ftp|kern|lpr|mail|mark|news|security|syslog|user|uucp"
+    r"|local[0-7])\.(?:alert|crit|debug|emerg|err|error|info|none|notice|panic|warn|warning)"
+)
+_SYSLOG = re.compile(
+    rf"(?:(?P<hostname>[\w.:-]+) )?(?:{_FACILITY} )?(?P<program>[\w./-]+)(?:\[\d+\])?: "
+)
 
 
 class FilterError(ValueError):
@@ -133,20 +142,27 @@ def _compile(pattern: str, where: str) -> re.Pattern[str]:
 
 
 def shipped_filters() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(SHIPPED.glob("*.toml"))}
+    """The shipped filters by name; FilterError (saying where it looked) when there are none."""
+    try:
+        return {p.stem: p for p in shipped.files("logs/*.toml", "log filters")}
+    except shipped.MissingContent as exc:
+        raise FilterError(str(exc)) from None
 
 
 def find_filter(name: str) -> Filter:
-    """A shipped filter by name (``sshd``) or a filter file by path."""
-    shipped = shipped_filters()
-    if name in shipped:
-        return load_filter(shipped[name])
+    """A shipped filter by name (``sshd``) or a filter file by path (which works also when
+    the shipped ones are missing)."""
+    try:
+        known = shipped_filters()
+        choices = f"shipped ones are {', '.join(known)}"
+    except FilterError as exc:
+        known, choices = {}, str(exc)
+    if name in known:
+        return load_filter(known[name])
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
         return load_filter(path)
-    raise FilterError(
-        f"no filter {name!r}: shipped ones are {', '.join(shipped) or 'none'}, or give a path"
-    )
+    raise FilterError(f"no filter {name!r}: {choices}, or give a path")
 
 
 def split_syslog(rest: str) -> tuple[str, str]:
@@ -172,22 +188,28 @@ class Examiner:
 
     def examine(self, line: str, now: float | None = None) -> Verdict:
         """What the filter makes of a whole line: its time, then (when the filter names
-        programs) its syslog header, then the message."""
+        programs) its syslog header, then the message. A line without a syslog header is
+        the daemon's own log (the jail chose the file), so it is not held to ``programs``."""
         try:
             ts, rest = timestamps.parse(line, now)
         except timestamps.NoTime:
             ts, rest = None, line
         if not self.filter.programs:
-            return self.examine_message("", rest, ts)
+            return self._examine(rest, ts)
         program, message = split_syslog(rest)
+        if not program:
+            return self._examine(message, ts)
         return self.examine_message(program, message, ts)
 
     def examine_message(self, program: str, message: str, ts: float | None) -> Verdict:
         """What the filter makes of a message whose source has already split it from its
         program (a syslog receiver's TAG, the journal's SYSLOG_IDENTIFIER) and time."""
-        filter_ = self.filter
-        if filter_.programs and program.rsplit("/", 1)[-1] not in filter_.programs:
+        if self.filter.programs and program.rsplit("/", 1)[-1] not in self.filter.programs:
             return Verdict("missed", ts)
+        return self._examine(message, ts)
+
+    def _examine(self, message: str, ts: float | None) -> Verdict:
+        filter_ = self.filter
         for pattern in filter_.ignoreregex:
             if pattern.search(message):
                 return Verdict("ignored", ts)

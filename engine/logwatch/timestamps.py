@@ -5,7 +5,8 @@ own time decides a jail's window, so replaying an old log gives the answer watch
 13:45:01", no year: the year that puts it closest before ``now``), ISO 8601 / RFC 5424
 ("2026-11-24T13:45:01.123456+00:00", a naive one is local time), "2026/11/24 13:45:01" (nginx),
 "2026-11-24 13:45:01:" (lighttpd), "2026-11-24 13:45:01,123" (ProFTPD), ctime "Tue Nov 24
-13:45:01 2026" (vsftpd), and an epoch number followed by a colon (mosquitto).
+13:45:01 2026" (vsftpd), an epoch number followed by a colon (mosquitto), and a syslog time or
+an epoch number after the process id ("[812] Nov 24 13:45:01": dropbear's own log, -E).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _CTIME = re.compile(
 )
 _EPOCH = re.compile(r"(\d{9,10})(?:\.\d+)?:\s+")
 _BRACKETED = re.compile(r"\[([^\]]{10,40})\]\s+")
+# Dropbear (-E) writes "[pid] " and then strftime's "%b %d %H:%M:%S", or the epoch seconds
+# when localtime() fails.
+_PID_FIRST = re.compile(r"\[\d{1,10}\] (?:(\d{9,10}) )?")
 
 
 class NoTime(ValueError):
@@ -53,6 +57,13 @@ def parse(line: str, now: float | None = None) -> tuple[float, str]:
     m = _EPOCH.match(line)
     if m:
         return float(m.group(1)), line[m.end() :]
+    m = _PID_FIRST.match(line)
+    if m:
+        if m.group(1):
+            return float(m.group(1)), line[m.end() :]
+        stamp = _SYSLOG.match(line, m.end())
+        if stamp:
+            return _syslog(stamp, time.time() if now is None else now), line[stamp.end() :]
     m = _BRACKETED.match(line)
     if m:
         stamp = m.group(1)

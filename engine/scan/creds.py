@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import shipped
 from engine.model import Severity
 from engine.scan.findings import Finding, Service
 from engine.scan.probes import http_get, mqtt_connect, telnet_options
 
-SHIPPED = (
-    Path(__file__).resolve().parent.parent.parent / "rules" / "creds" / "default-credentials.toml"
-)
+SHIPPED_LIST = "creds/default-credentials.toml"  # under the shipped folder
 LOGIN_WAIT = 5.0
 PROMPT_SETTLE = 0.3
 SHELL_PROMPT = re.compile(rb"[#$>%]\s*$")
@@ -35,7 +34,7 @@ class Pair:
     source: str
 
 
-def load_pairs(path: Path = SHIPPED) -> dict[str, list[Pair]]:
+def load_pairs(path: Path) -> dict[str, list[Pair]]:
     """Pairs per service ("telnet", "ssh", "http", "mqtt"), in the order they are tried."""
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     out: dict[str, list[Pair]] = {}
@@ -52,8 +51,13 @@ def load_pairs(path: Path = SHIPPED) -> dict[str, list[Pair]]:
 @functools.cache
 def shipped_pairs() -> dict[str, list[Pair]]:
     """The shipped pairs, read once: a scan checks every host it found against them (and a
-    serial console its login prompt)."""
-    return load_pairs(SHIPPED)
+    serial console its login prompt). MissingContent when the list is missing or empty: a
+    check that tried nothing must not pass for one that found nothing."""
+    path = shipped.file(SHIPPED_LIST)
+    pairs = load_pairs(path)
+    if not pairs:
+        raise shipped.MissingContent(f"{path}: no credential pairs: {shipped.REINSTALL}")
+    return pairs
 
 
 async def check(

@@ -29,6 +29,7 @@ from engine.serial.login import LoginCheck
 from engine.serial.session import SerialProblem, SerialSession
 from engine.serial.settings import SettingsError
 from engine.serial.transcript import TranscriptWriter, transcript_path
+from engine.shipped import MissingContent
 
 if TYPE_CHECKING:
     from engine.alerts.manager import AlertManager
@@ -230,7 +231,10 @@ class SerialService:
         session = self._session(sid)
         if sid in self._logins:
             raise ControlError(f"a login check is running on session {sid}", "busy")
-        pairs = shipped_pairs().get("serial", [])[: self.config.creds_max_attempts]
+        try:
+            pairs = shipped_pairs().get("serial", [])[: self.config.creds_max_attempts]
+        except MissingContent as exc:
+            raise ControlError(str(exc), "unusable") from None
         check = LoginCheck(lambda data: self.write(sid, data), session.settings.enter())
         self._logins[sid] = check
         session.note(f"default-credential check: up to {len(pairs)} pairs")
