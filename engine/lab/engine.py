@@ -132,9 +132,14 @@ def start(plan: Plan) -> int:
         return pid
     here = directory(plan)
     here.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # The user who ran sudo reaches the socket through the state directory.
-    devices.state_dir(plan).chmod(0o711)
-    devices.STATE_ROOT.chmod(0o755)
+    admin, group = _operator()
+    if admin is not None:
+        # The user who ran sudo reaches the socket: through the state directory, and into
+        # this one as its group (the engine's files in it stay 0600).
+        devices.STATE_ROOT.chmod(0o755)
+        devices.state_dir(plan).chmod(0o711)
+        os.chown(here, -1, grp.getgrnam(group).gr_gid)
+        here.chmod(0o750)
     config = here / "iotsec.toml"
     config.write_text(config_text(plan))
     log = here / "engine.log"

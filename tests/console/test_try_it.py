@@ -5,6 +5,8 @@ the firewall enforces, an acknowledgement with a note, and nothing left after `l
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from engine.config import LabConfig
+from engine.control.client import Client
 from engine.lab import engine as lab_engine
 from engine.lab import processes, topology
 from engine.lab.topology import Plan
-from tests.conftest import ROOT, require_root, require_tool, wait_for
+from tests.conftest import ROOT, require_root, require_tool, run_as, wait_for
 from tests.console.test_console_tmux import Tmux, wait_gone
 
 # Not the default lab: a user's own lab on this machine is never touched.
@@ -50,9 +53,10 @@ def test_try_it(tmp_path: Path, tmux: Tmux) -> None:
     )
 
     def iotsec(*args: str, timeout: float = 120) -> str:
+        # As `sudo make lab` run by a user: here the user nobody.
         done = subprocess.run([sys.executable, "-m", "console.cli", "--config", str(config),
                                *args], capture_output=True, text=True, timeout=timeout,
-                              cwd=ROOT)  # fmt: skip
+                              cwd=ROOT, env={**os.environ, "SUDO_USER": "nobody"})  # fmt: skip
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -62,6 +66,12 @@ def test_try_it(tmp_path: Path, tmux: Tmux) -> None:
         status = json.loads(iotsec("lab", "up", "--engine", "--json", timeout=300))
         assert status["engine"]["running"], status["engine"]
         engine_pid = status["engine"]["pid"]
+        # The user who ran sudo reaches the lab engine as its admin.
+        nobody = pwd.getpwnam("nobody")
+        socket = status["engine"]["socket"]
+        hello = run_as(nobody.pw_uid, nobody.pw_gid, [nobody.pw_gid],
+                       lambda: Client(socket).hello)  # fmt: skip
+        assert (hello["operator"], hello["role"]) == ("nobody", "admin")
 
         console = tmux.start_console(config)
         tmux.wait_for(r"● lab engine │ capture: running")
