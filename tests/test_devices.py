@@ -1,10 +1,12 @@
 """The device inventory on its own: devices built from the facts of real captures (mDNS, SSDP,
-DHCP, every MAC/IP pair), from scan results, and what changes raise: new, gone and back, new
-ports, findings that appear and are resolved; all written to and read back from SQLite."""
+DHCP, every MAC/IP pair, neighbour discovery), from scan results, and what changes raise: new,
+gone and back, new ports, findings that appear and are resolved; one device per MAC whatever
+addresses it shows; all written to and read back from SQLite."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +16,15 @@ from typing import Any
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
+from scapy.layers.l2 import ARP, Ether
 
 from engine.alerts.manager import AlertManager
 from engine.capture.pipeline import Pipeline
@@ -94,6 +104,16 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 def feed(inventory: Inventory, pipeline: Pipeline) -> None:
     inventory.observe(pipeline.facts, pipeline.take_seen())
+
+
+def captured(inventory: Inventory, frames: list[Any]) -> None:
+    """``frames`` (scapy packets) through a real pipeline, into the inventory as one tick."""
+    pipeline = Pipeline(facts=True)
+    for n, frame in enumerate(frames):
+        data = bytes(frame)
+        pipeline.feed(1.0 + n, 1, data, len(data), "eth0")
+    pipeline.finish()
+    feed(inventory, pipeline)
 
 
 def dhcp_frames() -> list[bytes]:
@@ -404,3 +424,145 @@ async def test_an_empty_inventory_learns_quietly_at_first(tmp_path: Path) -> Non
     writer.close()
     assert len(again.devices) == 3
     assert titles == ["New device 10.1.1.3 (02:00:00:00:00:03)"]
+
+
+# The camera on an IPv6 segment: its IPv4 address, its link-local address (made from its MAC),
+# and a global address that is not (a DHCPv6 or privacy address).
+CAMERA_IP, CAMERA_LL, CAMERA_GLOBAL = "192.168.7.50", "fe80::c256:e3ff:fe12:3456", "2001:db8:7::50"
+GATEWAY_MAC, GATEWAY_IP, GATEWAY_LL = "02:00:00:00:00:01", "192.168.7.1", "fe80::1"
+
+
+def camera_frames() -> dict[str, list[Any]]:
+    """What the camera shows, by kind: ARP; neighbour discovery (it resolves the gateway, and
+    advertises its global address); link-local traffic (an echo to the gateway)."""
+    to_gateway = Ether(src=CAMERA_MAC, dst=GATEWAY_MAC)
+    return {
+        "arp": [
+            Ether(src=CAMERA_MAC, dst="ff:ff:ff:ff:ff:ff")
+            / ARP(op=1, hwsrc=CAMERA_MAC, psrc=CAMERA_IP, pdst=GATEWAY_IP)
+        ],
+        "ndp": [
+            Ether(src=CAMERA_MAC, dst="33:33:ff:00:00:01")
+            / IPv6(src=CAMERA_LL, dst="ff02::1:ff00:1", hlim=255)
+            / ICMPv6ND_NS(tgt=GATEWAY_LL)
+            / ICMPv6NDOptSrcLLAddr(lladdr=CAMERA_MAC),
+            to_gateway
+            / IPv6(src=CAMERA_LL, dst=GATEWAY_LL, hlim=255)
+            / ICMPv6ND_NA(tgt=CAMERA_GLOBAL, R=0, S=1, O=1)
+            / ICMPv6NDOptDstLLAddr(lladdr=CAMERA_MAC),
+        ],
+        "link-local": [to_gateway / IPv6(src=CAMERA_LL, dst=GATEWAY_LL) / ICMPv6EchoRequest()],
+    }
+
+
+def gateway_frames() -> list[Any]:
+    """The gateway: its ARP answer and its own neighbour advertisement; then what it forwards
+    from beyond it (a public IPv6 source), a proxy advertisement for a host behind it (override
+    flag clear) and another host's advertisement it forwards: none of those is its own."""
+    from_gateway = Ether(src=GATEWAY_MAC, dst=CAMERA_MAC)
+    return [
+        from_gateway / ARP(op=2, hwsrc=GATEWAY_MAC, psrc=GATEWAY_IP, pdst=CAMERA_IP),
+        from_gateway
+        / IPv6(src=GATEWAY_LL, dst=CAMERA_LL, hlim=255)
+        / ICMPv6ND_NA(tgt=GATEWAY_LL, R=1, S=1, O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=GATEWAY_MAC),
+        from_gateway / IPv6(src="2606:4700::1111", dst=CAMERA_GLOBAL) / UDP(sport=53, dport=5353),
+        from_gateway
+        / IPv6(src=GATEWAY_LL, dst=CAMERA_LL, hlim=255)
+        / ICMPv6ND_NA(tgt="2001:db8:9::9", R=1, S=1, O=0)
+        / ICMPv6NDOptDstLLAddr(lladdr=GATEWAY_MAC),
+        from_gateway
+        / IPv6(src="2001:db8:9::8", dst=CAMERA_GLOBAL, hlim=254)
+        / ICMPv6ND_NA(tgt="2001:db8:9::8", S=1, O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:99"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [("arp", "ndp", "link-local"), ("ndp", "link-local", "arp"), ("link-local", "ndp", "arp")],
+)
+def test_arp_ndp_and_link_local_traffic_are_one_device(
+    world: World, order: tuple[str, ...]
+) -> None:
+    frames = camera_frames()
+    for kind in order:  # each in a tick of its own: IPv6 before IPv4, NDP before ARP
+        captured(world.inventory, frames[kind])
+        world.clock.now += 1
+    captured(world.inventory, gateway_frames())
+    camera = world.inventory.find(CAMERA_MAC)
+    assert len(world.inventory.devices) == 2
+    assert set(camera.addresses) == {CAMERA_IP, CAMERA_LL, CAMERA_GLOBAL}
+    assert camera.ip == CAMERA_IP
+    assert {"arp", "ndp", "ip"} <= camera.seen_by
+    for address in (CAMERA_IP, CAMERA_LL, CAMERA_GLOBAL):
+        assert world.inventory.find(address) is camera
+    gateway = world.inventory.find(GATEWAY_MAC)
+    assert set(gateway.addresses) == {GATEWAY_IP, GATEWAY_LL}
+    for beyond in ("2606:4700::1111", "2001:db8:9::9", "2001:db8:9::8"):
+        assert world.inventory.find(beyond) is None
+    assert [c["change"] for c in world.changes()].count("new") == 2
+    new = [title for _, rule, title in world.alerts() if rule == "new-device"]
+    assert len(new) == 2 and sum(CAMERA_MAC in title for title in new) == 1
+    again = world.reloaded()
+    assert len(again.devices) == 2
+    assert set(again.find(CAMERA_LL).addresses) == {CAMERA_IP, CAMERA_LL, CAMERA_GLOBAL}
+
+
+def test_an_address_scanned_alone_joins_its_mac_with_its_history(world: World) -> None:
+    """A scan of the camera's global IPv6 address knows no MAC: a device of its own, with
+    findings and alerts, until neighbour discovery shows the address is the camera's."""
+    inventory = world.inventory
+    first_seen = world.clock.now
+    findings = [("telnet-cleartext", 23, "high"), ("rtsp-no-auth", 554, "high")]
+    inventory.apply_scan(1, [host(CAMERA_GLOBAL, [23, 554], findings)], ALL_TCP)
+    inventory.apply_scan(2, [host(CAMERA_GLOBAL, [554], findings[1:])], ALL_TCP)
+    world.clock.now += 10
+    captured(inventory, camera_frames()["arp"])
+    assert len(inventory.devices) == 2
+    world.clock.now += 10
+    captured(inventory, camera_frames()["ndp"])
+    (device,) = inventory.devices.values()
+    assert device.mac == CAMERA_MAC and device.first_seen == first_seen
+    assert set(device.addresses) == {CAMERA_IP, CAMERA_LL, CAMERA_GLOBAL}
+    assert [s["port"] for s in device.services] == [554] and device.last_scan == 2
+    assert list(device.findings) == [("rtsp-no-auth", 554, "tcp")] and device.risk == 25
+    world.reloaded()
+    with sqlite3.connect(world.path) as db:
+        assert db.execute("SELECT id, mac FROM devices").fetchall() == [(device.id, CAMERA_MAC)]
+        stored = db.execute("SELECT device_id, kind, state FROM findings ORDER BY id").fetchall()
+        alerts = db.execute("SELECT rule, device, evidence FROM alerts ORDER BY id").fetchall()
+    # The resolved finding is history the camera keeps.
+    assert stored == [
+        (device.id, "telnet-cleartext", "resolved"),
+        (device.id, "rtsp-no-auth", "open"),
+    ]
+    # Its alerts too: each names the camera now (the scan's new device among them).
+    assert [rule for rule, _, _ in alerts] == [
+        "new-device",
+        "telnet-cleartext 23/tcp",
+        "rtsp-no-auth 554/tcp",
+        "finding-resolved telnet-cleartext 23/tcp",
+        "new-device",
+    ]
+    assert {(mac, json.loads(evidence)["device"]) for _, mac, evidence in alerts} == {
+        (CAMERA_MAC, device.id)
+    }
+
+
+def test_a_scanned_address_made_from_a_known_mac_is_that_device(world: World) -> None:
+    captured(world.inventory, camera_frames()["arp"])
+    slaac = "2001:db8:7:0:c256:e3ff:fe12:3456"  # the camera's MAC, as EUI-64
+    changes = world.inventory.apply_scan(1, [host(slaac, [554], [])], ALL_TCP)
+    assert changes["new_devices"] == []
+    (device,) = world.inventory.devices.values()
+    assert set(device.addresses) == {CAMERA_IP, slaac}
+
+
+def test_one_link_local_address_on_two_macs_does_not_move(world: World) -> None:
+    """Routers often answer as fe80::1 on every link (or share it, VRRP): both keep it."""
+    other = "02:00:00:00:00:02"
+    for mac in (GATEWAY_MAC, other, GATEWAY_MAC):
+        world.inventory.observe([], {(mac, GATEWAY_LL)})
+    assert world.inventory.find(GATEWAY_MAC).addresses == [GATEWAY_LL]
+    assert world.inventory.find(other).addresses == [GATEWAY_LL]

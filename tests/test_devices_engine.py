@@ -299,3 +299,63 @@ def test_iotsec_scan_runs_in_the_engine_and_the_lab_becomes_the_inventory(
         assert "no change since the previous scan of these targets" in again.stdout
     finally:
         assert engine.stop() == 0
+
+
+def link_local(pair: Pair, netns: str, link: str) -> str:  # noqa: F811
+    """The link's IPv6 link-local address, once duplicate address detection has passed."""
+
+    def ready() -> str:
+        shown = json.loads(pair.run(netns, "ip", "-j", "-6", "addr", "show", link).stdout)
+        return next(
+            (a["local"] for a in shown[0]["addr_info"]
+             if a["scope"] == "link" and not a.get("tentative")),
+            "",
+        )  # fmt: skip
+
+    return wait_for(ready, f"the link-local address of {link}")
+
+
+def test_arp_ndp_and_link_local_traffic_are_one_live_device(pair: Pair, tmp_path: Path) -> None:  # noqa: F811
+    """The sender shows IPv6 first (neighbour discovery, then echoes to the receiver's
+    link-local and global addresses), then ARP and IPv4: one device with all its addresses,
+    one new-device alert."""
+    require_root("capture in the test's network namespaces")
+    own, peer = link_local(pair, pair.a, pair.veth_a), link_local(pair, pair.b, pair.veth_b)
+    # Global addresses outside [devices] local_networks: the sender's joins its device because
+    # neighbour discovery vouches for it.
+    own_global, peer_global = "2001:db8:97::1", "2001:db8:97::2"
+    for netns, link, address in ((pair.a, pair.veth_a, own_global),
+                                 (pair.b, pair.veth_b, peer_global)):  # fmt: skip
+        done = pair.run(netns, "ip", "addr", "add", f"{address}/64", "dev", link, "nodad")
+        assert done.returncode == 0, done.stderr
+    config = f'[capture]\ninterfaces = ["{pair.veth_b}"]\n[devices]\nlearning = "0s"\n'
+    engine = start_engine(tmp_path, config, prefix=("ip", "netns", "exec", pair.b))
+    try:
+        with engine.client() as client:
+            wait_for(lambda: client.request("capture.status")["state"] == "running", "capture")
+        for netns in (pair.a, pair.b):  # so that NDP and ARP are asked again
+            pair.run(netns, "ip", "neigh", "flush", "all")
+        # Echoes to each address, after neighbour discovery for it.
+        for target in (f"{peer}%{pair.veth_a}", peer_global):
+            done = pair.run(pair.a, "ping", "-6", "-n", "-c", "3", "-i", "0.05", target)
+            assert done.returncode == 0, done.stdout + done.stderr
+        pair.ping(2)
+        wait_for(
+            lambda: (d := device_of(engine, pair.mac_a)) and SENDER in d["addresses"],
+            "the sender's IPv4 address",
+        )
+        time.sleep(1.5)  # more of the inventory's ticks: nothing else comes of it
+        listed = json.loads(engine.cli("devices", "--json").stdout)
+        alerts = json.loads(engine.cli("alerts", "--json").stdout)
+    finally:
+        assert engine.stop() == 0
+    assert all(d["mac"] for d in listed) and len({d["mac"] for d in listed}) == len(listed)
+    (sender,) = [d for d in listed if own in d["addresses"]]
+    assert sender["mac"] == pair.mac_a and sender["ip"] == SENDER
+    assert set(sender["addresses"]) == {SENDER, own, own_global}
+    assert {"arp", "ndp", "ip"} <= set(sender["seen_by"])
+    new = [
+        a for a in alerts if a["rule"] == "new-device" and a["evidence"]["device"] == sender["id"]
+    ]
+    assert len(new) == 1 and pair.mac_a in new[0]["title"]
+    assert len([a for a in alerts if a["rule"] == "new-device"]) == len(listed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RetentionConfig
+from engine.alerts.manager import AlertManager
+from engine.config import DevicesConfig, RetentionConfig
+from engine.devices.inventory import Inventory
+from engine.events import EventBus
 from engine.store import schema
 from engine.store.db import StoreError, connect, lock_database, open_db
 from engine.store.retention import prune
@@ -228,3 +232,98 @@ def test_a_refused_call_does_not_spoil_its_batch(tmp_path: Path) -> None:
         r[0] for r in connect(tmp_path / "iotsec.db", readonly=True).execute("SELECT key FROM meta")
     }
     assert keys == {"a", "b"}  # the refused call's own write was undone
+
+
+def test_duplicate_devices_are_merged_with_their_history(tmp_path: Path) -> None:
+    """Before version 8 a device could have several rows: by a MAC written in another case,
+    and by an address a scan found it at alone. Migrating merges them into the MAC's oldest
+    row; findings and alerts of the merged rows point at it."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    schema.migrate(old, 7)
+    mac, link_local = "c0:56:e3:12:34:56", "fe80::c256:e3ff:fe12:3456"
+    device = (
+        "INSERT INTO devices (id, mac, ip, hostname, first_seen, last_seen, notes, addresses,"
+        " services, seen_by, state, last_scan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    rtsp = '[{"port": 554, "proto": "tcp", "service": "rtsp"}]'
+    old.executemany(device, [
+        (1, mac, "192.168.7.50", "", 2000.0, 5000.0, "", f'["192.168.7.50", "{link_local}"]',
+         "[]", '["arp", "ip"]', "gone", None),
+        (2, mac.upper(), link_local, "ipcam-7", 1500.0, 4000.0, "", f'["{link_local}"]', "[]",
+         '["dhcp"]', "present", None),
+        (3, None, link_local, "", 1000.0, 3000.0, "in the lab", f'["{link_local}"]', rtsp,
+         '["scan"]', "gone", 4),
+        (4, None, "10.9.9.9", "", 1200.0, 1300.0, "", '["10.9.9.9"]', "[]", '["scan"]', "gone",
+         4),
+    ])  # fmt: skip
+    old.execute(
+        "INSERT INTO scans (id, started, kind, targets, status) VALUES (4, 900, 'x', '[]', 'done')"
+    )
+    finding = (
+        "INSERT INTO findings (id, device_id, kind, severity, title, first_seen, last_seen,"
+        " state, port, proto, scan_id, resolved) VALUES (?, ?, ?, 3, ?, ?, ?, ?, ?, 'tcp', 4, ?)"
+    )
+    old.executemany(finding, [
+        (10, 3, "rtsp-no-auth", "RTSP without authentication", 1000.0, 3000.0, "open", 554, None),
+        (11, 3, "telnet-cleartext", "Telnet", 1000.0, 2000.0, "resolved", 23, 2000.0),
+        (12, 1, "rtsp-no-auth", "RTSP without authentication", 3000.0, 5000.0, "open", 554, None),
+    ])  # fmt: skip
+    alert = (
+        "INSERT INTO alerts (id, severity, source, rule, title, src, device, first_seen,"
+        " last_seen, evidence) VALUES (?, 2, ?, ?, 't', ?, ?, 1.0, 1.0, ?)"
+    )
+    old.executemany(alert, [
+        (1, "devices", "new-device", link_local, link_local, '{"device": 3, "mac": null}'),
+        (2, "scan", "rtsp-no-auth 554/tcp", link_local, link_local, '{"device": 3}'),
+        (3, "devices", "new-device", "192.168.7.50", mac, '{"device": 1, "mac": "c0"}'),
+        (4, "rules", "2023019", link_local, "", '{"device": 3}'),
+        (5, "devices", "new-device", "10.9.9.9", "10.9.9.9", "not json"),
+    ])  # fmt: skip
+    old.close()
+
+    conn = connect(path)
+    assert schema.version(conn) == schema.LATEST
+    rows = conn.execute(
+        "SELECT id, mac, ip, hostname, first_seen, last_seen, notes, addresses, services,"
+        " seen_by, state, last_scan FROM devices ORDER BY id"
+    ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(1, mac), (4, None)]
+    _, _, ip, hostname, first, last, notes, addresses, services, seen_by, state, scan = rows[0]
+    assert (ip, hostname, first, last, notes, state) == (
+        "192.168.7.50",
+        "ipcam-7",
+        1000.0,
+        5000.0,
+        "in the lab",
+        "present",
+    )
+    assert json.loads(addresses) == ["192.168.7.50", link_local]
+    assert (json.loads(services), scan) == (json.loads(rtsp), 4)
+    assert json.loads(seen_by) == ["arp", "dhcp", "ip", "scan"]
+    findings = conn.execute(
+        "SELECT id, device_id, kind, state, first_seen, last_seen FROM findings ORDER BY id"
+    ).fetchall()
+    assert findings == [
+        (11, 1, "telnet-cleartext", "resolved", 1000.0, 2000.0),
+        (12, 1, "rtsp-no-auth", "open", 1000.0, 5000.0),  # one finding, seen first at 1000
+    ]
+    alerts = conn.execute("SELECT id, device, evidence FROM alerts ORDER BY id").fetchall()
+    assert [(i, d, json.loads(e) if i != 5 else e) for i, d, e in alerts] == [
+        (1, mac, {"device": 1, "mac": None}),
+        (2, mac, {"device": 1}),
+        (3, mac, {"device": 1, "mac": "c0"}),
+        (4, "", {"device": 3}),  # not the inventory's: its evidence means something else
+        (5, "10.9.9.9", "not json"),
+    ]
+    conn.close()
+
+    writer = Writer(path)
+    inventory = Inventory(DevicesConfig(), [], writer, EventBus(), AlertManager(writer, EventBus()))
+    reader = connect(path, readonly=True)
+    inventory.load(reader)
+    reader.close()
+    writer.close()
+    camera = inventory.find(link_local)
+    assert camera is inventory.find(mac) and camera.risk == 25  # its open finding, moved
+    assert [d["id"] for d in inventory.listing()] == [1, 4]

@@ -1,5 +1,6 @@
 """Facts that traffic reveals about the hosts on the network, for the device inventory: every new
-MAC/IP pair, DHCP host names and vendor classes, mDNS and SSDP announcements.
+MAC/IP pair, the IPv6 addresses neighbour discovery says are on the link, DHCP host names and
+vendor classes, mDNS and SSDP announcements.
 
 Each fact is a small dict published on the ``facts`` topic; the pairs already reported are
 remembered in a bounded table so a busy network does not repeat them, nor grow memory. The
@@ -9,37 +10,48 @@ who is still there without a fact per packet.
 
 from __future__ import annotations
 
+import socket
 from collections import OrderedDict
 from typing import Any
 
-from engine.capture.decode import Packet
+from engine.capture.decode import ICMPV6, Packet
 
 NO_MAC = b"\0\0\0\0\0\0"
 MAX_PAIRS = 65_536
+# Neighbour discovery (RFC 4861), by ICMPv6 type: where the options start in the message body
+# (after type, code and checksum) and the option that carries the sender's link-layer address
+# (1 source, 2 target). Router and neighbour solicitations and router advertisements vouch for
+# their source address; a neighbour advertisement for its target.
+NDP_OPTIONS = {133: (4, 1), 134: (12, 1), 135: (20, 1), 136: (20, 2)}
+NA, NA_OVERRIDE = 136, 0x20
 
 
 class FactFinder:
     def __init__(self, max_pairs: int = MAX_PAIRS) -> None:
         self.max_pairs = max_pairs
         self._pairs: OrderedDict[tuple[bytes, str], None] = OrderedDict()
+        self._ndp_pairs: OrderedDict[tuple[bytes, str], None] = OrderedDict()
         self._seen: set[tuple[bytes, str]] = set()
 
-    def host(self, packet: Packet, iface: str) -> dict[str, Any] | None:
-        """A fact when ``packet`` shows a MAC/IP pair not reported before."""
+    def hosts(self, packet: Packet, iface: str, facts: list[dict[str, Any]]) -> None:
+        """Add to ``facts`` the MAC/IP pairs ``packet`` shows that were not reported before:
+        its source's (``via`` arp or ip), and the one a neighbour discovery message vouches for
+        (``via`` ndp: that address is on the link, at that MAC)."""
         mac = packet.src_mac
         if not mac or mac == NO_MAC or not packet.src or packet.src in ("0.0.0.0", "::"):
-            return None
+            return
         pair = (mac, packet.src)
         seen = self._seen
         if len(seen) < self.max_pairs:
             seen.add(pair)
-        if pair in self._pairs:
-            return None
-        self._pairs[pair] = None
-        if len(self._pairs) > self.max_pairs:
-            self._pairs.popitem(last=False)
-        return {"kind": "host", "ts": packet.ts, "iface": iface, "mac": mac.hex(":"),
-                "ip": packet.src, "via": "arp" if packet.is_arp else "ip"}  # fmt: skip
+        if pair not in self._pairs:
+            _remember(self._pairs, pair, self.max_pairs)
+            facts.append(_host(packet, iface, packet.src, "arp" if packet.is_arp else "ip"))
+        if packet.proto == ICMPV6 and packet.ip_version == 6 and packet.sport in NDP_OPTIONS:
+            address = _vouched(packet)
+            if address and (mac, address) not in self._ndp_pairs:
+                _remember(self._ndp_pairs, (mac, address), self.max_pairs)
+                facts.append(_host(packet, iface, address, "ndp"))
 
     def take_seen(self) -> set[tuple[str, str]]:
         """The (MAC, IP) pairs seen since the last call."""
@@ -71,3 +83,46 @@ class FactFinder:
                     fact[key] = found[key]
             return fact
         return None
+
+
+def _vouched(packet: Packet) -> str:
+    """The IPv6 address a neighbour discovery message says is at its frame's source MAC, or ''.
+
+    Only when the message's link-layer address option names the frame's own source MAC: a
+    router forwarding someone else's message sends it from its own MAC. A neighbour
+    advertisement counts only with its override flag set: a proxy answering for a host behind
+    it (with its own MAC) clears it (RFC 4861, 7.2.8).
+    """
+    start, wanted = NDP_OPTIONS[packet.sport]
+    body = packet.payload
+    if packet.flags:  # the code: 0 in every neighbour discovery message
+        return ""
+    if packet.sport == NA:
+        if len(body) < start or not body[0] & NA_OVERRIDE or body[4] == 0xFF:
+            return ""  # too short, from a proxy, or for a multicast address
+        address = socket.inet_ntop(socket.AF_INET6, body[4:20])
+        if address == "::":
+            return ""
+    else:
+        address = packet.src
+    offset = start
+    while offset + 8 <= len(body):
+        kind, units = body[offset], body[offset + 1]
+        if not units:  # a zero length: malformed, the message is to be ignored
+            return ""
+        if kind == wanted:
+            return address if body[offset + 2 : offset + 8] == packet.src_mac else ""
+        offset += units * 8
+    return ""
+
+
+def _host(packet: Packet, iface: str, address: str, via: str) -> dict[str, Any]:
+    return {"kind": "host", "ts": packet.ts, "iface": iface, "mac": packet.src_mac.hex(":"),
+            "ip": address, "via": via}  # fmt: skip
+
+
+def _remember(table: OrderedDict[tuple[bytes, str], None], pair: tuple[bytes, str],
+              size: int) -> None:  # fmt: skip
+    table[pair] = None
+    if len(table) > size:
+        table.popitem(last=False)

@@ -111,9 +111,7 @@ class Pipeline:
             counts = self.protocols
             counts[app] = counts.get(app, 0) + 1
         if self._facts is not None:
-            fact = self._facts.host(packet, iface)
-            if fact is not None:
-                self.facts.append(fact)
+            self._facts.hosts(packet, iface, self.facts)
         if self.ring is not None:
             self.ring.add(ts, linktype, data, wire_length, iface, flow.key)
         if self.detector is not None:

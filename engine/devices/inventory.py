@@ -1,6 +1,12 @@
 """The device inventory: devices built passively from what the capture sees (every MAC/IP pair,
-DHCP names and vendor classes, mDNS and SSDP announcements) and actively from scans (open ports,
-services, TLS, findings), kept in memory on the engine's loop and written behind to SQLite.
+neighbour discovery, DHCP names and vendor classes, mDNS and SSDP announcements) and actively from
+scans (open ports, services, TLS, findings), kept in memory on the engine's loop and written
+behind to SQLite.
+
+A device is one MAC, whatever addresses it shows: an address joins the device of the MAC it is
+seen from when it is that MAC's own (see ``Inventory._own``). A device known by an address alone
+(scanned across a router) becomes the MAC's device when traffic or a scan shows its MAC, and is
+merged, with its history, into that MAC's device when there is one already.
 
 What changes is an event on the ``devices`` topic and, as configured, an alert (Kismet's
 found/lost alerts): a new device, a device gone (not seen for ``gone_after``) or back, a new open
@@ -22,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import DevicesConfig
 from engine.devices.classify import guess
+from engine.devices.merge import move_history
 from engine.devices.model import (
     DEVICE_COLUMNS,
     FINDING_COLUMNS,
     Device,
     DeviceFinding,
     FindingKey,
+    canonical,
     device_from_row,
     finding_from_row,
 )
@@ -46,6 +54,7 @@ log = logging.getLogger("iotsec.devices")
 SEEN_WRITE = 60.0  # a device's last_seen alone is written at most this often
 MAX_NAMES = 32  # announced names and services kept per device
 CREDENTIALS = "default-credentials"
+NO_MAC = "00:00:00:00:00:00"
 
 
 def _upsert(table: str, columns: str) -> str:
@@ -105,7 +114,9 @@ class Inventory:
         self._dirty: set[int] = set()
         self._dirty_findings: dict[int, DeviceFinding] = {}
         self._written_seen: dict[int, float] = {}
-        self._removed: list[int] = []
+        # Devices merged into another since the last flush: (merged, into, its findings
+        # folded into the other's).
+        self._merged: list[tuple[int, int, list[int]]] = []
         # Until when new devices are learned quietly (set when the first device is made).
         self._learning_until: float | None = None
         self.bad_facts = 0
@@ -124,6 +135,10 @@ class Inventory:
                 device.findings[finding.key] = finding
         for device in self.devices.values():
             self._written_seen[device.id] = device.last_seen
+            risk = device.risk
+            device.rescore()
+            if device.risk != risk:  # e.g. findings that a migration moved to it
+                self._dirty.add(device.id)
         if self.devices:
             first = min(d.first_seen for d in self.devices.values())
             self._learning_until = first + self.config.learning
@@ -135,15 +150,16 @@ class Inventory:
     def flush(self) -> None:
         """Write what changed since the last flush in one transaction (kept for the next
         flush when the writer is full)."""
-        if not (self._dirty or self._dirty_findings or self._removed):
+        if not (self._dirty or self._dirty_findings or self._merged):
             return
         devices = [self.devices[i].row() for i in sorted(self._dirty) if i in self.devices]
         findings = [f.row() for f in self._dirty_findings.values()]
-        removed = [(i,) for i in self._removed]
+        merged = self._merges()
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.executemany("DELETE FROM devices WHERE id = ?", removed)
-            conn.executemany(UPSERT_DEVICE, devices)
+            conn.executemany(UPSERT_DEVICE, devices)  # first: a merge's device may be new
+            for old, into, mac, folded in merged:
+                move_history(conn, old, into, mac, folded)
             conn.executemany(UPSERT_FINDING, findings)
 
         try:
@@ -155,7 +171,18 @@ class Inventory:
                 self._written_seen[i] = self.devices[i].last_seen
         self._dirty.clear()
         self._dirty_findings.clear()
-        self._removed.clear()
+        self._merged.clear()
+
+    def _merges(self) -> list[tuple[int, int, str, list[int]]]:
+        """The merges since the last flush, each into the device that is left of it (a device
+        merged into one that was merged in turn is that one's now)."""
+        into = {old: new for old, new, _ in self._merged}
+        merges = []
+        for old, new, folded in self._merged:
+            while new in into:
+                new = into[new]
+            merges.append((old, new, self.devices[new].mac or "", folded))
+        return merges
 
     def tick(self) -> None:
         """Mark the devices not seen for ``gone_after`` as gone, then write what changed."""
@@ -202,11 +229,11 @@ class Inventory:
 
     def _host(self, mac: str, ip: str, via: str) -> Device | None:
         """The device with ``mac`` seen at ``ip`` now (made when new); None when ``ip`` is not
-        a local address (a host beyond a router, whose MAC is the router's)."""
-        if not mac or mac == "00:00:00:00:00:00":
+        that MAC's own address (a host beyond a router, whose MAC is the router's)."""
+        if not mac or mac == NO_MAC:
             return None
         device = self.by_mac.get(mac)
-        if not self._is_local(ip):
+        if not self._own(mac, ip, via, device):
             if device is not None:
                 self._touch(device, via="ip")
             return None
@@ -221,6 +248,8 @@ class Inventory:
 
     def _dhcp(self, fact: dict[str, Any]) -> None:
         mac = fact["mac"]
+        if not mac or mac == NO_MAC:
+            return
         # The client's address: the server's ACK says it; a renewing client sends from it.
         ip = fact.get("your_ip") or (fact["ip"] if fact.get("type") != "ACK" else "")
         if ip in ("", "0.0.0.0"):
@@ -287,7 +316,9 @@ class Inventory:
 
     def _scanned(self, host: dict[str, Any], changes: dict[str, list[Any]]) -> Device:
         address, mac = host["address"], host.get("mac") or None
-        device = (self.by_mac.get(mac) if mac else None) or self.by_ip.get(address)
+        # Its MAC, from ARP, or else the one its IPv6 address was made from, when known.
+        known = self.by_mac.get(mac or _eui64_mac(address))
+        device = known or self.by_ip.get(address)
         if device is None:
             device = self._create(mac=mac, ip=address, how="scan")
             changes["new_devices"].append({"device": device.id, "address": address})
@@ -470,7 +501,7 @@ class Inventory:
         if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
             return self.devices.get(int(key))
         text = key.strip().lower()
-        return self.by_mac.get(text) or self.by_ip.get(_canonical(text))
+        return self.by_mac.get(text) or self.by_ip.get(canonical(text))
 
     def listing(self, state: str = "") -> list[dict[str, Any]]:
         devices = [d for d in self.devices.values() if not state or d.state == state]
@@ -534,22 +565,31 @@ class Inventory:
         return device
 
     def _merge(self, device: Device, into: Device) -> None:
+        """``device`` is ``into`` (which has a MAC), known apart until now: one device, with
+        the history of both (its findings and alerts are ``into``'s from now on)."""
         del self.devices[device.id]
         self._dirty.discard(device.id)
-        self._removed.append(device.id)
-        for address in device.addresses:
-            self.by_ip.pop(address, None)
-        for address in device.addresses:
+        self._written_seen.pop(device.id, None)
+        mine = [a for a in device.addresses if self.by_ip.get(a) is device]
+        for address in mine:  # not one another device shows too (a link-local one)
+            del self.by_ip[address]
+        for address in mine:
             self._claim(into, address)
-        into.first_seen = min(into.first_seen, device.first_seen)
-        into.seen_by |= device.seen_by
-        if not into.services:
-            into.services, into.last_scan = device.services, device.last_scan
+        into.absorb(device)
+        folded = []
         for key, finding in device.findings.items():
-            if key not in into.findings:
+            same = into.findings.get(key)
+            if same is None:
                 finding.device_id = into.id
                 into.findings[key] = finding
                 self._dirty_findings[finding.id] = finding
+            else:  # one finding, seen twice: the earlier sighting counts
+                same.first_seen = min(same.first_seen, finding.first_seen)
+                same.last_seen = max(same.last_seen, finding.last_seen)
+                self._dirty_findings[same.id] = same
+                self._dirty_findings.pop(finding.id, None)
+                folded.append(finding.id)
+        self._merged.append((device.id, into.id, folded))
         into.rescore()
         self._changed(into)
 
@@ -558,15 +598,23 @@ class Inventory:
         owner = self.by_ip.get(ip)
         if owner is not None and owner is not device and owner.mac is None and device.mac:
             self._merge(owner, into=device)  # it was known by this address alone: the same one
-        elif owner is not None and owner is not device:
-            owner.addresses.remove(ip)
+        elif owner is not None and owner is not device and not _link_local(ip):
+            if ip in owner.addresses:
+                owner.addresses.remove(ip)
             if owner.ip == ip:
                 owner.ip = owner.addresses[-1] if owner.addresses else ""
             self._dirty.add(owner.id)
+        # A link-local address stays with each MAC that shows it: one on another link (two
+        # capture interfaces) or a router's virtual one (VRRP) is not a move.
         self.by_ip[ip] = device
         # A new address is written at once; the shown one moving between addresses it already
         # has (a host with two) waits for the periodic write of last_seen (_touch).
-        if device.add_address(ip) or not device.ip:
+        if ip not in device.addresses:
+            for dropped in device.add_address(ip):
+                if self.by_ip.get(dropped) is device:
+                    del self.by_ip[dropped]
+            self._dirty.add(device.id)
+        elif not device.ip:
             self._dirty.add(device.id)
         # IPv4 is the address people know a device by; IPv6 only while it has none.
         if device.ip != ip and (":" not in ip or not device.ip or ":" in device.ip):
@@ -590,6 +638,17 @@ class Inventory:
             device.services, device.details, device.vendor, device.hostname
         )
         self._dirty.add(device.id)
+
+    def _own(self, mac: str, ip: str, via: str, device: Device | None) -> bool:
+        """Whether ``ip``, seen from ``mac``, is that MAC's own address: one inside the local
+        networks, one neighbour discovery vouches for, one the MAC's device has already, or
+        an IPv6 address made from this MAC (EUI-64). Anything else seen from a MAC (a public
+        address behind the gateway's) is a host beyond a router."""
+        if via == "ndp" or self._is_local(ip):
+            return True
+        if device is not None and self.by_ip.get(ip) is device:
+            return True
+        return _eui64_mac(ip) == mac
 
     def _is_local(self, ip: str) -> bool:
         try:
@@ -650,11 +709,20 @@ def _port(finding: DeviceFinding) -> str:
     return f"{finding.port}/{finding.proto}" if finding.port is not None else ""
 
 
-def _canonical(text: str) -> str:
+def _link_local(ip: str) -> bool:
+    return ip.startswith(("fe8", "fe9", "fea", "feb"))  # fe80::/10, as the inventory writes it
+
+
+def _eui64_mac(ip: str) -> str:
+    """The MAC an IPv6 address's interface identifier was made from (modified EUI-64: ff:fe in
+    its middle, the universal/local bit flipped), or ''."""
     try:
-        return str(ipaddress.ip_address(text))
+        interface = ipaddress.IPv6Address(ip).packed[8:]
     except ValueError:
-        return text
+        return ""
+    if interface[3:5] != b"\xff\xfe":
+        return ""
+    return bytes((interface[0] ^ 2, *interface[1:3], *interface[5:])).hex(":")
 
 
 def _sort_ip(ip: str) -> tuple[int, int]:

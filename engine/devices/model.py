@@ -4,6 +4,7 @@ that orders them."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -103,19 +104,46 @@ class Device:
     state: str = "present"  # or "gone": not seen for [devices] gone_after
     services: list[dict[str, Any]] = field(default_factory=list)  # open ports, as scans saw them
     details: dict[str, Any] = field(default_factory=dict)  # dhcp, mdns, ssdp, tls
-    seen_by: set[str] = field(default_factory=set)  # arp, ip, dhcp, mdns, ssdp, scan
+    seen_by: set[str] = field(default_factory=set)  # arp, ndp, ip, dhcp, mdns, ssdp, scan
     risk: int = 0
     last_scan: int | None = None
     notes: str = ""
     findings: dict[FindingKey, DeviceFinding] = field(default_factory=dict)  # the open ones
 
-    def add_address(self, address: str) -> bool:
-        """Add ``address`` to the device's (the oldest go past MAX_ADDRESSES); True when new."""
-        new = address not in self.addresses
-        if new:
-            self.addresses.append(address)
-            del self.addresses[:-MAX_ADDRESSES]
-        return new
+    def add_address(self, address: str) -> list[str]:
+        """Add ``address`` to the device's if new; returns the oldest ones dropped to keep
+        MAX_ADDRESSES (never the one it is shown by)."""
+        if address in self.addresses:
+            return []
+        self.addresses.append(address)
+        dropped = []
+        while len(self.addresses) > MAX_ADDRESSES:
+            oldest = next(a for a in self.addresses if a != self.ip)
+            self.addresses.remove(oldest)
+            dropped.append(oldest)
+        return dropped
+
+    def absorb(self, other: Device) -> None:
+        """Take in what ``other``, this device known apart until now, knew besides its addresses,
+        findings and presence: the first and last sightings, what saw it, names,
+        announcements, notes, and the services of the later scan."""
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.seen_by |= other.seen_by
+        self.hostname = self.hostname or other.hostname
+        self.vendor = self.vendor or other.vendor
+        later = other.last_scan is not None and (self.last_scan or 0) < other.last_scan
+        scanned = other if later or self.last_scan is None else self
+        tls = scanned.details.get("tls")
+        self.details = {**other.details, **self.details}
+        self.details.pop("tls", None)
+        if tls:
+            self.details["tls"] = tls
+        self.services = scanned.services
+        if later:
+            self.last_scan = other.last_scan
+        if other.notes and other.notes not in self.notes:
+            self.notes = f"{self.notes}\n{other.notes}" if self.notes else other.notes
 
     def rescore(self) -> None:
         self.risk = risk_score(self.findings.values())
@@ -180,6 +208,14 @@ DEVICE_COLUMNS = (
     "id, mac, ip, hostname, vendor, kind, first_seen, last_seen, notes, addresses,"
     " kind_reason, services, details, seen_by, risk, state, last_scan"
 )
+
+
+def canonical(address: str) -> str:
+    """An address as the inventory writes it (``ipaddress``'s form), or the text as given."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
 
 
 def risk_score(findings: Any) -> int:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
-# Each entry moves the schema from version i to i+1. Never edit a released entry: append one.
-MIGRATIONS: list[tuple[str, str]] = [
+from engine.devices.merge import merge_duplicates
+
+# Each entry moves the schema from version i to i+1: SQL statements, or a function for a change
+# of the data that SQL alone says badly. Never edit a released entry: append one.
+MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     (
         "core tables",
         """
@@ -239,6 +243,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX scans_kind ON scans (kind, started);
         """,
     ),
+    # Before it, a device could be listed twice: by its MAC and by an address it was scanned
+    # at. The step is frozen with its version (engine/devices/merge.py, COLUMNS_V8).
+    ("one device per MAC: duplicate devices merged, their history kept", merge_duplicates),
 ]
 
 LATEST = len(MIGRATIONS)
@@ -265,11 +272,14 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST) -> list[str]:
         name, script = MIGRATIONS[number]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _statements(script):
-                conn.execute(statement)
+            if callable(script):
+                script(conn)
+            else:
+                for statement in _statements(script):
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a step's data did not parse
             conn.execute("ROLLBACK")
             raise SchemaError(f"migration {number + 1} ({name}) failed: {exc}") from exc
         done.append(name)
