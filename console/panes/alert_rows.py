@@ -50,6 +50,7 @@ COLUMNS = (
     Column("count", "COUNT", 7, descending_first=True),
     Column("src", "SRC", None, descending_first=False),
     Column("dst", "DST", None, descending_first=False),
+    Column("sid", "SID", 10, descending_first=False),
     Column("title", "TITLE", None, descending_first=False),
 )
 COLUMN_INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
@@ -87,14 +88,15 @@ def _address_cell(address: str) -> Text:
     return table_cell(address) if address else table_cell("-", "dim")
 
 
-@functools.lru_cache(maxsize=8192)
-def _rule_title_cell(sid: str, title: str) -> Text:
-    """A rule alert's title led by its sid in bold: the sid is what the Rules view, the rule
-    files and Suricata's own tools name a rule by."""
-    out = Text(GAP, overflow="ellipsis", no_wrap=True, end="")
-    out.append(sid, "bold")
-    out.append(f" {title}")
-    return out
+def alert_sid(alert: dict[str, Any]) -> str:
+    """The sid of the rule that raised ``alert`` (cleaned), or "" for an alert from elsewhere
+    (a log jail, a scan, an injected test alert), whose ``rule`` is not a sid."""
+    return clean(alert.get("rule")) if alert.get("source") == "rules" else ""
+
+
+def _sid_order(sid: str) -> tuple[int, int, str]:
+    """Sids in numeric order, alerts without one after them."""
+    return (0, int(sid), "") if sid.isascii() and sid.isdigit() else (1, 0, sid)
 
 
 def alert_flow(alert: dict[str, Any]) -> dict[str, Any] | None:
@@ -125,6 +127,7 @@ class AlertRow:
         state = str(alert.get("state", "open"))
         src, dst = clean(alert.get("src")), clean(alert.get("dst"))
         title = clean(alert.get("title"))
+        sid = alert_sid(alert)
         last_seen = float(alert.get("last_seen") or 0.0)
         count = int(alert.get("count") or 0)
         cells = (
@@ -134,9 +137,8 @@ class AlertRow:
             table_cell(short_count(count), justify="right"),
             _address_cell(src),
             _address_cell(dst),
-            _rule_title_cell(clean(alert.get("rule")), title)
-            if alert.get("source") == "rules" and alert.get("rule")
-            else table_cell(title),
+            table_cell(sid) if sid else table_cell("-", "dim"),
+            table_cell(title),
         )
         sort_keys = (
             last_seen,
@@ -145,6 +147,7 @@ class AlertRow:
             count,
             address_order(src),
             address_order(dst),
+            _sid_order(sid),
             title.casefold(),
         )
         return cls(alert, cells, sort_keys)

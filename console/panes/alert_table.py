@@ -6,7 +6,8 @@ keys, and ``add_row`` has every new cell measured for automatic column widths th
 not use. Under an alert storm (hundreds of rows in and out per refresh, 5000 rows kept) that
 costs more CPU than the whole console may use, so removal and ordering are done here once per
 update with the same bookkeeping those methods do, and the measuring is skipped; rows are
-still added with ``add_row`` and changed with ``update_cell``.
+still added with ``add_row`` and changed with ``update_cell``. A column is hidden by giving it
+width 0 (cheap on resize: no row is touched), and such a cell is drawn as nothing at all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual._two_way_dict import TwoWayDict
@@ -26,6 +29,9 @@ from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, GAP, AlertRow
 ADDRESS_COLUMNS = (COLUMN_INDEX["src"], COLUMN_INDEX["dst"])
 
 TITLE_MIN = 10
+# The title comes first: the SID column is shown only when the title keeps this much room
+# beside it (from about 120 terminal columns with IPv4 addresses; never at 80).
+TITLE_BESIDE_SID = 40
 LABEL_ROOM = len(GAP) + 1  # a column is at least its label, the gap and the sort arrow
 # Addresses narrower than this many terminal columns are shown in full on narrow screens;
 # wider terminals show whole IPv6 addresses.
@@ -133,7 +139,8 @@ class AlertTable(DataTable[Text]):
         self._restore_cursor(anchor, keep_screen_row=False)
 
     def next_sort_column(self) -> None:
-        keys = [c.key for c in COLUMNS]
+        """Sort by the next column on screen (a hidden SID column is skipped)."""
+        keys = [c.key for c in COLUMNS if c.key == self.sort_column or self._is_shown(c.key)]
         self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)])
 
     def reverse_sort(self) -> None:
@@ -154,7 +161,8 @@ class AlertTable(DataTable[Text]):
     # -- layout -------------------------------------------------------------------------------
 
     def fit_columns(self) -> None:
-        """Fixed columns keep their width, addresses take what they need, the title the rest."""
+        """Fixed columns keep their width, addresses take what they need, the title the rest;
+        the SID column shows only when the title still has room beside it (else width 0)."""
         available = self.scrollable_content_region.width
         if not available or not self.columns:
             return
@@ -168,8 +176,29 @@ class AlertTable(DataTable[Text]):
                 longest = max(self._address_widths[index], default=0)
                 widths[column.key] = max(floor, min(cap, longest))
         used = sum(widths.values()) + 2 * self.cell_padding * len(COLUMNS)
+        if available - used < TITLE_BESIDE_SID:
+            used -= widths["sid"]
+            widths["sid"] = 0
         widths["title"] = max(TITLE_MIN, available - used)
         set_column_widths(self, widths)
+
+    def _is_shown(self, key: str) -> bool:
+        return self.columns[ColumnKey(key)].width > 0
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        # Rich draws a cell 0 wide as one empty segment without a style, which Textual's
+        # NO_COLOR filter cannot take; every row here is one line high.
+        if not width:
+            return [[]]
+        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
 
     def _label_columns(self) -> None:
         arrow = "▼" if self.descending else "▲"

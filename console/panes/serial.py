@@ -591,15 +591,17 @@ class SerialPane(Vertical):
             hint.add_class("hidden")
             return
         hint.remove_class("hidden")
-        found = ", ".join(p["by_id"] or p["device"] for p in self.ports) or "none listed"
+        # Our own lines are joined with real newlines; only the port names and the engine's
+        # problem came from elsewhere, so only they are escaped.
+        found = ", ".join(clean(p["by_id"] or p["device"]) for p in self.ports) or "none listed"
         lines = [
             f"No serial session. {self._prefix_name()} o opens a port by path or URL"
             " (ptys are not listed: type their path).",
             f"Ports found: {found}",
         ]
         if problem:
-            lines.insert(0, problem)
-        hint.update(Content(clean("\n".join(lines))))
+            lines.insert(0, clean(problem, limit=300))
+        hint.update(Content("\n".join(lines)))
 
     def _show_status(self, note: str = "") -> None:
         status = self.query_one("#serial-status", Static)

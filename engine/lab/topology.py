@@ -166,6 +166,10 @@ def up(config: LabConfig) -> Plan:
         ip("netns", "add", netns)
         ip("link", "set", "lo", "up", netns=netns)
     lan = plan.netns("lan")
+    # The bridge and its ports are the lab's wiring, not devices: without IPv6 they send no
+    # router solicitations or DAD of their own, which would show as devices nobody has.
+    for key in ("all", "default"):
+        in_netns(lan, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1")
     # No MAC learning: the bridge floods every frame to every port, like a hub or a SPAN
     # port, so the gateway sees the devices' traffic with each other too.
     ip("link", "add", "br0", "type", "bridge", "ageing_time", "0", netns=lan)

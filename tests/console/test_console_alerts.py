@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from console_helpers import (
     cells,
     console_for,
@@ -10,17 +12,23 @@ from console_helpers import (
     pane_title,
     request,
     rule_titles,
+    seed_alerts,
     shown_ids,
     table,
     wait_until,
 )
 from textual.widgets import Static
+from textual.widgets.data_table import ColumnKey
 
+from console.panes.alert_rows import COLUMN_INDEX
 from console.screens.alert_detail import AlertDetailScreen
 from console.screens.prompts import ConfirmScreen, NoteScreen
 from console.screens.silence import SilenceScreen
+from engine.model import Severity
+from tests.conftest import start_engine
 
 SIZE = (80, 24)
+SID, TITLE = COLUMN_INDEX["sid"], COLUMN_INDEX["title"]
 
 
 async def test_alerts_arrive_live_newest_first(engine):
@@ -33,7 +41,8 @@ async def test_alerts_arrive_live_newest_first(engine):
         assert shown_ids(app) == list(reversed(ids))
         newest = cells(app, ids[-1])
         assert newest[1:5] == ["HIGH", "open", "1", "10.0.0.3"]
-        assert newest[6] == titles[-1]
+        assert newest[TITLE] == titles[-1]
+        assert newest[SID] == "-", "an injected alert has no sid"
 
 
 async def test_filter_is_live_enter_keeps_it_escape_clears_it(engine):
@@ -248,7 +257,58 @@ async def test_sort_key_cycles_columns_and_header_click_reverses(engine):
         assert column(4) == ["10.0.0.10", "10.0.0.2", "10.0.0.1"], "clicked again: reversed"
         await pilot.click("#alert-table", offset=header_offset(app, "title"))
         assert table(app).sort_column == "title"
-        assert column(6) == ["a critical", "b medium", "c low"]
+        assert column(TITLE) == ["a critical", "b medium", "c low"]
+
+
+async def test_a_rule_alert_leads_with_its_msg_and_its_sid_has_a_column_when_wide(tmp_path):
+    msg = rule_titles(1)[0]
+    now = time.time()
+    seed_alerts(
+        tmp_path / "state" / "iotsec.db",
+        [
+            {
+                "id": 1,
+                "severity": int(Severity.HIGH),
+                "rule": "2000001",
+                "title": msg,
+                "src": "203.0.113.7",
+                "dst": "192.168.1.20",
+                "ts": now - 60,
+            },
+            {
+                "id": 2,
+                "severity": int(Severity.MEDIUM),
+                "source": "logwatch",
+                "rule": "sshd",
+                "title": "sshd: 5 failed logins",
+                "src": "198.51.100.4",
+                "ts": now - 30,
+            },
+        ],
+    )
+    engine = start_engine(tmp_path)
+    try:
+        app = console_for(engine.config)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: len(shown_ids(app)) == 2, "two rows")
+            sid_column = table(app).columns[ColumnKey("sid")]
+            assert cells(app, 1)[TITLE] == msg, "the title is the rule's msg, no sid before it"
+            assert [cells(app, 1)[SID], cells(app, 2)[SID]] == ["2000001", "-"]
+            assert sid_column.width == 0, "at 80 columns the title keeps the room"
+            await pilot.press(*"oooooo")
+            assert table(app).sort_column == "title", "o skips the hidden SID column"
+
+            await pilot.resize_terminal(140, 24)
+            await wait_until(pilot, lambda: sid_column.width > 0, "the SID column")
+            assert table(app).columns[ColumnKey("title")].width >= 40
+            await pilot.click("#alert-table", offset=header_offset(app, "sid"))
+            assert table(app).sort_column == "sid"
+            assert shown_ids(app) == [1, 2], "sids in order, alerts without one after them"
+
+            await pilot.resize_terminal(*SIZE)
+            await wait_until(pilot, lambda: sid_column.width == 0, "the SID column hidden")
+    finally:
+        engine.stop()
 
 
 def header_offset(app, key: str) -> tuple[int, int]:
@@ -308,7 +368,7 @@ async def test_untrusted_titles_are_shown_literally(engine):
     app = console_for(engine.config)
     async with app.run_test(size=(160, 24)) as pilot:
         await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
-        cell = table(app).get_row(str(alert_id))[6]
+        cell = table(app).get_row(str(alert_id))[TITLE]
         shown = "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \\x1b[31mred\\x07"
         assert cell.plain.strip() == shown
         assert not [span for span in cell.spans if span.style], "no markup was interpreted"

@@ -18,6 +18,7 @@ from textual.widgets import ContentSwitcher, Static
 from textual.widgets._footer import FooterKey
 
 from console.app import IotsecApp
+from console.panes.alert_rows import COLUMN_INDEX
 from console.panes.traffic_table import FlowTable, PacketTable, TrafficTable
 from console.screens.alert_detail import AlertDetailScreen
 from console.screens.rules import RulesScreen
@@ -266,8 +267,9 @@ async def test_the_flow_key_shows_a_rule_alerts_flow_in_the_traffic_pane(engine)
     app = console_for(engine.config)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: alert["id"] in shown_ids(app), "the rule alert")
-        title = table(app).get_row(str(alert["id"]))[-1].plain.strip()
-        assert title.startswith(f"{PASSWORD_PROMPT} IOTSEC TELNET password prompt")
+        row = [c.plain.strip() for c in table(app).get_row(str(alert["id"]))]
+        assert row[COLUMN_INDEX["title"]].startswith("IOTSEC TELNET password prompt")
+        assert row[COLUMN_INDEX["sid"]] == str(PASSWORD_PROMPT)
         other = next(a for a in request(engine, "alerts.list") if a["rule"] == "9100010")
         await pilot.press(*["down"] * shown_ids(app).index(other["id"]), "enter")
         assert isinstance(app.screen, AlertDetailScreen)

@@ -143,6 +143,30 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
         assert sessions[0]["tx"] == len("id\rq1?\rnoise\runame -a\r")
 
 
+async def test_the_empty_state_is_our_lines_with_only_the_engines_words_escaped(
+    serial_engine: EngineProcess, tmp_path: Path
+) -> None:
+    app = console_for(serial_engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        await pilot.press("4")
+        hint = app.serial.query_one("#serial-hint")
+        await wait_until(pilot, lambda: "Ports found" in str(hint.render()), "the hint")
+        lines = str(hint.render()).split("\n")
+        assert len(lines) == 2 and "\\x0a" not in str(hint.render())
+        assert lines[0].startswith("No serial session. Ctrl-T o opens a port by path or URL")
+        assert lines[1].startswith("Ports found: ")
+        # A port that cannot be opened: the engine's words (with the hostile path in them) are
+        # escaped on a line of their own above ours.
+        await pilot.press("ctrl+t", "o")
+        app.screen.query_one(Input).value = str(tmp_path / "ttyNONE\x1b[2J")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "ttyNONE" in str(hint.render()), "the problem")
+        lines = str(hint.render()).split("\n")
+        assert len(lines) == 3 and "ttyNONE\\x1b[2J" in lines[0] and "\x1b" not in lines[0]
+        assert lines[1].startswith("No serial session.") and lines[2].startswith("Ports found: ")
+
+
 async def test_prefix_question_mark_lists_the_commands(
     serial_engine: EngineProcess, serial_device: SerialDevice, tmp_path: Path
 ) -> None:
