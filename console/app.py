@@ -40,6 +40,7 @@ from console.screens.logs import LogsScreen
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.rules import RulesScreen
 from console.terminal import TerminalWatch
+from console.widgets.link_notice import LinkNotice
 from console.widgets.status_bar import StatusBar
 from engine.config import Config
 
@@ -160,6 +161,7 @@ class IotsecApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
+        yield LinkNotice(id="link-notice")
         with TabbedContent(initial="alerts", id="panes"):
             with TabPane("1 Traffic", id="traffic"):
                 yield TrafficPane(refresh=self.config.console.refresh, id="traffic-pane")
@@ -235,6 +237,7 @@ class IotsecApp(App[None]):
         if not self.is_running:
             return
         self.query_one(StatusBar).show_link(event.state)
+        self.query_one(LinkNotice).show_link(event.state)
         connected = event.state.phase == "connected"
         self.traffic.show_link(connected)
         self.devices.show_link(connected)
@@ -410,6 +413,6 @@ def run_console(config: Config, *, config_path: str | None, spawn: bool,
     finally:
         # The app stops its private engine on the way out; this covers a crash in between.
         app.link.stop_private()
-    if app.link.state.phase == "failed":
+    if app.link.state.phase in ("failed", "refused"):
         print(f"iotsec console: {app.link.state.message}", file=sys.stderr)
     return app.return_code or 0

@@ -28,14 +28,19 @@ def _enforcement(data: dict[str, Any]) -> str:
               help="How long: 30m, 2h, 1d, or 'permanent' (default: [respond] bantime, longer for "
                    "repeat offenders).")  # fmt: skip
 @click.option("--reason", default="", help="Why: shown with the ban and in the audit log.")
+@click.option("--local-ok", is_flag=True,
+              help="Yes, ban it although it is a device of the inventory (a compromised camera, "
+                   "say): without this such an address is refused.")  # fmt: skip
 @click.option("--flush", is_flag=True, help="Lift every ban and remove our firewall table.")
 @json_option
-def ban(addresses: tuple[str, ...], duration: str, reason: str, flush: bool, as_json: bool) -> None:
+def ban(addresses: tuple[str, ...], duration: str, reason: str, local_ok: bool, flush: bool,
+        as_json: bool) -> None:  # fmt: skip
     """Ban ADDRESS... (IPv4 or IPv6, or networks such as 203.0.113.0/24) in the firewall, as
     one decision: if one is refused, none is banned.
 
     Refused for loopback, this box's addresses, [respond] ignoreip and every logged-in
-    operator's SSH client, including yours.
+    operator's SSH client, including yours. An address of a device of the inventory needs
+    --local-ok as well.
     """
     if flush:
         if addresses:
@@ -49,6 +54,8 @@ def ban(addresses: tuple[str, ...], duration: str, reason: str, flush: bool, as_
     if not addresses or not all(a.strip() for a in addresses):
         raise click.UsageError("give the ADDRESS to ban (or --flush)")
     args: dict[str, Any] = {"reason": reason}
+    if local_ok:
+        args["local_ok"] = True
     if len(addresses) == 1:
         args["address"] = addresses[0]
     else:

@@ -84,6 +84,10 @@ def scan(targets: tuple[str, ...], ports: str, profile: str, check_default_creds
     else:
         for line in _changes(data["diff"]):
             echo(line)
+        suppressed = data["summary"].get("suppressed_hits", 0)
+        if suppressed:
+            # Rules that fired on the scan's own probes (counted until it ended).
+            echo(f"{suppressed} rule hits suppressed: our scan")
 
 
 def _in_engine(settings: Settings, request: dict[str, Any],
@@ -116,7 +120,8 @@ def _in_engine(settings: Settings, request: dict[str, Any],
         if run["state"] != "done":
             raise click.ClickException(f"scan {run['id']} {run['state']}: {run['error']}")
         found = client.request("scan.get", {"id": run["id"]})
-    return {"hosts": found["hosts"], "scan": run["id"], "diff": found["diff"]}
+    return {"hosts": found["hosts"], "scan": run["id"], "diff": found["diff"],
+            "summary": found["summary"]}  # fmt: skip
 
 
 def _changes(diff: dict[str, Any] | None) -> list[str]:

@@ -1,6 +1,10 @@
 """The console's one connection to the engine: find it (or start a private one), subscribe,
 take a first snapshot, pass events on as messages, and reconnect when it drops.
 
+A private engine starts only on the first attempt, when the console is launched and no engine
+answers. An engine that goes away later is waited for on the same socket: a second engine
+started in its place would hold its database and stop it from coming back.
+
 Everything here runs on the app's asyncio loop; the only blocking step, starting a private
 engine, runs in a thread. Reconnecting re-arms a one-shot timer after each failed attempt, so
 attempts never overlap.
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +25,22 @@ from textual.timer import Timer
 
 from console.private_engine import PrivateEngine
 from engine.control.client import AsyncClient
-from engine.control.protocol import ControlError
+from engine.control.protocol import PROTOCOL_VERSION, ControlError
 
-RETRY_SECONDS = 2.0
+# Reconnecting backs off from the first delay to the longest, which is short enough that every
+# console is back within a couple of seconds of its engine.
+RETRY_FIRST = 0.1
+RETRY_LONGEST = 1.0
+# A refusal (no role, no permission on the socket, another protocol) needs someone to change
+# something first: retried this slowly, with the reason on screen meanwhile.
+REFUSED_RETRY_SECONDS = 10.0
+REFUSALS = frozenset({"unauthorized", "denied", "version", "busy"})
 START_TIMEOUT = 10.0
 TOPICS = ("alerts", "status", "serial")
 
-Phase = Literal["connecting", "starting", "connected", "disconnected", "failed"]
+# disconnected: no engine answers (and none was started); gone: the engine this console was
+# attached to went away; refused: the engine (or the socket's permissions) turned it away.
+Phase = Literal["connecting", "starting", "connected", "disconnected", "gone", "refused", "failed"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,9 @@ class EngineLink:
         self.state = LinkState("connecting", label=label)
         self._client: AsyncClient | None = None
         self._retry: Timer | None = None
+        self._delay = RETRY_FIRST
+        self._first = True
+        self._attached = False
         self._closing = False
 
     # -- what the app uses --------------------------------------------------------------------
@@ -150,14 +165,29 @@ class EngineLink:
     def _private_pid(self) -> int | None:
         return self.private.pid if self.private is not None else None
 
+    @property
+    def _path(self) -> Path:
+        return self.private.socket if self.private is not None else self.socket_path
+
     async def _connect(self) -> None:
-        self._set(LinkState("connecting", private_pid=self._private_pid))
+        # While retrying, the reason it is not connected stays on screen.
+        if self.state.phase not in ("disconnected", "gone", "refused"):
+            self._set(LinkState("connecting", private_pid=self._private_pid))
         try:
             client = await self._open()
             hello = client.hello
+            if (protocol := hello.get("protocol", PROTOCOL_VERSION)) != PROTOCOL_VERSION:
+                await client.close()
+                raise ControlError(
+                    f"the engine at {self._path} speaks control protocol {protocol}, this console"
+                    f" {PROTOCOL_VERSION}: run the same iotsec version for both",
+                    "version",
+                )
             client.on_event = self._on_event
             client.on_close = self._on_close
             self._client = client
+            self._attached = True
+            self._delay = RETRY_FIRST
             await client.request("subscribe", {"topics": list(self.topics)})
             self._set(
                 LinkState(
@@ -173,25 +203,37 @@ class EngineLink:
             self._failed(exc)
 
     def _failed(self, exc: ControlError) -> None:
+        if self._closing:
+            return
+        pid = self._private_pid
         if exc.code == "unreachable" and (exited := self._private_exited()):
-            self._set(LinkState("failed", exited, self._private_pid))
-        elif exc.code == "unreachable" and not self._closing:
-            self._set(LinkState("disconnected", str(exc), self._private_pid))
-            # A drop seen both by a failing request and by the read loop retries once.
-            if self._retry is None:
-                self._retry = self.app.set_timer(RETRY_SECONDS, self.connect)
+            self._set(LinkState("failed", exited, pid))
+            return
+        if exc.code == "unreachable" and self._attached:
+            state = LinkState("gone", f"{self.label} gone: {self._path}; reconnecting", pid)
+            delay = self._delay
+        elif exc.code == "unreachable":
+            state = LinkState("disconnected", str(exc), pid)
+            delay = self._delay
+        elif exc.code in REFUSALS:
+            state, delay = LinkState("refused", str(exc), pid), REFUSED_RETRY_SECONDS
         else:
-            self._set(LinkState("failed", str(exc), self._private_pid))
+            self._set(LinkState("failed", str(exc), pid))
+            return
+        self._set(state)
+        # A drop seen both by a failing request and by the read loop retries once.
+        if self._retry is None:
+            self._retry = self.app.set_timer(delay, self.connect)
+            self._delay = min(self._delay * 2, RETRY_LONGEST)
 
     async def _open(self) -> AsyncClient:
-        path = self.private.socket if self.private is not None else self.socket_path
+        first, self._first = self._first, False
         try:
-            return await _dial(path)
+            return await _dial(self._path)
         except ControlError as exc:
-            if exc.code != "unreachable" or not self.spawn or self.private is not None:
+            # Only at launch: an engine that was here and went away is waited for instead.
+            if exc.code != "unreachable" or not (first and self.spawn):
                 raise
-            if _not_ours(path):
-                raise  # an engine is there but refuses this user: a second one would not help
         return await self._start_private()
 
     async def _start_private(self) -> AsyncClient:
@@ -241,14 +283,6 @@ class EngineLink:
         self._client = None
         if not self._closing:
             self._failed(ControlError("the engine closed the connection", "unreachable"))
-
-
-def _not_ours(socket: Path) -> bool:
-    """Whether ``socket`` exists but this user may not connect to it."""
-    try:
-        return socket.exists() and not os.access(socket, os.R_OK | os.W_OK)
-    except PermissionError:
-        return True
 
 
 async def _dial(path: Path) -> AsyncClient:

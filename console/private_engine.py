@@ -1,7 +1,10 @@
 """An engine the console starts for itself when none is running, and stops when it quits.
 
-It runs as a separate process (``python -m engine``) on a socket in a fresh private temporary
-directory, so the engine's work never shares the UI's interpreter and nobody else can reach it.
+It runs as a separate process (``python -m engine --private DIR``) on its own files in a fresh
+private temporary directory: its own socket, which nobody else can reach, and its own database,
+so it never takes the lock of the configured engine's. It only records bans (dry-run) and opens
+no serial port at start, whatever the config says: it must not touch this host's firewall or a
+port another engine needs. Its work never shares the UI's interpreter.
 It gets its own session so that a Ctrl+Z or a hangup meant for the console does not stop it
 mid-write; the console stops it by PID.
 """
@@ -42,7 +45,7 @@ class PrivateEngine:
         """Start the child (blocking for the fork and exec only; call it off the UI thread)."""
         # mkdtemp makes the directory 0700: the socket inside is reachable only by this user.
         self.directory = Path(tempfile.mkdtemp(prefix="iotsec-console-"))
-        command = [sys.executable, "-m", "engine", "--socket", str(self.socket)]
+        command = [sys.executable, "-m", "engine", "--private", str(self.directory)]
         if self.config_path:
             command += ["--config", self.config_path]
         with self.log.open("wb") as log:

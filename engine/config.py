@@ -166,8 +166,11 @@ class RespondConfig:
     ignoreip: tuple[str, ...] = ()
     # How often the firewall is checked for our table (re-applied when it is gone).
     check_interval: Duration = Duration(2)
-    # Which alerts ban their source ([[respond.policy]] tables); empty: DEFAULT_POLICY.
+    # Which alerts ban their attacker ([[respond.policy]] tables); empty: DEFAULT_POLICY.
     policy: tuple[PolicyRule, ...] = ()
+    # Whether the policy may ban a device of the inventory: a compromised camera spreading
+    # Mirai is a case for it, a PLC is not. Operators can always, after a second confirmation.
+    ban_devices: bool = False
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,8 @@ class SerialConfig(LineSettings):
     """[serial]: a new session's line settings (those of LineSettings: baud, data_bits, parity,
     stop_bits, flow, dtr, rts, map_out, map_in, echo), unless it asks for others, and these."""
 
-    # Where transcripts are written; empty: <state dir>/serial (next to the database).
+    # Where transcripts are written; empty: serial/ next to the database ([store] path), which
+    # is <state dir>/serial by default.
     transcript_dir: str = ""
     # Received bytes each session keeps in memory for consoles that attach later.
     scrollback: int = 1 << 20
@@ -336,10 +340,11 @@ class SerialConfig(LineSettings):
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(LineSettings)}
         )
 
-    def transcripts(self) -> Path:
+    def transcripts(self, database: Path) -> Path:
+        """The transcripts' directory, for an engine whose database is ``database``."""
         if self.transcript_dir:
             return Path(self.transcript_dir).expanduser()
-        return paths.state_dir() / "serial"
+        return database.parent / "serial"
 
 
 @dataclass(frozen=True)
@@ -381,6 +386,20 @@ class Config:
             return self
         control = dataclasses.replace(self.control, socket=str(socket))
         return dataclasses.replace(self, control=control)
+
+    def private(self, directory: Path) -> Config:
+        """This config for a console's private engine in ``directory``: its own database,
+        socket and transcripts there, bans only recorded (dry-run) and no serial port opened at
+        start, so it never takes another engine's database, firewall or ports."""
+        return dataclasses.replace(
+            self,
+            store=dataclasses.replace(self.store, path=str(directory / "iotsec.db")),
+            control=dataclasses.replace(self.control, socket=str(directory / "control.sock")),
+            respond=dataclasses.replace(self.respond, backend="dry-run"),
+            serial=dataclasses.replace(
+                self.serial, open=(), transcript_dir=str(directory / "serial")
+            ),
+        )
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:

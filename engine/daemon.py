@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from engine import audit, shipped
+from engine import audit, shipped, thisbox
 from engine.alerts.manager import AlertManager
 from engine.capture.service import CaptureService
 from engine.config import Config
@@ -118,9 +118,17 @@ class Engine:
         scope = parse_scope(self.config.scan.scope)
         self.devices = Inventory(self.config.devices, scope, self.writer, self.bus, self.alerts)
         await self.read(self.devices.load)
+        self.respond.devices = self.devices
+        # This box is no device, and what is local depends on the interface a frame came in on.
+        interfaces = await asyncio.to_thread(thisbox.interfaces)
+        self.devices.know_this_box(interfaces)
+        with self.capture.pipeline.lock:
+            self.capture.pipeline.set_links(thisbox.networks_by_interface(interfaces))
         self.capture.on_facts = self.devices.observe
         self.scans = ScanService(self.config.scan, scope, self.writer, self.bus, self.read,
                                  self.devices)  # fmt: skip
+        self.detect.suppress = self.scans.own.suppress
+        self.devices.quiet = self.scans.own.quiet
         await self.scans.start()
         self.serial = SerialService(self.config.serial, scope, group, self.writer, self.bus,
                                     self.alerts, self.devices)  # fmt: skip

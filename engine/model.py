@@ -57,6 +57,10 @@ class Role(enum.IntEnum):
         return self.name.lower()
 
 
+# Parts whose alerts describe a device rather than something done to it.
+DEVICE_SOURCES = frozenset({"devices", "scan", "serial"})
+
+
 @dataclass(frozen=True)
 class AlertEvent:
     """A detection, as any part (rules, log watch, scan, serial, an operator's inject) raises it."""
@@ -70,6 +74,18 @@ class AlertEvent:
     device: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
     ts: float = 0.0
+    # Which side did it and which side it was done to; empty: see :meth:`sides`.
+    attacker: str = ""
+    target: str = ""
+
+    def sides(self) -> tuple[str, str]:
+        """(attacker, target): as the producer said, else what the source implies. A finding
+        about a device (inventory, scan, serial) has no attacker: the device is its target."""
+        if self.attacker or self.target:
+            return self.attacker, self.target
+        if self.source in DEVICE_SOURCES:
+            return "", self.src or self.dst
+        return self.src, self.dst
 
     @property
     def fold_key(self) -> tuple[str, str, str]:
@@ -98,6 +114,8 @@ class Alert:
     ack_note: str = ""
     ack_at: float | None = None
     silence_id: int | None = None
+    attacker: str = ""
+    target: str = ""
 
     def to_json(self) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies, which costs at alert-storm rates.
@@ -119,6 +137,8 @@ class Alert:
             "ack_note": self.ack_note,
             "ack_at": self.ack_at,
             "silence_id": self.silence_id,
+            "attacker": self.attacker,
+            "target": self.target,
         }
 
     @classmethod
@@ -141,6 +161,8 @@ class Alert:
             ack_note=row["ack_note"] or "",
             ack_at=row["ack_at"],
             silence_id=row["silence_id"],
+            attacker=row.get("attacker") or "",
+            target=row.get("target") or "",
         )
 
 

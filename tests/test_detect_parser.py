@@ -1046,3 +1046,30 @@ def test_cli_check_without_paths_uses_the_configured_files(tmp_path: Path) -> No
     assert (done.returncode, json.loads(done.stdout)) == (0, {"accepted": 1, "rejected": []})
     shipped = iotsec(write_config(tmp_path / "shipped"), "--json")
     assert shipped.returncode == 0, shipped.stdout  # the shipped pack (if any) loads cleanly
+
+
+def test_target_names_the_attacked_side() -> None:
+    # Suricata's keyword: the side named is the target, so the other one is the attacker.
+    assert parse("target:dest_ip;").target == "dest_ip"
+    assert parse("target:src_ip;").target == "src_ip"
+    assert parse("").target == "", "without it the engine decides from the flow"
+    assert reason("target:src_ip; target:dest_ip;") == "'target' given twice"
+    # An ET rule as ET writes it (ET OPEN's emerging-telnet.rules, with target added).
+    et = (
+        'alert tcp $EXTERNAL_NET any -> $HOME_NET 23 (msg:"ET TELNET busybox MIRAI hackers -'
+        ' Possible Brute Force Attack"; flow:to_server,established; content:"MIRAI";'
+        " fast_pattern; target:dest_ip; classtype:attempted-admin; sid:2023019; rev:2;"
+        " metadata:created_at 2016_08_08;)"
+    )
+    (rule,), rejected = parse_rules(et, "emerging-telnet.rules", VARS)
+    assert rejected == [] and rule.target == "dest_ip"
+
+
+def test_the_shipped_rules_on_a_servers_answer_target_the_server() -> None:
+    rules, rejected = load_rules([ROOT / "rules" / "packet" / "iot.rules"], VARS)
+    assert rejected == []
+    answers = [r for r in rules if r.flow is not None and r.flow.to_server is False]
+    assert answers and all(r.target == "src_ip" for r in answers if "TELNET" in r.msg)
+    by_sid = {r.sid: r for r in rules}
+    assert [by_sid[s].target for s in (9100001, 9100002, 9100003)] == ["src_ip"] * 3
+    assert by_sid[9100004].target == "dest_ip", "the brute force's source is the attacker"

@@ -409,16 +409,26 @@ def test_utmp_sessions_are_never_banned(tmp_path: Path) -> None:
 # -- the response policy ---------------------------------------------------------------------
 
 TELNET_CLIENT = "192.168.0.2"  # the client of sv_telnet_ppa.pcap
+TELNET_DEVICE = "192.168.0.1"  # its server
 DROP_TELNET = (
     'drop tcp any any -> any 23 (msg:"Telnet to a device"; flow:to_server; '
     "classtype:policy-violation; sid:1000001;)\n"
 )
+# The server's answers: the login failure, with Suricata's target naming the server.
+DROP_LOGIN_FAILED = (
+    'drop tcp any 23 -> any any (msg:"Telnet login prompt"; flow:from_server; content:"login:"; '
+    "target:src_ip; classtype:unsuccessful-user; sid:1000002;)\n"
+)
 
 
-def policy_engine(hosts: Hosts, backend: str, policy: str = "") -> EngineProcess:
+def policy_engine(hosts: Hosts, backend: str, policy: str = "", *, rules_text: str = DROP_TELNET,
+                  ban_devices: bool = True) -> EngineProcess:  # fmt: skip
+    """An engine with drop rules for the telnet capture. Its replay puts both ends in the
+    inventory (they are on a local network), so the policy bans them only with ban_devices."""
     rules = hosts.tmp / "drop.rules"
-    rules.write_text(DROP_TELNET)
-    return hosts.engine(backend, f'{policy}\n[detect]\nrule_files = ["{rules}"]\n')
+    rules.write_text(rules_text)
+    return hosts.engine(backend, f"ban_devices = {str(ban_devices).lower()}\n{policy}\n"
+                                 f'[detect]\nrule_files = ["{rules}"]\n')  # fmt: skip
 
 
 def replay_telnet(engine: EngineProcess) -> None:
@@ -441,6 +451,31 @@ def test_a_drop_rule_bans_its_source_through_the_policy(hosts: Hosts, backend: s
         assert 3590 < made["left"] <= 3600
         expected = [TELNET_CLIENT] if backend == "nftables" else []
         assert hosts.nft_elements() == expected
+    finally:
+        engine.stop()
+
+
+def test_a_drop_rule_on_the_servers_answer_bans_the_client_not_the_device(hosts: Hosts) -> None:
+    engine = policy_engine(hosts, "nftables", rules_text=DROP_LOGIN_FAILED)
+    try:
+        replay_telnet(engine)
+        wait_for(lambda: engine.client().request("bans.list")["bans"], "the policy's ban")
+        (made,) = engine.client().request("bans.list")["bans"]
+        assert (made["address"], made["source"]) == (TELNET_CLIENT, "rule:1000002")
+        assert hosts.nft_elements() == [TELNET_CLIENT], "the attacker, not the device"
+    finally:
+        engine.stop()
+
+
+def test_without_ban_devices_the_policy_bans_no_device_of_the_inventory(hosts: Hosts) -> None:
+    engine = policy_engine(hosts, "nftables", ban_devices=False)
+    try:
+        replay_telnet(engine)
+        wait_for(lambda: engine.client().request("bans.list")["refused"], "the refusal")
+        listed = engine.client().request("bans.list")
+        assert listed["bans"] == [] and listed["proposed"] == []
+        assert hosts.nft_elements() == []
+        assert "ban_devices is off" in engine.log.read_text()
     finally:
         engine.stop()
 

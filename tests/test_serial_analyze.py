@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from console.serial.buffer import SerialBuffer
+from console.serial.buffer import Line, SerialBuffer
+from console.serial.render import plain, render_line
+from console.serial.wrap import WrapRows
 from engine.serial.analyze import BootAnalyzer, analyze, clean_line, parse_mtdparts
 from engine.serial.settings import LineSettings, SettingsError, settings_from
 from engine.serial.transcript import TranscriptWriter, read_transcript
@@ -217,6 +219,39 @@ def test_the_console_buffer_splits_lines_by_map_in_and_keeps_local_echo_apart() 
     assert buffer.feed(10, 3.0, b"x") == 6  # a gap: not fed, 6 bytes to fetch first
     assert buffer.feed(4, 3.0, b"\r\nuid=0(root)\r\n") == 0
     assert [line.data for line in buffer.lines] == [b"/ # id", b"uid=0(root)"]
+
+
+def test_wrapped_rows_follow_lines_arriving_falling_off_and_cleared() -> None:
+    def drawn(index: int, line: Line) -> int:
+        return len(plain(render_line(line.data)))
+
+    def expected(buffer: SerialBuffer, width: int) -> list[tuple[int, int]]:
+        return [
+            (index, within)
+            for index, line in enumerate(buffer.lines)
+            for within in range(max(1, -(-drawn(index, line) // width)))
+        ]
+
+    buffer = SerialBuffer(max_lines=6)
+    rows = WrapRows()
+    offset = 0
+    for batch in [b"short\n", b"x" * 25 + b"\n\n", b"\x9b" * 7 + b"\n", b"y" * 10 + b"\n" * 4]:
+        offset += len(batch)
+        buffer.feed(offset - len(batch), 1.0, batch)
+        for width in (10, 7):
+            rows.update(buffer, width, drawn)
+            want = expected(buffer, width)
+            assert rows.closed_rows() == len(want)
+            assert [rows.locate(row) for row in range(len(want))] == want
+            assert [rows.row_of(i) for i in range(len(buffer.lines))] == [
+                want.index((i, 0)) for i in range(len(buffer.lines))
+            ]
+    buffer.clear_view()
+    rows.update(buffer, 7, drawn)
+    assert rows.closed_rows() == 0
+    buffer.feed(offset, 2.0, b"z" * 8 + b"\n")
+    rows.update(buffer, 7, drawn)
+    assert rows.closed_rows() == 2 and rows.locate(1) == (0, 1)
 
 
 def test_a_login_typed_after_the_prompt_is_a_login_and_old_u_boot_is_u_boot() -> None:

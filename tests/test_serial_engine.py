@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import serial
 
+from engine.config import SerialConfig
 from engine.control.client import Client
 from engine.control.protocol import ControlError
 from engine.lab.serial_device import NOISE
@@ -412,3 +413,10 @@ def test_a_port_from_the_config_waits_for_its_device(tmp_path: Path) -> None:
     finally:
         device.unplug()
         engine.stop()
+
+
+def test_transcripts_go_next_to_the_database_unless_configured() -> None:
+    database = Path("/srv/lab/engine/iotsec.db")
+    assert SerialConfig().transcripts(database) == Path("/srv/lab/engine/serial")
+    mine = SerialConfig(transcript_dir="/data/transcripts")
+    assert mine.transcripts(database) == Path("/data/transcripts")

@@ -48,8 +48,8 @@ COLUMNS = (
     Column("sev", "SEV", 5, descending_first=True),
     Column("state", "STATE", 9, descending_first=False),
     Column("count", "COUNT", 7, descending_first=True),
-    Column("src", "SRC", None, descending_first=False),
-    Column("dst", "DST", None, descending_first=False),
+    Column("attacker", "ATTACKER", None, descending_first=False),
+    Column("target", "TARGET", None, descending_first=False),
     Column("sid", "SID", 10, descending_first=False),
     Column("title", "TITLE", None, descending_first=False),
 )
@@ -86,6 +86,14 @@ def table_cell(text: str, style: str = "", *, justify: JustifyMethod = "left") -
 
 def _address_cell(address: str) -> Text:
     return table_cell(address) if address else table_cell("-", "dim")
+
+
+def alert_sides(alert: dict[str, Any]) -> tuple[str, str]:
+    """(attacker, target) of ``alert``, cleaned; an engine from before they existed gave only
+    the packet's source and destination."""
+    if "attacker" in alert or "target" in alert:
+        return clean(alert.get("attacker")), clean(alert.get("target"))
+    return clean(alert.get("src")), clean(alert.get("dst"))
 
 
 def alert_sid(alert: dict[str, Any]) -> str:
@@ -125,7 +133,7 @@ class AlertRow:
     def build(cls, alert: dict[str, Any]) -> AlertRow:
         sev = str(alert.get("severity", "info"))
         state = str(alert.get("state", "open"))
-        src, dst = clean(alert.get("src")), clean(alert.get("dst"))
+        attacker, target = alert_sides(alert)
         title = clean(alert.get("title"))
         sid = alert_sid(alert)
         last_seen = float(alert.get("last_seen") or 0.0)
@@ -135,8 +143,8 @@ class AlertRow:
             table_cell(severity.LABEL.get(sev, sev), severity.STYLE.get(sev, "")),
             table_cell(STATE_LABEL.get(state, state), STATE_STYLE.get(state, "")),
             table_cell(short_count(count), justify="right"),
-            _address_cell(src),
-            _address_cell(dst),
+            _address_cell(attacker),
+            _address_cell(target),
             table_cell(sid) if sid else table_cell("-", "dim"),
             table_cell(title),
         )
@@ -145,8 +153,8 @@ class AlertRow:
             severity.RANK.get(sev, 0),
             STATE_ORDER.get(state, len(STATE_ORDER)),
             count,
-            address_order(src),
-            address_order(dst),
+            address_order(attacker),
+            address_order(target),
             _sid_order(sid),
             title.casefold(),
         )
@@ -169,6 +177,8 @@ class AlertRow:
                 a.get("state"),
                 a.get("src"),
                 a.get("dst"),
+                a.get("attacker"),
+                a.get("target"),
                 a.get("title"),
                 a.get("rule"),
                 a.get("device"),

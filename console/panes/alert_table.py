@@ -26,7 +26,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, GAP, AlertRow
 
-ADDRESS_COLUMNS = (COLUMN_INDEX["src"], COLUMN_INDEX["dst"])
+ADDRESS_COLUMNS = (COLUMN_INDEX["attacker"], COLUMN_INDEX["target"])
 
 TITLE_MIN = 10
 # The title comes first: the SID column is shown only when the title keeps this much room

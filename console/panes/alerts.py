@@ -21,7 +21,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Input
 
 from console import severity
-from console.panes.alert_rows import AlertRow, alert_flow, clock
+from console.panes.alert_rows import AlertRow, alert_flow, alert_sides, clock
 from console.panes.alert_table import AlertTable
 from console.screens.alert_detail import ACTION_COMMANDS, AlertDetailScreen
 from console.screens.ban_form import ask_ban
@@ -44,11 +44,12 @@ NEEDS = {**ACTION_COMMANDS, "reopen": "alerts.reopen"}
 def subject(alert: dict[str, Any]) -> Content:
     """A few lines that say which alert an action is about."""
     sev = str(alert.get("severity", ""))
-    src, dst = clean(alert.get("src")) or "-", clean(alert.get("dst")) or "-"
+    attacker, target = alert_sides(alert)
     return Content.assemble(
         (severity.LABEL.get(sev, sev), severity.STYLE.get(sev, "")),
         f" #{alert.get('id')} {clean(alert.get('title'), limit=140)}\n",
-        f"{src} → {dst}  rule {clean(alert.get('rule'))}  count {alert.get('count')}",
+        f"attacker {attacker or '-'} → target {target or '-'}  rule {clean(alert.get('rule'))}"
+        f"  count {alert.get('count')}",
     )
 
 
@@ -61,8 +62,9 @@ class AlertsPane(Vertical):
         "recorded but never notify. Filter with words that must all appear (severity, state, "
         "address, rule or title). Pause to read without rows moving; changes queue until you "
         "resume. Enter shows the evidence and who did what. For an alert a rule raised on "
-        "traffic, f shows its flow in the Traffic pane. b bans the alert's source address in "
-        "the firewall (it asks for how long); B opens the Bans view."
+        "traffic, f shows its flow in the Traffic pane. b bans the alert's attacker (the side "
+        "that did it, not the device that answered) in the firewall (it asks for how long, and "
+        "once more for a device of your inventory); B opens the Bans view."
     )
 
     DEFAULT_CSS = """
@@ -121,7 +123,7 @@ class AlertsPane(Vertical):
             "ban",
             "Ban",
             id="alerts.ban",
-            tooltip="Ban the source address of the alert under the cursor (asks for how long)",
+            tooltip="Ban the attacker of the alert under the cursor (asks for how long)",
         ),
         Binding(
             "B",
@@ -324,7 +326,7 @@ class AlertsPane(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "ban":
-            return True if self.console.may(NEEDS[action]) and self._has_src() else None
+            return True if self.console.may(NEEDS[action]) and self._has_attacker() else None
         if action == "bans":
             return self.console.check_action("bans", ())
         if action in NEEDS:
@@ -340,15 +342,15 @@ class AlertsPane(Vertical):
         row = self.table.row_under_cursor()
         return row is not None and alert_flow(row.alert) is not None
 
-    def _has_src(self) -> bool:
+    def _has_attacker(self) -> bool:
         row = self.table.row_under_cursor()
-        return row is not None and bool(row.alert.get("src"))
+        return row is not None and bool(alert_sides(row.alert)[0])
 
     @on(DataTable.RowHighlighted)
     def _cursor_moved(self) -> None:
         # The flow and ban keys follow the alert under the cursor; the footer is redrawn only
         # when that changes them, not at every row.
-        shown = (self._has_flow(), self._has_src())
+        shown = (self._has_flow(), self._has_attacker())
         if shown != self._cursor_shown:
             self._cursor_shown = shown
             self.refresh_bindings()
@@ -462,13 +464,12 @@ class AlertsPane(Vertical):
         self.app.push_screen(SilenceScreen(alert), confirm)
 
     def ban(self, alert: dict[str, Any]) -> None:
-        if not alert.get("src"):
-            self.app.notify(
-                f"Alert {alert['id']} names no source address to ban", severity="warning"
-            )
+        attacker, _target = alert_sides(alert)
+        if not attacker:
+            self.app.notify(f"Alert {alert['id']} names no attacker to ban", severity="warning")
             return
         title = clean(alert.get("title"), limit=200)
-        ask_ban(self.console, str(alert["src"]), f"the source of alert #{alert['id']}",
+        ask_ban(self.console, attacker, f"the attacker of alert #{alert['id']}",
                 f"alert #{alert['id']}: {title}")  # fmt: skip
 
     def action_flow(self) -> None:

@@ -1,5 +1,6 @@
 """The Serial pane: the engine's serial sessions, one shown at a time in a terminal view, with
-a status line (port, settings, state, RX/TX, line states) and the boot-log findings beside it.
+a status line (port, state, settings, RX/TX, line states: what does not fit is left out, the
+least useful first) and the boot-log findings beside it.
 
 Keys typed in the view go to the device; console commands follow the prefix key (Ctrl-T, as in
 tio; ``[serial] prefix``), and ``prefix ?`` lists them. Received bytes arrive as events on the
@@ -25,6 +26,7 @@ from console.panes.traffic_rows import human
 from console.screens.help import HelpScreen
 from console.screens.prompts import NoteScreen
 from console.serial.buffer import SerialBuffer
+from console.serial.render import stamp
 from console.serial.view import STAMP_MODES, SerialView
 from console.untrusted import clean
 from engine.control.protocol import ControlError
@@ -44,6 +46,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("M", "M", "line ending received: LF, CR, CR LF"),
     ("e", "e", "local echo on/off"),
     ("h", "h", "hex view on/off"),
+    ("w", "w", "long lines: wrap them, or cut them (then ←/→ scroll sideways)"),
+    ("←/→", "left", "scroll cut lines sideways"),
     ("t", "t", "timestamps: off, absolute, relative, delta"),
     ("b", "b", "send a break"),
     ("d", "d", "toggle DTR"),
@@ -117,7 +121,8 @@ class SerialPane(Vertical):
         return (
             "A serial console to a device on the bench (tio's keys behind the prefix), with the"
             f" findings its boot log reveals. Keys go to the device; {self._prefix_name()} then"
-            " ? lists the console's commands. Shift+PgUp/PgDn scroll back."
+            " ? lists the console's commands and q quits. Long lines wrap"
+            f" ({self._prefix_name()} w cuts them). Shift+PgUp/PgDn scroll back."
         )
 
     def compose(self) -> ComposeResult:
@@ -140,6 +145,7 @@ class SerialPane(Vertical):
 
     def on_resize(self) -> None:
         self._layout_findings()
+        self._show_status()
 
     # -- the engine ----------------------------------------------------------------------------
 
@@ -202,8 +208,11 @@ class SerialPane(Vertical):
             if session.info["settings"].get("echo"):
                 session.buffer.local(float(event["ts"]), typed)
         elif kind == "state":
+            before = session.info["state"]
             session.info = {**session.info, **event["info"]}
             session.buffer.set_map_in(session.info["settings"]["map_in"])
+            if (marker := _marker(before, session.info)) is not None:
+                session.buffer.mark(time.time(), marker)
         elif kind == "findings":
             session.report = event.get("report") or session.report
             self._show_findings()
@@ -338,6 +347,25 @@ class SerialPane(Vertical):
         self.view.set_mode("text" if self.view.mode == "hex" else "hex")
         self._show_status()
 
+    def _cmd_w(self) -> None:
+        self.view.set_wrap(not self.view.wrap)
+        self._show_status()
+
+    def _cmd_left(self) -> None:
+        self._sideways(-1)
+
+    def _cmd_right(self) -> None:
+        self._sideways(1)
+
+    def _sideways(self, direction: int) -> None:
+        if self.view.wrap and self.view.mode == "text":
+            self.app.notify(
+                f"Long lines wrap: {self._prefix_name()} w cuts them, then they scroll sideways.",
+                markup=False,
+            )
+            return
+        self.view.scroll_sideways(direction * max(self.view.size.width // 2, 1))
+
     def _cmd_t(self) -> None:
         modes = STAMP_MODES
         self.view.set_stamps(modes[(modes.index(self.view.stamps) + 1) % len(modes)])
@@ -464,6 +492,8 @@ class SerialPane(Vertical):
                     await self._take_up(sid)
                 self.current = sid
                 self._show_current()
+                name = clean(self.sessions[sid].info["name"])
+                self.app.notify(f"{name} is already open: shown in its tab ({sid}).", markup=False)
                 return sid, False
             self.app.notify(str(exc), severity="error", markup=False, timeout=15)
             self._show_hint(str(exc))
@@ -611,32 +641,44 @@ class SerialPane(Vertical):
                 Content(note or ("" if self.connected else "Not connected to the engine."))
             )
             return
+        width = status.size.width or self.app.size.width
+        status.update(fit_status(self._status_pieces(session, note), width))
+
+    def _status_pieces(self, session: Session, note: str) -> list[tuple[int, Content]]:
+        """The status line's pieces in the order shown, each with its rank: when the line is
+        too wide, the highest ranks are left out first."""
         info = session.info
         state = info["state"]
         style = {"connected": "green", "reconnecting": "bold red"}.get(state, "yellow")
-        parts: list[Content | str] = [
-            Content.styled(clean(info["name"], limit=30), "bold"),
-            f" {info['describe']} ",
-            Content.styled(state, style),
-            f"  RX {human(session.buffer.end)}B TX {human(info['tx'])}B ",
-        ]
-        for line, value in info["lines"].items():
-            if value is not None:
-                parts.append(Content.styled(f" {line.upper()}", "bold" if value else "dim strike"))
-        settings = info["settings"]
-        parts.append(f"  {settings['map_out']}/{settings['map_in']}")
-        if settings.get("echo"):
-            parts.append(" echo")
-        if self.view.mode == "hex":
-            parts.append(" hex")
-        if self.view.stamps != "off":
-            parts.append(f" ts:{self.view.stamps}")
+        pieces = []
         if note:
-            parts = [Content.styled(note, "bold"), "  ", *parts]
-        elif state != "connected" and info.get("reason"):
-            parts.append(Content.styled(f"  {clean(info['reason'], limit=80)}", "red"))
-        parts.append(Content.styled(f"  {self._prefix_name()} ? commands", "dim"))
-        status.update(Content.assemble(*parts))
+            pieces.append((0, Content.styled(note, "bold")))
+        name = Content.styled(clean(info["name"], limit=24), "bold")
+        pieces.append((0, Content.assemble(name, " ", Content.styled(state, style))))
+        if state != "connected" and info.get("reason"):
+            pieces.append((1, Content.styled(clean(info["reason"], limit=80), "red")))
+        pieces.append((2, Content(info["describe"])))
+        pieces.append((3, Content(f"RX {human(session.buffer.end)}B TX {human(info['tx'])}B")))
+        lines = [
+            Content.styled(line.upper(), "bold" if value else "dim strike")
+            for line, value in info["lines"].items()
+            if value is not None
+        ]
+        if lines:
+            pieces.append((6, Content(" ").join(lines)))
+        settings = info["settings"]
+        flags = [f"{settings['map_out']}/{settings['map_in']}"]
+        if settings.get("echo"):
+            flags.append("echo")
+        if self.view.mode == "hex":
+            flags.append("hex")
+        elif not self.view.wrap:
+            flags.append("cut")
+        if self.view.stamps != "off":
+            flags.append(f"ts:{self.view.stamps}")
+        pieces.append((5, Content(" ".join(flags))))
+        pieces.append((4, Content.styled(f"{self._prefix_name()} ? commands", "dim")))
+        return pieces
 
     def _findings_shown(self) -> bool:
         if self.show_findings is not None:
@@ -672,6 +714,46 @@ class SerialPane(Vertical):
         if not findings and not _facts(report):
             parts.append(Content.styled("Nothing yet: findings appear as the device boots.", "dim"))
         self.query_one("#serial-findings-text", Static).update(Content.assemble(*parts))
+
+
+def fit_status(pieces: list[tuple[int, Content]], width: int) -> Content:
+    """The pieces joined, leaving out the highest ranks until they fit in ``width``; a piece
+    still too long for what is left (a long reason) is cut at a word, with an ellipsis."""
+    kept = list(pieces)
+
+    def length() -> int:
+        return sum(p.cell_length for _, p in kept) + 2 * (len(kept) - 1)
+
+    while length() > width and (worst := max(rank for rank, _ in kept)) > 0:
+        at = max(n for n, (rank, _) in enumerate(kept) if rank == worst)
+        if worst == 1 and len(kept) > 1:
+            piece = kept[at][1]
+            room = width - (length() - piece.cell_length)
+            if room >= 12:
+                kept[at] = (0, _shorten(piece, room))
+                continue
+        del kept[at]
+    return Content("  ").join(p for _, p in kept)
+
+
+def _shorten(piece: Content, room: int) -> Content:
+    """``piece`` cut to ``room`` cells at the last space that fits, with an ellipsis."""
+    text = piece.plain
+    cut = text.rfind(" ", 0, room)
+    return piece[: cut if cut > 0 else room - 1] + "…"
+
+
+def _marker(before: str, info: dict[str, Any]) -> str | None:
+    """The line the view gets when a session's state changes: unplugged, or back."""
+    after = info["state"]
+    if before == "connected" and after == "reconnecting":
+        at = stamp("absolute", time.time(), 0, None).strip()
+        reason = f" {clean(info['reason'], limit=120)}" if info.get("reason") else ""
+        return f"[disconnected {at}]{reason}"
+    if before == "reconnecting" and after == "connected":
+        since = info.get("connected_since") or time.time()
+        return f"[reconnected {stamp('absolute', since, 0, None).strip()}]"
+    return None
 
 
 def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console import severity
-from console.panes.alert_rows import STATE_LABEL, alert_flow
+from console.panes.alert_rows import STATE_LABEL, alert_flow, alert_sides
 from console.untrusted import clean
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ def fields_content(alert: dict[str, Any]) -> Content:
         rows.append(("sid", Content.styled(clean(alert.get("rule")) or "-", "bold")))
     else:
         rows.append(("rule", Content(clean(alert.get("rule")) or "-")))
+    attacker, target = alert_sides(alert)
+    rows.append(("attacker", Content(attacker or "-")))
+    rows.append(("target", Content(target or "-")))
     for key in ("src", "dst", "device"):
         rows.append((key, Content(clean(alert.get(key)) or "-")))
     if alert.get("ack_by"):
@@ -160,7 +163,7 @@ class AlertDetailScreen(Screen[str | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "act" and parameters[0] == "flow":
             return True if self.alert is not None and alert_flow(self.alert) else None
-        if action == "act" and parameters[0] == "ban" and not (self.alert or {}).get("src"):
+        if action == "act" and parameters[0] == "ban" and not alert_sides(self.alert or {})[0]:
             return None
         if action == "act":
             return True if self.console.may(ACTION_COMMANDS[str(parameters[0])]) else None

@@ -1,11 +1,12 @@
-"""The ban dialog: ban the source of an alert, for how long and why; and what sending a ban (or
+"""The ban dialog: ban the attacker of an alert, for how long and why, and once more,
+naming it, when the address is a device of the inventory; and what sending a ban (or
 confirming a proposed one) tells the operator: for how long, and whether the firewall enforces
 it or the engine only recorded it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from textual import on
@@ -15,11 +16,12 @@ from textual.content import Content
 from textual.widgets import Button, Input, OptionList, Static
 
 from console.screens.ban_rows import times
-from console.screens.prompts import Dialog
+from console.screens.prompts import ConfirmScreen, Dialog
 from console.severity import ToastLevel
 from console.untrusted import clean
 from engine.control.protocol import ControlError
 from engine.durations import format_duration
+from engine.respond.manager import DEVICE_REFUSAL
 
 if TYPE_CHECKING:
     from console.app import IotsecApp
@@ -42,9 +44,12 @@ class BanRequest:
     address: str
     length: str
     reason: str
+    local_ok: bool = False  # the operator confirmed banning a device of the inventory
 
     def args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"address": self.address, "reason": self.reason}
+        if self.local_ok:
+            args["local_ok"] = True
         if self.length == "permanent":
             args["permanent"] = True
         elif self.length:
@@ -65,12 +70,19 @@ def outcome(ban: dict[str, Any]) -> tuple[str, ToastLevel]:
     return f"{said}: recorded, NOT enforced: {clean(ban.get('problem'))}", "warning"
 
 
-async def send_ban(console: IotsecApp, cmd: str, args: dict[str, Any]) -> None:
+async def send_ban(console: IotsecApp, cmd: str, args: dict[str, Any],
+                   request: BanRequest | None = None) -> None:  # fmt: skip
     """Make a ban (``bans.ban``, or ``bans.confirm`` for a proposed one) and say how it went;
-    a refusal (the allow-list, your own SSH client, ...) is shown in the engine's words."""
+    a refusal (the allow-list, your own SSH client, ...) is shown in the engine's words. When
+    ``request`` was refused for being a device of the inventory, the operator is asked again,
+    with the device named, and a yes sends it with local_ok."""
     try:
         ban = await console.link.request(cmd, args)
     except ControlError as exc:
+        if (request is not None and not request.local_ok and exc.code == "refused"
+                and DEVICE_REFUSAL in str(exc)):  # fmt: skip
+            _confirm_device(console, request, str(exc))
+            return
         console.notify(str(exc), title="Not banned", severity="error", markup=False, timeout=15)
         return
     message, level = outcome(ban)
@@ -83,15 +95,35 @@ def ask_ban(console: IotsecApp, address: str, whose: str, reason: str) -> None:
 
     def send(request: BanRequest | None) -> None:
         if request is not None:
-            console.run_worker(send_ban(console, "bans.ban", request.args()),
-                               name=f"Ban {clean(request.address)}", group="actions",
-                               exit_on_error=False)  # fmt: skip
+            _send(console, request)
 
     console.push_screen(BanScreen(address, whose, reason), send)
 
 
+def _send(console: IotsecApp, request: BanRequest) -> None:
+    console.run_worker(send_ban(console, "bans.ban", request.args(), request),
+                       name=f"Ban {clean(request.address)}", group="actions",
+                       exit_on_error=False)  # fmt: skip
+
+
+def _confirm_device(console: IotsecApp, request: BanRequest, refusal: str) -> None:
+    """The second, explicit question before banning a device of the inventory."""
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            _send(console, replace(request, local_ok=True))
+
+    body = Content.assemble(
+        clean(refusal, limit=400),
+        "\n\nBan it anyway? A device of your own network cut off may be one that something"
+        " depends on.",
+    )
+    heading = f"Ban {clean(request.address)}, a device of the inventory?"
+    console.push_screen(ConfirmScreen(heading, body, confirm="Ban the device"), answered)
+
+
 class BanScreen(Dialog[BanRequest | None]):
-    """Ask for how long to ban ``address`` (``whose`` says what it is: the source of an alert,
+    """Ask for how long to ban ``address`` (``whose`` says what it is: the attacker of an alert,
     a device) and why, starting from ``reason``; dismissed with the request."""
 
     DEFAULT_CSS = """

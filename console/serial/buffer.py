@@ -76,20 +76,21 @@ class SerialBuffer:
     def skip_to(self, offset: int) -> None:
         """Bytes up to ``offset`` are lost to this view (the engine no longer keeps them):
         say so in a line of its own and go on from there; the lines before stay."""
-        missed = offset - self.end
-        if self.open is not None:
-            self._end_open()
-        self.lines.append(
-            Line(
-                0.0,
-                b"\x1b[7m[%d bytes not shown: the console fell behind]\x1b[0m" % missed,
-                self._number(),
-            )
-        )
+        self.mark(0.0, f"[{offset - self.end} bytes not shown: the console fell behind]")
         self.raw.clear()
         self._stamp_offsets.clear()
         self._stamp_times.clear()
         self.raw_start = self.end = offset
+        self.version += 1
+
+    def mark(self, ts: float, text: str) -> None:
+        """A line of the console's own (in reverse video) among the device's: the line being
+        received ends first. ``text`` must already be escaped."""
+        if self.open is not None:
+            self._end_open()
+        line = Line(ts, b"\x1b[7m" + text.encode() + b"\x1b[0m", self._number())
+        self.widest = max(self.widest, len(line.data))
+        self.lines.append(line)
         self.version += 1
 
     def clear_view(self) -> None:

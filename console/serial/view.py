@@ -1,6 +1,8 @@
 """The terminal view of a serial session: a ScrollView that draws only the rows in view from
 the session's :class:`SerialBuffer`, in text or hex, with a time column, at most
-``REDRAW`` times a second however fast bytes arrive (``FLOOD_REDRAW`` in a flood).
+``REDRAW`` times a second however fast bytes arrive (``FLOOD_REDRAW`` in a flood). Long lines
+wrap at the view's width (:class:`WrapRows` finds the line at a row), or are cut and scrolled
+sideways.
 
 With focus, every key goes to the device (as the bytes a terminal would send) except the
 prefix key (Ctrl-T by default), whose next key is a console command.
@@ -17,8 +19,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.serial.buffer import SerialBuffer
+from console.serial.buffer import Line, SerialBuffer
 from console.serial.render import STAMP, hex_segments, highlight, render_line, stamp
+from console.serial.wrap import WrapRows
 
 REDRAW = 1 / 20
 FLOOD_BYTES = 32 * 1024  # more than this since the last frame is a flood...
@@ -83,9 +86,19 @@ class SerialView(ScrollView, can_focus=True):
     def __init__(self, prefix: str = "ctrl+t", *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.prefix = prefix.strip().lower()
+        # The app's keys (q quit, ? help) go to the device from here: these take their places
+        # in the footer to show what leaves the view instead, the prefix's commands. The view
+        # stops every key it sends, so they run only from a click on the footer.
+        shown = self.prefix.replace("ctrl+", "^")
+        for key, char, description in (("question_mark", "?", "Commands"), ("q", "q", "Quit")):
+            self._bindings.bind(
+                key, f"command({key!r})", description, key_display=f"{shown} {char}"
+            )
         self.buffer = SerialBuffer()
         self.mode = "text"
         self.stamps = "off"
+        self.wrap = True  # long lines wrap; off: cut, scrolled sideways
+        self._wrap = WrapRows()
         self.started = 0.0
         self.enter = b"\r"
         self.search = ""
@@ -100,6 +113,9 @@ class SerialView(ScrollView, can_focus=True):
     def on_mount(self) -> None:
         self.set_interval(REDRAW, self._redraw)
 
+    def action_command(self, key: str) -> None:
+        self.post_message(self.Command(key))
+
     # -- what the pane sets --------------------------------------------------------------------
 
     def show(self, buffer: SerialBuffer, started: float) -> None:
@@ -107,6 +123,7 @@ class SerialView(ScrollView, can_focus=True):
         self.buffer = buffer
         self.started = started
         self._cache.clear()
+        self._wrap.invalidate()
         self._shown = -1
         self._redraw(to_end=True)
 
@@ -118,6 +135,23 @@ class SerialView(ScrollView, can_focus=True):
     def set_stamps(self, mode: str) -> None:
         self.stamps = mode
         self._redraw(force=True)
+
+    def set_wrap(self, wrap: bool) -> None:
+        """Wrap long lines, or cut them; the line at the top stays there."""
+        top = self._locate(int(self.scroll_y))[0] if self._wrapping() else int(self.scroll_y)
+        self.wrap = wrap
+        self._redraw(to_end=self.follow, force=True)
+        if not self.follow:
+            self.scroll_to(x=0, y=self._row_of(top), animate=False, immediate=True, force=True)
+        else:
+            self.scroll_to(x=0, animate=False, immediate=True)
+
+    def scroll_sideways(self, columns: int) -> None:
+        """Cut lines only: ``columns`` to the right (negative: to the left)."""
+        self.scroll_to(x=max(self.scroll_x + columns, 0), animate=False)
+
+    def on_resize(self) -> None:
+        self._redraw(to_end=self.follow, force=True)
 
     def set_search(self, text: str) -> None:
         self.search = text
@@ -137,14 +171,57 @@ class SerialView(ScrollView, can_focus=True):
             if needle in self.line_text(index).lower():
                 self._match = index
                 self.follow = False
-                self.scroll_to(y=max(index - self.size.height // 2, 0), animate=False)
+                row = self._row_of(index)
+                self.scroll_to(y=max(row - self.size.height // 2, 0), animate=False)
                 return True
         return False
 
     # -- drawing -------------------------------------------------------------------------------
 
     def _rows(self) -> int:
-        return self.buffer.hex_rows if self.mode == "hex" else self.buffer.line_count
+        if self.mode == "hex":
+            return self.buffer.hex_rows
+        if not self.wrap:
+            return self.buffer.line_count
+        self._wrap.update(self.buffer, self._text_width(), self._cells)
+        rows = self._wrap.closed_rows()
+        for index in range(len(self._wrap.starts), self.buffer.line_count):
+            rows += self._wrap.rows_of(index, self.buffer.line(index), self._cells)
+        return rows
+
+    def _wrapping(self) -> bool:
+        return self.wrap and self.mode == "text"
+
+    def _stamp_width(self) -> int:
+        return len(stamp(self.stamps, self.started, self.started, None))
+
+    def _text_width(self) -> int:
+        """The cells a wrapped line gets: the view less its scrollbar and the time column."""
+        return max(self.size.width - 1 - self._stamp_width(), 8)
+
+    def _cells(self, index: int, line: Line) -> int:
+        return Segment.get_line_length(self._segments(index))
+
+    def _row_of(self, index: int) -> int:
+        """The first row of line ``index``."""
+        if not self._wrapping():
+            return index
+        self._rows()
+        if index < len(self._wrap.starts):
+            return self._wrap.row_of(index)
+        return self._wrap.closed_rows()
+
+    def _locate(self, row: int) -> tuple[int, int]:
+        """(line index, row within the line) of a wrapped row; lines that arrived since the
+        last redraw are counted from the last indexed one."""
+        lines = self.buffer.lines
+        shift = (lines[0].number if lines else self._wrap.first) - self._wrap.first
+        closed = self._wrap.closed_rows()
+        if row >= closed:
+            index, within = len(self._wrap.starts), row - closed
+        else:
+            index, within = self._wrap.locate(row)
+        return index - shift, within
 
     def _redraw(self, *, to_end: bool = False, force: bool = False) -> None:
         version = self.buffer.version
@@ -157,8 +234,11 @@ class SerialView(ScrollView, can_focus=True):
         self._shown, self._shown_end, self._shown_at = version, self.buffer.end, now
         if to_end:
             self.follow = True
-        width = 78 if self.mode == "hex" else max(self.buffer.widest, self._open_width())
-        width += 14 if self.stamps != "off" else 0
+        if self._wrapping():
+            width = self.size.width - 1
+        else:
+            width = 78 if self.mode == "hex" else max(self.buffer.widest, self._open_width())
+            width += 14 if self.stamps != "off" else 0
         self.virtual_size = Size(width, self._rows())
         if self.follow:
             # force: the scrollbar that allows scrolling appears only at the next layout, which
@@ -190,6 +270,8 @@ class SerialView(ScrollView, can_focus=True):
         index = y + scroll_y
         if index >= self._rows():
             return Strip.blank(width, self.rich_style)
+        if self._wrapping():
+            return self._wrapped_line(index, width)
         if self.mode == "hex":
             offset, data, skip, ts = self.buffer.hex_row(index)
             segments = hex_segments(offset, data, skip)
@@ -203,6 +285,21 @@ class SerialView(ScrollView, can_focus=True):
             segments = [Segment(stamp(self.stamps, ts, self.started, previous), STAMP), *segments]
         strip = Strip(segments)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _wrapped_line(self, row: int, width: int) -> Strip:
+        index, within = self._locate(row)
+        if not 0 <= index < self.buffer.line_count:
+            return Strip.blank(width, self.rich_style)
+        text_width = self._text_width()
+        strip = Strip(self._segments(index)).crop(within * text_width, (within + 1) * text_width)
+        if self.stamps != "off":
+            if within:
+                column = " " * self._stamp_width()
+            else:
+                previous = self.buffer.previous_ts(index) if self.stamps == "delta" else None
+                column = stamp(self.stamps, self.buffer.line(index).ts, self.started, previous)
+            strip = Strip([Segment(column, STAMP), *strip])
+        return strip.crop_extend(0, width, self.rich_style)
 
     def _segments(self, index: int) -> list[Segment]:
         line = self.buffer.line(index)

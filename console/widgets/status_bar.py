@@ -28,7 +28,9 @@ def _connection(link: LinkState) -> Content:
     if link.phase == "starting":
         return Content("◌ starting private engine…")
     if link.phase == "disconnected":
-        return Content.styled(f"✕ {private} disconnected, retrying", "bold red")
+        return Content.styled(f"✕ no {private}, retrying", "bold red")
+    if link.phase == "refused":
+        return Content.styled(f"✕ refused: {clean(link.message, limit=200)}", "bold red")
     return Content.styled(f"✕ {clean(link.message, limit=200)}", "bold red")
 
 

@@ -30,7 +30,8 @@ PUBLISH_INTERVAL = 0.1
 
 _INSERT = (
     "INSERT INTO alerts (id, severity, source, rule, title, src, dst, device, first_seen,"
-    " last_seen, count, state, evidence, silence_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " last_seen, count, state, evidence, silence_id, attacker, target)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _FOLD = (
     "UPDATE alerts SET count = count + 1, last_seen = max(last_seen, ?),"
@@ -38,7 +39,7 @@ _FOLD = (
 )
 _COLUMNS = (
     "id, severity, source, rule, title, src, dst, device, first_seen, last_seen, count,"
-    " state, evidence, ack_by, ack_note, ack_at, silence_id"
+    " state, evidence, ack_by, ack_note, ack_at, silence_id, attacker, target"
 )
 
 
@@ -189,6 +190,7 @@ class AlertManager:
                 evidence_dict = {"truncated": evidence[:MAX_EVIDENCE_BYTES]}
                 evidence = _encode(evidence_dict)
             silence = self._silence_for(event.rule, event.src, event.dst, event.device)
+            attacker, target = event.sides()
             alert = Alert(
                 id=self._next_id,
                 severity=event.severity,
@@ -204,11 +206,14 @@ class AlertManager:
                 state=AlertState.SILENCED if silence else AlertState.OPEN,
                 evidence=evidence_dict,
                 silence_id=silence.id if silence else None,
+                attacker=attacker,
+                target=target,
             )
             sql = _INSERT
             params = (
                 alert.id, int(alert.severity), alert.source, alert.rule, alert.title, alert.src,
                 alert.dst, alert.device, ts, ts, 1, alert.state.value, evidence, alert.silence_id,
+                attacker, target,
             )  # fmt: skip
             created = notify = True
         try:

@@ -336,9 +336,11 @@ def _admitted(shards: list[list[Any]]) -> dict[str, Any]:
 
 
 def alert_record(match: Any) -> dict[str, Any]:
-    """A rule's alert as ``analyze --json`` lists it: the evidence, severity and time."""
+    """A rule's alert as ``analyze --json`` lists it: the evidence, severity, time, and which
+    side attacked which."""
     event = match.event
-    return {**event.evidence, "severity": event.severity.label, "ts": event.ts}
+    return {**event.evidence, "severity": event.severity.label, "ts": event.ts,
+            "attacker": event.attacker, "target": event.target}  # fmt: skip
 
 
 def _pipeline(max_flows: int, timeouts: dict[str, float], detector: Any = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.capture import protocols
@@ -18,6 +19,7 @@ from engine.capture.flows import Flow, FlowTable
 if TYPE_CHECKING:
     from engine.capture.facts import FactFinder
     from engine.capture.ring import PacketRing
+    from engine.thisbox import Network
 
 RATE_HISTORY = 60
 
@@ -195,6 +197,11 @@ class Pipeline:
             total = flow.bytes_out + flow.bytes_in
             flow.rate = (total - flow.mark) / elapsed
             flow.mark = total
+
+    def set_links(self, links: Mapping[str, Sequence[Network]]) -> None:
+        """The capture interfaces' own networks: where an address is local (see facts)."""
+        if self._facts is not None:
+            self._facts.set_links(links)
 
     def take_seen(self) -> set[tuple[str, str]]:
         """The (MAC, IP) pairs seen since the last call."""

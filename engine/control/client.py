@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import itertools
 import os
 import socket
@@ -21,12 +22,24 @@ def _hello_args(client: str) -> dict[str, Any]:
     return {"client": client, "ssh_client": ssh}
 
 
+def _access_fix(path: Path) -> str:
+    """What a user refused by the socket's permissions can do about it."""
+    try:
+        gid = path.stat().st_gid
+    except OSError:
+        return f"ask an admin for access to {path.parent}, or run as the engine's user"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return (f"join the group {group} (an admin runs: usermod -aG {group} USER), or run as the"
+            " engine's user")  # fmt: skip
+
+
 def _no_engine(path: Path, exc: OSError) -> ControlError:
     if isinstance(exc, PermissionError):
-        return ControlError(
-            f"{path}: permission denied; join the 'iotsec' group or run as the engine's user",
-            "unreachable",
-        )
+        # "denied", not "unreachable": retrying will not help, and no second engine should start.
+        return ControlError(f"{path}: permission denied; {_access_fix(path)}", "denied")
     return ControlError(
         f"no engine at {path} ({exc.strerror or exc}); start one with 'iotsec engine'"
         " or point --socket / [control] socket at it",
@@ -132,8 +145,11 @@ class AsyncClient:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self._writer.write(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
-        await self._writer.drain()
+        # As in Client.request: the engine may have refused us and hung up before we wrote; the
+        # read loop still delivers its reason (or "closed the connection") to the future.
+        with contextlib.suppress(ConnectionError):
+            self._writer.write(encode({"id": request_id, "cmd": cmd, "args": args or {}}))
+            await self._writer.drain()
         return _result(await future)
 
     async def _read_loop(self) -> None:

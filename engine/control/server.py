@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 from engine.alerts.manager import AlertError, fetch_alert, fetch_history, query_alerts
 from engine.control import identity
 from engine.control.auth import peer_credentials, role_for, user_name
-from engine.control.protocol import MAX_LINE, ControlError, decode_request, encode
+from engine.control.protocol import (
+    MAX_LINE,
+    PROTOCOL_VERSION,
+    ControlError,
+    decode_request,
+    encode,
+)
 from engine.control.schema import Duration, Flag, Int, Number, Object, Schema, Text, Texts, validate
 from engine.devices.model import query_findings
 from engine.durations import parse_duration
@@ -129,6 +135,16 @@ class Session:
             await self.writer.drain()
             if not self.writer.is_closing() and not self.over_bound(len(line)):
                 self.writer.write(line)
+
+
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Send what is written, then read what the client sent until it hangs up too: a Unix socket
+    closed with unread input resets the connection, and the client could lose the reason."""
+    await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+    while await reader.read(1 << 16):
+        pass
 
 
 class _HelloWatchdog:
@@ -269,8 +285,8 @@ class ControlServer:
             reason, code = refusal
             self._log_refusal(uid, reason)
             writer.write(encode({"id": None, "ok": False, "error": reason, "code": code}))
-            with contextlib.suppress(ConnectionError):
-                await asyncio.wait_for(writer.drain(), 1)
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(_hang_up(reader, writer), 1)
             writer.close()
             return
         assert role is not None
@@ -443,6 +459,7 @@ async def _hello(session: Session, args: dict[str, Any]) -> dict[str, Any]:
         "uid": op.uid,
         "role": op.role.label,
         "engine": {"pid": os.getpid(), "version": session.engine.version},
+        "protocol": PROTOCOL_VERSION,
         "commands": sorted(n for n, c in COMMANDS.items() if c.role <= op.role),
         **reply,
     }
@@ -799,12 +816,14 @@ LISTED_BANS = 100
         "for": Duration(),
         "permanent": Flag(),
         "reason": Text(1024),
+        "local_ok": Flag(),
     },
 )
 async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     """Ban an address or network (or ``addresses``, a list, as one decision) ``for`` a duration,
     else the configured bantime, escalating for repeat offenders, or ``permanent``; refused for
-    the allow-list and your own SSH client."""
+    the allow-list and your own SSH client, and for a device of the inventory without
+    ``local_ok`` (the operator's second confirmation)."""
     duration = args.get("for")
     seconds = None
     if duration not in (None, ""):
@@ -817,7 +836,8 @@ async def _bans_ban(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     operator = session.operator
     options = {"duration": seconds, "permanent": args.get("permanent") is True,
                "reason": _str(args, "reason"), "source": "operator", "by": operator.name,
-               "protect": operator.ssh_client or session.claimed_ssh_client}  # fmt: skip
+               "protect": operator.ssh_client or session.claimed_ssh_client,
+               "local_ok": args.get("local_ok") is True}  # fmt: skip
     many = args.get("addresses")
     if many is None:
         return await session.engine.respond.ban(_str(args, "address"), **options)

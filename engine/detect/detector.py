@@ -519,9 +519,11 @@ class Detector:
                 "buffer": hit.buffer, "offset": hit.start, "before": _shown(hit.before),
                 "matched": _shown(hit.matched), "after": _shown(hit.after),
             }  # fmt: skip
+        attacker, target = _sides(rule, packet, flow)
         event = AlertEvent(
             severity=compiled.severity, source="rules", rule=str(rule.sid), title=rule.msg,
             src=packet.src, dst=packet.dst, evidence=evidence, ts=packet.ts,
+            attacker=attacker, target=target,
         )  # fmt: skip
         return Match(rule, event)
 
@@ -554,6 +556,18 @@ class Detector:
         if new_from is None:
             return b"", 0, False  # a retransmission or an early segment: nothing new
         return bytes(stream.data), new_from, True
+
+
+def _sides(rule: Rule, packet: Packet, flow: Flow) -> tuple[str, str]:
+    """(attacker, target) of a match: as the rule's ``target`` says, else the side that opened
+    the flow is the attacker (a server answering, with a login prompt say, is not)."""
+    if rule.target == "dest_ip":
+        return packet.src, packet.dst
+    if rule.target == "src_ip":
+        return packet.dst, packet.src
+    if packet.src == flow.src and packet.sport == flow.sport:
+        return packet.src, packet.dst
+    return packet.dst, packet.src
 
 
 def admits(tracker: Tracker, rule: Rule, src: str, dst: str, ts: float) -> bool:

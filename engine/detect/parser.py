@@ -358,6 +358,7 @@ class _Options:
         elif keyword == "target":
             if value not in ("src_ip", "dest_ip"):
                 raise RuleError(f"target: expected src_ip or dest_ip, got {value!r}")
+            self.fields["target"] = value
         elif keyword == "content":
             pattern, negated = options.content(value)
             self._inspect(Content(pattern, buffer=self.buffer, negated=negated))

@@ -204,6 +204,9 @@ class Rule:
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
     flowbits: tuple[Flowbit, ...] = ()
+    # Suricata's ``target``: which side of a match is attacked, "src_ip" or "dest_ip" (the
+    # other side is the attacker); empty: the side that opened the flow is the attacker.
+    target: str = ""
     # Where it came from, for messages and the Rules view.
     file: str = ""
     line: int = 0

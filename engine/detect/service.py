@@ -84,6 +84,8 @@ class DetectService:
                                  config.detect.pcre_timeout)  # fmt: skip
         # Told of every alert the rules raise (the response policy), with the alert's id.
         self.respond: Callable[[AlertEvent, int], None] | None = None
+        # Whether a match is our own traffic (a scan of ours): then it raises no alert.
+        self.suppress: Callable[[AlertEvent], bool] | None = None
         self.loaded = Loaded(config.detect, [], [], [])
         self.disabled: set[int] = set()
         self.state = "stopped"
@@ -178,6 +180,8 @@ class DetectService:
         """Raise the alerts of rule matches (folded by the alert manager; a full writer drops
         and counts them there)."""
         raise_alert, respond = self.alerts.raise_alert, self.respond
+        if self.suppress is not None:
+            matches = [m for m in matches if not self.suppress(m.event)]
         for match in matches:
             alert, _ = raise_alert(match.event)
             if respond is not None:

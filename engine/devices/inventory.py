@@ -6,7 +6,8 @@ behind to SQLite.
 A device is one MAC, whatever addresses it shows: an address joins the device of the MAC it is
 seen from when it is that MAC's own (see ``Inventory._own``). A device known by an address alone
 (scanned across a router) becomes the MAC's device when traffic or a scan shows its MAC, and is
-merged, with its history, into that MAC's device when there is one already.
+merged, with its history, into that MAC's device when there is one already. This box's own
+interfaces (their MACs and addresses) are devices marked ``this_box``, never new-device alerts.
 
 What changes is an event on the ``devices`` topic and, as configured, an alert (Kismet's
 found/lost alerts): a new device, a device gone (not seen for ``gone_after``) or back, a new open
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from engine.alerts.manager import AlertManager
     from engine.events import EventBus
     from engine.store.writer import Writer
+    from engine.thisbox import Interface
 
 log = logging.getLogger("iotsec.devices")
 
@@ -55,6 +57,8 @@ SEEN_WRITE = 60.0  # a device's last_seen alone is written at most this often
 MAX_NAMES = 32  # announced names and services kept per device
 CREDENTIALS = "default-credentials"
 NO_MAC = "00:00:00:00:00:00"
+# How a MAC/IP pair can be seen that says the address is that MAC's own, wherever it is.
+VOUCHED = frozenset({"arp", "ndp", "dhcp", "link"})
 
 
 def _upsert(table: str, columns: str) -> str:
@@ -121,6 +125,23 @@ class Inventory:
         self._learning_until: float | None = None
         self.bad_facts = 0
         self.state = "stopped"
+        self.own_macs: frozenset[str] = frozenset()
+        self.own_addresses: frozenset[str] = frozenset()
+        # Whether a device first seen at an address now is one our own scan looks at: its
+        # answers are the scan's to tell of, not the capture's.
+        self.quiet: Callable[[str], bool] | None = None
+        self._answered_scan: set[int] = set()  # devices first seen answering our scan
+
+    def know_this_box(self, interfaces: Iterable[Interface]) -> None:
+        """This box's interfaces: the devices with their MACs or addresses are this box."""
+        listed = list(interfaces)
+        self.own_macs = frozenset(i.mac for i in listed if i.mac)
+        self.own_addresses = frozenset(canonical(str(a.ip)) for i in listed for a in i.addresses)
+        for device in self.devices.values():
+            device.this_box = self._is_this_box(device.mac, *device.addresses)
+
+    def _is_this_box(self, mac: str | None, *addresses: str) -> bool:
+        return mac in self.own_macs or any(a in self.own_addresses for a in addresses)
 
     # -- loading and saving -------------------------------------------------------------------
 
@@ -229,11 +250,12 @@ class Inventory:
 
     def _host(self, mac: str, ip: str, via: str) -> Device | None:
         """The device with ``mac`` seen at ``ip`` now (made when new); None when ``ip`` is not
-        that MAC's own address (a host beyond a router, whose MAC is the router's)."""
+        that MAC's own address (a host beyond a router, whose MAC is the router's; '' when the
+        capture saw the MAC forward)."""
         if not mac or mac == NO_MAC:
             return None
         device = self.by_mac.get(mac)
-        if not self._own(mac, ip, via, device):
+        if not ip or not self._own(mac, ip, via, device):
             if device is not None:
                 self._touch(device, via="ip")
             return None
@@ -327,6 +349,11 @@ class Inventory:
                 device = self._give_mac(device, mac)
             self._claim(device, address)
             self._touch(device, "scan")
+            if device.id in self._answered_scan:  # first seen answering this scan: new to it
+                self._answered_scan.discard(device.id)
+                changes["new_devices"].append({"device": device.id, "address": address})
+                if not device.this_box and self.clock() >= (self._learning_until or 0):
+                    self._new_device_alert(device, "scan")
         if host.get("vendor") and not device.vendor:
             device.vendor = host["vendor"]
         return device
@@ -530,6 +557,7 @@ class Inventory:
     def _create(self, *, mac: str | None, ip: str, how: str) -> Device:
         now = self.clock()
         device = Device(id=self._next_device, first_seen=now, last_seen=now, mac=mac)
+        device.this_box = self._is_this_box(mac, ip)
         self._next_device += 1
         device.vendor = oui.vendor(mac) if mac else ""
         device.seen_by.add(how)
@@ -540,7 +568,15 @@ class Inventory:
         self._event("new", device)
         if self._learning_until is None:
             self._learning_until = now + self.config.learning
-        if self.config.alert_new_device and now >= self._learning_until:
+        if how != "scan" and ip and self.quiet is not None and self.quiet(ip):
+            # Answering our scan: the scan's results tell of it (when it is in them).
+            self._answered_scan.add(device.id)
+        elif not device.this_box and now >= self._learning_until:
+            self._new_device_alert(device, how)
+        return device
+
+    def _new_device_alert(self, device: Device, how: str) -> None:
+        if self.config.alert_new_device:
             known = ", ".join(p for p in (device.mac or "", device.vendor) if p)
             self._alert(
                 Severity.LOW,
@@ -549,7 +585,6 @@ class Inventory:
                 f"New device {_name(device)}" + (f" ({known})" if known else ""),
                 {"mac": device.mac, "vendor": device.vendor, "seen_by": how},
             )
-        return device
 
     def _give_mac(self, device: Device, mac: str) -> Device:
         """A device known by address only (scanned across no ARP) now shows its MAC; when
@@ -559,6 +594,7 @@ class Inventory:
             self._merge(device, into=other)
             return other
         device.mac = mac
+        device.this_box = device.this_box or mac in self.own_macs
         device.vendor = device.vendor or oui.vendor(mac)
         self.by_mac[mac] = device
         self._changed(device)
@@ -610,6 +646,7 @@ class Inventory:
         # A new address is written at once; the shown one moving between addresses it already
         # has (a host with two) waits for the periodic write of last_seen (_touch).
         if ip not in device.addresses:
+            device.this_box = device.this_box or ip in self.own_addresses
             for dropped in device.add_address(ip):
                 if self.by_ip.get(dropped) is device:
                     del self.by_ip[dropped]
@@ -640,11 +677,13 @@ class Inventory:
         self._dirty.add(device.id)
 
     def _own(self, mac: str, ip: str, via: str, device: Device | None) -> bool:
-        """Whether ``ip``, seen from ``mac``, is that MAC's own address: one inside the local
-        networks, one neighbour discovery vouches for, one the MAC's device has already, or
-        an IPv6 address made from this MAC (EUI-64). Anything else seen from a MAC (a public
-        address behind the gateway's) is a host beyond a router."""
-        if via == "ndp" or self._is_local(ip):
+        """Whether ``ip``, seen from ``mac``, is that MAC's own address: one ARP, neighbour
+        discovery or DHCP vouches for, one the capture saw on its interface's own network
+        (``via`` link), one inside the local networks (when the capture could not tell), one
+        the MAC's device has already, or an IPv6 address made from this MAC (EUI-64). Anything
+        else seen from a MAC (a public address behind the gateway's) is a host beyond a
+        router."""
+        if via in VOUCHED or self._is_local(ip):
             return True
         if device is not None and self.by_ip.get(ip) is device:
             return True

@@ -109,6 +109,8 @@ class Device:
     last_scan: int | None = None
     notes: str = ""
     findings: dict[FindingKey, DeviceFinding] = field(default_factory=dict)  # the open ones
+    # One of this box's own interfaces (known from them at each start, not stored).
+    this_box: bool = False
 
     def add_address(self, address: str) -> list[str]:
         """Add ``address`` to the device's if new; returns the oldest ones dropped to keep
@@ -169,6 +171,7 @@ class Device:
             "risk": self.risk,
             "seen_by": sorted(self.seen_by),
             "last_scan": self.last_scan,
+            "this_box": self.this_box,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -84,7 +84,9 @@ class Jail:
             f"{self.name}: {count} from {printable(host, limit=80)} "
             f"in {format_duration(span) if span >= 1 else 'under a second'}"
         )
-        return AlertEvent(self.severity, "logwatch", self.name, title, src=host, evidence=evidence)
+        # As fail2ban: the failing host is the attacker; the target is the jail's service.
+        return AlertEvent(self.severity, "logwatch", self.name, title, src=host, evidence=evidence,
+                          attacker=host, target=self.name)  # fmt: skip
 
     def currently_failed(self) -> int:
         """Hosts with failures inside findtime of the newest line seen."""

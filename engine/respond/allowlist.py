@@ -7,19 +7,13 @@ themselves or a colleague out.
 from __future__ import annotations
 
 import ipaddress
-import json
-import logging
-import os
-import shutil
 import struct
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import thisbox
 from engine.respond.targets import Network, parse_target, shown
-
-log = logging.getLogger("iotsec.respond")
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 UTMP = Path("/var/run/utmp")
@@ -83,29 +77,9 @@ def _utmp_address(raw: bytes, host: bytes) -> str | None:
 
 
 def own_addresses() -> list[Allowed]:
-    """The addresses of this box's interfaces (in its network namespace), from ``ip -j
-    addr``; none when iproute2 is missing."""
-    ip = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip") if os.path.exists(p)),
-                                    None)  # fmt: skip
-    if ip is None:
-        log.warning("ip (iproute2) is missing: this box's own addresses are not known")
-        return []
-    try:
-        done = subprocess.run([ip, "-j", "addr", "show"], capture_output=True, text=True,
-                              timeout=5, check=True)  # fmt: skip
-        interfaces = json.loads(done.stdout or "[]")
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        log.warning("could not list this box's addresses: %s", exc)
-        return []
-    found = []
-    for interface in interfaces:
-        for info in interface.get("addr_info", []):
-            try:
-                network = ipaddress.ip_network(info["local"])
-            except (KeyError, ValueError):
-                continue
-            found.append(Allowed(network, f"this box ({interface.get('ifname', '?')})"))
-    return found
+    """The addresses of this box's interfaces (in its network namespace)."""
+    return [Allowed(ipaddress.ip_network(address.ip), f"this box ({interface.name})")
+            for interface in thisbox.interfaces() for address in interface.addresses]  # fmt: skip
 
 
 class AllowList:

@@ -37,11 +37,16 @@ from engine.respond.targets import shown as shown_target
 
 if TYPE_CHECKING:
     from engine.config import RespondConfig
+    from engine.devices.inventory import Inventory
     from engine.events import EventBus
     from engine.model import AlertEvent
     from engine.store.writer import Writer
 
 log = logging.getLogger("iotsec.respond")
+
+# In the refusal to ban a device of the inventory without local_ok: the console, reading it,
+# asks the operator the second time and sends local_ok.
+DEVICE_REFUSAL = "a device of the inventory"
 
 Reader = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 T = TypeVar("T")
@@ -77,6 +82,8 @@ class BanManager:
         self.read = read
         self.clock = clock
         self.allowlist = AllowList(config.ignoreip, sessions)
+        # The inventory, once the engine has one: a device's address is banned only on request.
+        self.devices: Inventory | None = None
         self.active: dict[str, Ban] = {}  # by target
         # Bans the policy proposed, waiting for an operator: by id, with (bantime, alert id).
         self.proposed: dict[int, tuple[Ban, float | None, int | None]] = {}
@@ -231,10 +238,12 @@ class BanManager:
 
     async def ban_many(self, targets: list[str], *, duration: float | None = None,
                        permanent: bool = False, reason: str = "", source: str = "operator",
-                       by: str = "", protect: str = "") -> list[dict[str, Any]]:  # fmt: skip
+                       by: str = "", protect: str = "",
+                       local_ok: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         """Ban addresses or networks as one decision: every one is checked first, and if any
         is refused none is made; then one store transaction and one firewall change.
-        ``protect``: the requesting operator's own SSH client address."""
+        ``protect``: the requesting operator's own SSH client address; ``local_ok``: the
+        requester confirmed banning a device of the inventory."""
         _check_request(targets, duration, permanent, [reason, source, by, protect])
         networks = [self._parse(t) for t in targets]
         if not networks:
@@ -249,6 +258,16 @@ class BanManager:
                     f" {protect}; nothing was written to the firewall",
                     "refused",
                 )
+        if not local_ok:
+            for key in keys:
+                device = self.device_at(key)
+                if device:
+                    raise ControlError(
+                        f"{key} is {device}, {DEVICE_REFUSAL}: confirm that you mean"
+                        " to ban it (local_ok, iotsec ban --local-ok); nothing was written to"
+                        " the firewall",
+                        "refused",
+                    )
         entries = await asyncio.to_thread(self.allowlist.entries)
         for network in networks:
             refusal = self.allowlist.refusal(network, entries)
@@ -322,13 +341,27 @@ class BanManager:
 
     # -- the policy ---------------------------------------------------------------------------
 
+    def device_at(self, address: str) -> str:
+        """The inventory's device at ``address`` (one address, not a network), named for a
+        message; empty when it is none of them."""
+        device = self.devices.find(address) if self.devices is not None else None
+        if device is None:
+            return ""
+        name = f"device {device.ip or address}"
+        what = device.hostname or device.vendor or device.kind
+        if what:
+            name += f" ({what})"
+        return f"{name}, MAC {device.mac}" if device.mac else name
+
     def consider(self, event: AlertEvent, alert_id: int | None = None) -> None:
-        """An alert was raised: ban (or propose to ban) its source if the policy says so."""
+        """An alert was raised: ban (or propose to ban) its attacker if the policy says so. A
+        device of the inventory only with [respond] ban_devices."""
         rule = decide(self.config.policy, event)
-        if rule is None or not event.src:
+        attacker, _target = event.sides()
+        if rule is None or not attacker:
             return
         try:
-            key = shown_target(parse_target(event.src))
+            key = shown_target(parse_target(attacker))
         except TargetError:
             return
         pending = {b.target for b, _, _ in self.proposed.values()}
@@ -346,11 +379,17 @@ class BanManager:
     async def _respond(self, key: str, length: float | None, confirm: bool, reason: str,
                        source: str, alert_id: int | None) -> None:  # fmt: skip
         try:
+            # Asked here, not in consider: the inventory learns of the packets' hosts after
+            # detection has seen them.
+            device = "" if self.config.ban_devices else self.device_at(key)
+            if device:
+                raise ControlError(f"{key} is {device}, {DEVICE_REFUSAL}, and [respond]"
+                                   " ban_devices is off", "refused")  # fmt: skip
             if confirm:
                 await self.propose(key, length, reason, source, alert_id)
             else:
                 await self.ban(key, **_length(length), reason=reason, source=source,
-                               by="policy")  # fmt: skip
+                               by="policy", local_ok=self.config.ban_devices)  # fmt: skip
         except ControlError as exc:
             self.refused += 1
             log.warning("respond: policy ban of %s not made: %s", key, exc)
@@ -394,7 +433,8 @@ class BanManager:
             raise ControlError(f"no proposed ban {proposal_id}", "not_found")
         ban, length, _alert = self.proposed[proposal_id]
         result = await self.ban(ban.target, **_length(length), reason=ban.reason,
-                                source=ban.source, by=by)  # fmt: skip
+                                source=ban.source, by=by,
+                                local_ok=self.config.ban_devices)  # fmt: skip
         self.proposed.pop(proposal_id, None)
         await self._set_state([proposal_id], "confirmed", by, self.clock())
         return {**result, "proposal": proposal_id}

@@ -1,7 +1,8 @@
 """Scans in the engine: started by an operator (console, ``iotsec scan``) or by a schedule
 (``[[scan.schedule]]``), watched while they run (progress on the ``scans`` topic), cancelled;
 each finished scan is stored with its results and its difference from the previous scan of the
-same targets, and fed to the device inventory."""
+same targets, and fed to the device inventory. Their own traffic, which the capture sees,
+raises no alert (see :mod:`engine.scan.own`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from engine.config import ScanConfig, ScheduleConfig
 from engine.control.protocol import ControlError
 from engine.devices.inventory import Coverage, Inventory
 from engine.scan.diff import diff_scans
+from engine.scan.own import OwnScans, ScanTraffic, source_addresses
 from engine.scan.ports import PortsError, parse_ports
 from engine.scan.scanner import HostResult, Options, profile_ports, scan
 from engine.scan.scope import Network, ScopeError, expand
@@ -85,6 +87,7 @@ class ScanService:
         self.running: dict[int, ScanRun] = {}
         self.recent: deque[ScanRun] = deque(maxlen=RECENT)
         self._last_run: dict[str, float] = {}
+        self.own = OwnScans()
         self.state = "stopped"
 
     async def start(self) -> None:
@@ -148,6 +151,7 @@ class ScanService:
             "check_default_creds": check_default_creds,
         }
         targets = list(targets or self.config.scope)
+        ours = await asyncio.to_thread(source_addresses, addresses)
         started = time.time()
 
         def insert(conn: sqlite3.Connection) -> int:
@@ -161,6 +165,7 @@ class ScanService:
         scan_id = await self.writer.run(insert)
         run = ScanRun(scan_id, kind, targets, described, by, started, total=len(chosen))
         self.running[scan_id] = run
+        self.own.begin(scan_id, ours, addresses, started)
         run.task = asyncio.create_task(self._run(run, addresses, options))
         self._publish(run, force=True)
         return run.to_json()
@@ -261,8 +266,10 @@ class ScanService:
 
     async def tick(self) -> None:
         """Start each schedule that is due (one interval after its last start; at once when it
-        never ran) and not still running."""
+        never ran) and not still running; count the late answers of the scans that ended."""
         now = time.time()
+        for traffic in self.own.expire(now):
+            await self._suppressed(traffic)
         for schedule in self.config.schedule:
             kind = f"schedule:{schedule.name}"
             if not schedule.enabled or any(r.kind == kind for r in self.running.values()):
@@ -329,6 +336,7 @@ class ScanService:
             "findings": severities,
             **{k: len(v) for k, v in changes.items()},
             "changed_since_previous": diff["changed"] if diff else None,
+            "suppressed_hits": 0,
         }
         await self._end(run, "done", "", results, diff)
 
@@ -342,6 +350,9 @@ class ScanService:
     ) -> None:
         run.state, run.error, run.finished = state, error, time.time()
         run.phase = state
+        traffic = self.own.end(run.id, run.finished)
+        if traffic is not None and run.summary:
+            run.summary["suppressed_hits"] = traffic.suppressed
         params = (
             run.finished,
             state,
@@ -363,6 +374,22 @@ class ScanService:
             )
         self.running.pop(run.id, None)
         self.recent.append(run)
+        self._publish(run, force=True)
+
+    async def _suppressed(self, traffic: ScanTraffic) -> None:
+        """A finished scan's rule hits suppressed, counted to the end of its grace (the
+        answers that came after it ended, and the capture's last batch, count too)."""
+        run = next((r for r in self.recent if r.id == traffic.scan_id), None)
+        if run is None or not run.summary or run.summary["suppressed_hits"] == traffic.suppressed:
+            return
+        run.summary["suppressed_hits"] = traffic.suppressed
+        summary = json.dumps(run.summary)
+        with contextlib.suppress(Exception):
+            await self.writer.run(
+                lambda conn: conn.execute(
+                    "UPDATE scans SET summary = ? WHERE id = ?", (summary, run.id)
+                )
+            )
         self._publish(run, force=True)
 
     def _publish(self, run: ScanRun, force: bool = False) -> None:

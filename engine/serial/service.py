@@ -121,7 +121,7 @@ class SerialService:
             raise ControlError(str(exc), "invalid") from None
         started = time.time()
         name = ports.short_name(ports.stable_path(port) or port)
-        path = transcript_path(self.config.transcripts(), name, started)
+        path = transcript_path(self.config.transcripts(self.writer.path), name, started)
         sid = await self.writer.run(
             lambda conn: (
                 conn.execute(

@@ -246,6 +246,23 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     # Before it, a device could be listed twice: by its MAC and by an address it was scanned
     # at. The step is frozen with its version (engine/devices/merge.py, COLUMNS_V8).
     ("one device per MAC: duplicate devices merged, their history kept", merge_duplicates),
+    # Who did it and to whom, so that a ban is proposed for the attacker, not the source of
+    # whatever packet matched. Before it, a rule alert's source could be the server answering
+    # (a login prompt); its flow's initiator is the side that came to it.
+    (
+        "alerts name their attacker and target",
+        """
+        ALTER TABLE alerts ADD COLUMN attacker TEXT NOT NULL DEFAULT '';
+        ALTER TABLE alerts ADD COLUMN target TEXT NOT NULL DEFAULT '';
+        UPDATE alerts SET attacker = dst, target = src
+            WHERE source = 'rules' AND json_valid(evidence)
+            AND json_extract(evidence, '$.flow.src') = dst AND dst != src;
+        UPDATE alerts SET attacker = src, target = dst
+            WHERE attacker = '' AND target = '' AND source NOT IN ('devices', 'scan', 'serial');
+        UPDATE alerts SET target = src WHERE source IN ('devices', 'scan', 'serial');
+        UPDATE alerts SET target = rule WHERE source = 'logwatch' AND target = '';
+        """,
+    ),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -98,15 +98,16 @@ def rule_titles(count: int) -> list[str]:
 
 
 def seed_alerts(db: Path, alerts: list[dict[str, Any]]) -> None:
-    """Write alert rows straight into a new database (before its engine starts)."""
+    """Write alert rows straight into a new database (before its engine starts); the attacker
+    and target are the source and destination unless given."""
     conn = connect(db)
     try:
         conn.execute("BEGIN")
         for a in alerts:
             conn.execute(
                 "INSERT INTO alerts (id, severity, source, rule, title, src, dst, device,"
-                " first_seen, last_seen, count, state, evidence) VALUES"
-                " (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " first_seen, last_seen, count, state, evidence, attacker, target) VALUES"
+                " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     a["id"],
                     a["severity"],
@@ -121,6 +122,8 @@ def seed_alerts(db: Path, alerts: list[dict[str, Any]]) -> None:
                     a.get("count", 1),
                     a.get("state", "open"),
                     a.get("evidence", "{}"),
+                    a.get("attacker", a.get("src", "")),
+                    a.get("target", a.get("dst", "")),
                 ),
             )
         conn.execute("COMMIT")

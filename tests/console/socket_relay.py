@@ -10,20 +10,25 @@ import sys
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until end of input, then pass the end on (a half-close, as the engine does when it
+    refuses a connection); a socket closed with input unread would reset the other side."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+        writer.write_eof()
     except ConnectionError:
-        pass
-    finally:
         writer.close()
 
 
 async def main(listen: str, target: str) -> None:
     async def join(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_unix_connection(target)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            writer.close()
+            up_writer.close()
 
     server = await asyncio.start_unix_server(join, path=listen)
     async with server:

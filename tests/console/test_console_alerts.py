@@ -251,9 +251,9 @@ async def test_sort_key_cycles_columns_and_header_click_reverses(engine):
         await pilot.press("O")
         assert column(1) == ["LOW", "MED", "CRIT"]
         await pilot.press("o", "o", "o")
-        assert table(app).sort_column == "src"
+        assert table(app).sort_column == "attacker"
         assert column(4) == ["10.0.0.1", "10.0.0.2", "10.0.0.10"], "addresses sort as numbers"
-        await pilot.click("#alert-table", offset=header_offset(app, "src"))
+        await pilot.click("#alert-table", offset=header_offset(app, "attacker"))
         assert column(4) == ["10.0.0.10", "10.0.0.2", "10.0.0.1"], "clicked again: reversed"
         await pilot.click("#alert-table", offset=header_offset(app, "title"))
         assert table(app).sort_column == "title"

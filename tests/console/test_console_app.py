@@ -7,6 +7,7 @@ import inspect
 import pkgutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import import_module
 
@@ -17,6 +18,7 @@ import console
 from console.app import IotsecApp
 from console.keys import RESERVED
 from console.screens.help import HelpScreen
+from console.widgets.link_notice import LinkNotice
 from console.widgets.status_bar import StatusBar
 from engine.config import load_config
 from tests.conftest import ROOT, start_engine, write_config
@@ -291,7 +293,12 @@ async def test_disconnect_is_shown_and_the_console_reconnects(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: shown_ids(app) == [first], "the alert")
         engine.stop()
-        await wait_until(pilot, lambda: "disconnected" in status_line(app), "disconnected")
+        await wait_until(pilot, lambda: "engine gone" in status_line(app), "engine gone")
+        assert app.link.state.message == f"engine gone: {engine.socket}; reconnecting"
+        notice = app.query_one(LinkNotice)
+        assert notice.display and notice.border_title == "Engine gone"
+        assert str(engine.socket) in str(notice.render())
+        assert app.link.private is None, "a console that was attached never starts an engine"
         assert app.may("alerts.ack") is False
         assert not app.screen.active_bindings["a"].enabled
         engine = start_engine(tmp_path)
@@ -300,6 +307,7 @@ async def test_disconnect_is_shown_and_the_console_reconnects(tmp_path):
             await wait_until(pilot, lambda: app.link.state.phase == "connected", "reconnect")
             await wait_until(pilot, lambda: shown_ids(app) == [second, first], "both alerts")
             assert status_line(app).startswith("● engine")
+            assert not notice.display
         finally:
             engine.stop()
 
@@ -308,9 +316,10 @@ async def test_no_engine_and_no_spawn_says_so_and_keeps_trying(tmp_path):
     config = write_config(tmp_path)
     app = console_for(config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: "disconnected" in status_line(app), "disconnected")
+        await wait_until(pilot, lambda: "no engine, retrying" in status_line(app), "no engine")
         assert app.link.private is None
         assert "no engine at" in app.link.state.message
+        assert app.query_one(LinkNotice).border_title == "No engine"
 
 
 def test_the_console_path_imports_neither_scapy_nor_the_store():
@@ -327,19 +336,21 @@ def test_the_console_path_imports_neither_scapy_nor_the_store():
     assert done.stdout.split() == ["textual"]
 
 
-async def test_a_private_engine_that_fails_to_start_is_reported_with_its_reason(tmp_path):
-    config = tmp_path / "iotsec.toml"
-    config.write_text(
-        '[store]\npath = "/proc/iotsec/iotsec.db"\n'
-        f'[control]\nsocket = "{tmp_path / "run" / "control.sock"}"\n'
-    )
+async def test_a_private_engine_that_fails_to_start_is_reported_with_its_reason(
+    tmp_path, monkeypatch
+):
+    config = write_config(tmp_path)
+    # Its private directory so deep that no socket path fits under it: the engine cannot listen.
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
     app = IotsecApp(load_config(config), config_path=str(config), spawn=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: "✕" in status_line(app), "the failure", 15)
         assert app.link.state.phase == "failed"
         message = app.link.state.message
         assert message.startswith("private engine exited with status 1: ")
-        assert "/proc/iotsec: cannot prepare directory" in message
+        assert "path too long" in message
         assert "private engine exited" in status_line(app)
         directory = app.link.private.directory
     assert directory is None or not directory.exists()

@@ -24,16 +24,17 @@ from console.screens.ban_form import BanScreen
 from console.screens.bans import BansScreen
 from console.screens.prompts import ConfirmScreen
 from engine.control.protocol import ControlError
-from tests.conftest import ROOT, EngineProcess, start_engine
+from tests.conftest import ROOT, EngineProcess, start_engine, wait_for
 
 SIZE = (80, 24)
 SHIPPED = ROOT / "rules" / "packet" / "iot.rules"
 # What bans.list and a ban made say under the default backend.
 DRY_RUN = NOT_APPLIED = "dry-run: bans are recorded, not applied ([respond] backend)"
 # On the recorded telnet capture the shipped pack's password-prompt rule fires with the device
-# that serves the prompt as its source; a rule of the test's own fires on its client.
+# that serves the prompt as its source and its client as the attacker; a rule of the test's own
+# names the device the attacker (as a rule on a compromised camera's traffic would).
 PASSWORD_PROMPT, DEVICE = 9100002, "192.168.0.1"
-TO_DEVICE, CLIENT = 1000001, "192.168.0.2"
+FROM_DEVICE, CLIENT = 1000001, "192.168.0.2"
 
 
 def ban_rows(app: IotsecApp) -> dict[str, list[str]]:
@@ -109,7 +110,7 @@ async def test_bans_view_opens_from_the_palette_and_the_alerts_pane(engine):
         assert app.query_one("#panes").active == "traffic"
 
 
-async def test_b_bans_an_alerts_source_and_u_lifts_it(engine):
+async def test_b_bans_an_alerts_attacker_and_u_lifts_it(engine):
     alert_id = inject(engine, title="telnet brute force", src="203.0.113.7")
     app = console_for(engine.config)
     async with app.run_test(size=SIZE) as pilot:
@@ -117,7 +118,7 @@ async def test_b_bans_an_alerts_source_and_u_lifts_it(engine):
         await pilot.press("b")
         assert isinstance(app.screen, BanScreen)
         heading = str(app.screen.query_one(".heading", Static).render())
-        assert heading == f"Ban 203.0.113.7, the source of alert #{alert_id}"
+        assert heading == f"Ban 203.0.113.7, the attacker of alert #{alert_id}"
         reason = app.screen.query_one("#reason", Input).value
         assert reason == f"alert #{alert_id}: telnet brute force"
         await pilot.press("escape")
@@ -159,13 +160,13 @@ async def test_b_bans_an_alerts_source_and_u_lifts_it(engine):
         assert text(app, "#detail").startswith("No bans.")
 
 
-async def test_the_alert_detail_bans_its_source_for_good(engine):
+async def test_the_alert_detail_bans_its_attacker_for_good(engine):
     alert_id = inject(engine, title="mqtt anonymous login", src="2001:db8::7")
     no_src = inject(engine, title="boot log: root shell")
     app = console_for(engine.config)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: shown_ids(app) == [no_src, alert_id], "the alerts")
-        assert app.screen.active_bindings["b"].enabled is False, "no source, nothing to ban"
+        assert app.screen.active_bindings["b"].enabled is False, "no attacker, nothing to ban"
         await pilot.press("down")
         assert app.screen.active_bindings["b"].enabled is True
         await pilot.press("enter")
@@ -180,6 +181,42 @@ async def test_the_alert_detail_bans_its_source_for_good(engine):
         assert (ban["address"], ban["expires"]) == ("2001:db8::7", None)
         await wait_until(pilot, lambda: notified(app, "Banned 2001:db8::7"), "the news")
         assert toast(app, "Banned").message.startswith("Banned 2001:db8::7 until lifted: recorded")
+
+
+async def test_b_on_a_servers_answer_bans_the_client_after_asking_again_for_a_device(engine):
+    # The shipped pack's prompts are served by the device: their source is the device, their
+    # attacker the client. Both ends are in the inventory after the replay.
+    replay(engine, TELNET)
+    wait_for(lambda: {d["ip"] for d in request(engine, "devices.list")} >= {CLIENT, DEVICE},
+             "the inventory")  # fmt: skip
+    prompts = {a["id"]: a for a in request(engine, "alerts.list")}
+    assert {(a["src"], a["attacker"]) for a in prompts.values()} == {(DEVICE, CLIENT)}
+    app = console_for(engine.config)
+    app.notifier.offer = lambda alerts: None
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: sorted(shown_ids(app)) == sorted(prompts), "the alerts")
+        alert_id = shown_ids(app)[0]
+        await pilot.press("b")
+        assert isinstance(app.screen, BanScreen)
+        heading = str(app.screen.query_one(".heading", Static).render())
+        assert heading == f"Ban {CLIENT}, the attacker of alert #{alert_id}"
+        await pilot.press("enter")
+        # The engine refuses a device of the inventory; the console asks again, naming it.
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the second ask")
+        assert app.screen.heading == f"Ban {CLIENT}, a device of the inventory?"
+        body = text(app, "#body")
+        assert f"{CLIENT} is device {CLIENT}" in body and "00:a0:cc:3b:bf:fa" in body
+        assert listed(engine)["bans"] == []
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert listed(engine)["bans"] == [], "no: nothing banned"
+        await pilot.press("b", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the second ask")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: listed(engine)["bans"], "the ban")
+        (ban,) = listed(engine)["bans"]
+        assert ban["address"] == CLIENT and ban["reason"].startswith(f"alert #{alert_id}: ")
+        await wait_until(pilot, lambda: notified(app, f"Banned {CLIENT}"), "the news")
 
 
 async def test_a_refused_ban_shows_the_engines_reason(engine):
@@ -227,16 +264,19 @@ async def test_a_viewer_sees_ban_and_unban_greyed_out(viewer_socket):  # noqa: F
 
 @pytest.fixture
 def policy_engine(tmp_path) -> Iterator[EngineProcess]:
-    """An engine whose policy proposes to ban both ends of the recorded telnet capture: the
-    device (the shipped password-prompt rule) and its client (a rule of the test's own)."""
-    client_rules = tmp_path / "client.rules"
-    client_rules.write_text(
-        f'alert tcp any any -> any 23 (msg:"TEST telnet to a device"; flow:to_server;'
-        f" classtype:policy-violation; sid:{TO_DEVICE};)\n"
+    """An engine whose policy proposes to ban both ends of the recorded telnet capture: its
+    client (the attacker of the shipped password-prompt rule) and the device (the attacker of a
+    rule of the test's own). The replay puts both in the inventory: ban_devices lets the
+    policy propose them."""
+    device_rules = tmp_path / "device.rules"
+    device_rules.write_text(
+        f'alert tcp any 23 -> any any (msg:"TEST a device answering telnet"; flow:from_server;'
+        f" target:dest_ip; classtype:policy-violation; sid:{FROM_DEVICE};)\n"
     )
     policy = (
-        f'[detect]\nrule_files = ["{SHIPPED}", "{client_rules}"]\n'
-        f"[[respond.policy]]\nsids = [{PASSWORD_PROMPT}, {TO_DEVICE}]\nconfirm = true\n"
+        f'[detect]\nrule_files = ["{SHIPPED}", "{device_rules}"]\n'
+        "[respond]\nban_devices = true\n"
+        f"[[respond.policy]]\nsids = [{PASSWORD_PROMPT}, {FROM_DEVICE}]\nconfirm = true\n"
         'bantime = "2h"\n'
     )
     with in_utc():
@@ -276,7 +316,7 @@ async def test_proposed_bans_are_listed_first_and_y_makes_one_n_rejects_one(poli
             DEVICE,
             "PROPOSED",
             "-",
-            f"rule:{PASSWORD_PROMPT}",
+            f"rule:{FROM_DEVICE}",
             "policy",
             device["reason"],
         ]

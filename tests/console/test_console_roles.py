@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -17,6 +18,7 @@ from console_helpers import console_for, inject, pane_title, request, shown_ids,
 from textual.widgets._footer import FooterKey
 
 from console.screens.prompts import NoteScreen
+from console.widgets.link_notice import LinkNotice
 from console.widgets.status_bar import StatusBar
 from tests.conftest import require_root, start_engine
 
@@ -36,13 +38,28 @@ def _others_may_run(program: Path) -> bool:
 
 @pytest.fixture
 def viewer_socket() -> Iterator[tuple[object, Path]]:
-    """A real engine, and a socket through which the engine sees user ``nobody``, a viewer.
+    """A real engine, and a socket through which the engine sees user ``nobody``, a viewer."""
+    with _nobody_socket('[control.roles]\nviewer = ["nobody"]\n') as found:
+        yield found
+
+
+@pytest.fixture
+def stranger_socket() -> Iterator[tuple[object, Path]]:
+    """A real engine, and a socket through which the engine sees user ``nobody``, who has no
+    role on it."""
+    with _nobody_socket("") as found:
+        yield found
+
+
+@contextlib.contextmanager
+def _nobody_socket(extra_config: str) -> Iterator[tuple[object, Path]]:
+    """A real engine with ``extra_config``, and a socket through which it sees user ``nobody``.
 
     The engine treats root and its own uid as admins, and these tests run as root. So a relay
     runs as ``nobody`` and connects to the engine for the console: the engine reads nobody's
-    uid from the socket's peer credentials, finds it under ``viewer`` in [control.roles] and
-    says "viewer" in its hello, exactly as for a viewer logged in over SSH. The console is not
-    told anything else; its permissions come from that hello.
+    uid from the socket's peer credentials and looks it up in [control.roles]: it says the role
+    in its hello, or refuses the connection, exactly as for that user logged in over SSH. The
+    console is not told anything else; its permissions come from that answer.
     """
     _require_root()
     nobody = pwd.getpwnam("nobody")
@@ -55,7 +72,7 @@ def viewer_socket() -> Iterator[tuple[object, Path]]:
     try:
         engine_dir = top / "engine"
         engine_dir.mkdir()
-        engine = start_engine(engine_dir, '[control.roles]\nviewer = ["nobody"]\n')
+        engine = start_engine(engine_dir, extra_config)
         # Let nobody reach the engine's socket (the test's own files, under a private top dir
         # that only root and nobody can use).
         for path in (top, engine_dir, engine.socket.parent):
@@ -116,3 +133,21 @@ async def test_a_viewer_sees_the_workflow_keys_greyed_out_and_cannot_ack(viewer_
         await pilot.press("slash", *"telnet", "enter")
         assert "filter: telnet" in pane_title(app)
     assert request(engine, "alerts.get", {"id": alert_id})["state"] == "open"
+
+
+async def test_a_user_without_a_role_is_told_why_and_who_can_grant_one(stranger_socket):
+    engine, listen = stranger_socket
+    app = console_for(engine.config, socket=listen)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "refused", "the refusal")
+        message = app.link.state.message
+        assert message.startswith("user nobody (uid ")
+        assert "has no role on this engine; an admin can add them to [control.roles]" in message
+        assert str(app.query_one(StatusBar).render()).startswith("✕ refused: user nobody")
+        notice = app.query_one(LinkNotice)
+        assert notice.display and notice.border_title == "The engine refused this console"
+        assert "[control.roles]" in str(notice.render())
+        assert app.link.private is None, "no engine of its own for a refused user"
+        # Retrying cannot help until an admin acts: the console does not hammer the engine.
+        await pilot.pause(2)
+        assert request(engine, "status")["control"]["refused"] == 1

@@ -1,19 +1,23 @@
 """The Serial pane driven with Pilot against a real engine and a real pty pair (socat) with the
 camera emulator on the far end: the boot shows, typed commands reach the device and replies
-come back, hostile bytes are shown escaped, hex and timestamps, search, unplug and replug, and
-snapshots of the full-screen bench tool in text and hex mode."""
+come back, hostile bytes are shown escaped, hex and timestamps, search, long lines wrapped or
+cut, unplug and replug with their markers, a status line that fits 80 columns, and snapshots of
+the full-screen bench tool in text and hex mode."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from console_helpers import console_for, in_utc, request, wait_until
+from textual.content import Content
 from textual.widgets import Input
+from textual.widgets._footer import FooterKey
 
-from console.panes.serial import SerialPane
+from console.panes.serial import SerialPane, fit_status
 from console.serial.app import SerialApp
 from engine.config import load_config
 from tests.conftest import LOOPBACK_SCOPE, EngineProcess, SerialDevice, start_serial_engine
@@ -69,7 +73,7 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
         await pilot.press("enter")
         await wait_until(pilot, lambda: "/ #" in screen_text(pane), "the root shell", 20)
         assert "BusyBox v1.20.2" in screen_text(pane)
-        assert "ttyCAM 115200 8N1 connected" in status(pane)
+        assert status(pane).startswith("ttyCAM connected  115200 8N1  RX ")
         # The boot log's findings are beside the session (the pane is wide enough).
         await wait_until(
             pilot,
@@ -113,7 +117,10 @@ async def test_the_pane_opens_a_port_shows_the_boot_and_talks_to_the_shell(
         await pilot.press("ctrl+t", "h", "ctrl+t", "t")
         await pilot.pause(0.1)
         assert "ts:absolute" in status(pane)
-        assert screen_text(pane).splitlines()[0][2] == ":"  # HH:MM:SS.mmm before each line
+        # HH:MM:SS.mmm before each line; the rows a long line wraps onto leave the column blank.
+        rows = [row for row in screen_text(pane).splitlines() if row]
+        assert all(row[2] == ":" or not row[:13].strip() for row in rows)
+        assert sum(row[2] == ":" for row in rows) > len(rows) // 2
 
         # A file sent raw: its bytes reach the shell as typed.
         commands = tmp_path / "commands.txt"
@@ -192,6 +199,9 @@ async def test_prefix_question_mark_lists_the_commands(
         ):
             assert word in listed
         await pilot.press("escape")
+        # The footer shows what leaves the view: q and ? go to the device, the prefix's do not.
+        footer = {key.key: (key.key_display, key.description) for key in app.query(FooterKey)}
+        assert footer["q"] == ("^t q", "Quit") and footer["question_mark"][0] == "^t ?"
         # A second session shows as a tab; the prefix and s switches to it.
         second = SerialDevice(tmp_path / "ttyROUTER", [], tmp_path / "router.log")
         second.plug()
@@ -200,7 +210,20 @@ async def test_prefix_question_mark_lists_the_commands(
             app.screen.query_one(Input).value = f"{second.path} 9600"
             await pilot.press("enter")
             await wait_until(pilot, lambda: len(app.serial.sessions) == 2, "the second session")
-            assert "ttyROUTER 9600 8N1" in status(app.serial)
+            assert status(app.serial).startswith("ttyROUTER connected  9600 8N1")
+            # Opening a port that is open already shows its tab, and says so.
+            app.clear_notifications()
+            await pilot.press("ctrl+t", "o")
+            app.screen.query_one(Input).value = str(serial_device.path)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "ttyCAM" in status(app.serial), "the first tab")
+            await wait_until(pilot, lambda: app._notifications, "the message")
+            assert [n.message for n in app._notifications] == [
+                "ttyCAM is already open: shown in its tab (1)."
+            ]
+            assert len(app.serial.sessions) == 2
+            await pilot.press("ctrl+t", "s")
+            assert "ttyROUTER" in status(app.serial)
             await pilot.press("ctrl+t", "s")
             assert "ttyCAM" in status(app.serial)
             await pilot.press("ctrl+t", "s", "ctrl+t", "c")
@@ -241,6 +264,116 @@ def test_bench_tool_hex_at_80x24(serial_engine, serial_device, snap_compare) -> 
         assert snap_compare(
             _bench_app(serial_engine, serial_device), terminal_size=(80, 24), run_before=run_before
         )
+
+
+async def test_long_lines_wrap_or_are_cut_and_scrolled_sideways_by_keys(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    app = _bench_app(serial_engine, serial_device)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _booted(pilot)
+        pane = app.serial
+        view = pane.view
+        index = next(
+            i for i in range(view.buffer.line_count) if "Kernel command line" in view.line_text(i)
+        )
+        bootargs = view.line_text(index)
+        assert len(bootargs) > 79 and bootargs.endswith("256K(custom),320K(mtd)")
+        await pilot.press("ctrl+t", "slash")
+        app.screen.query_one(Input).value = "Kernel command line"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        # Wrapped (the default): the whole line, row after row, in the 79 columns beside the
+        # scrollbar; nothing to scroll sideways.
+        rows = view.visible_text()
+        start = next(n for n, row in enumerate(rows) if "Kernel command line" in row)
+        parts = -(-len(bootargs) // 79)
+        assert parts > 1 and "".join(rows[start : start + parts]) == bootargs
+        assert all(len(row) <= 79 for row in rows)
+        assert view.max_scroll_x == 0 and " cut" not in status(pane)
+
+        def cut_row() -> str:
+            return next(row for row in view.visible_text() if "Kernel command line" in row)
+
+        # Cut: one row per line, the rest off to the right, reached by keys.
+        await pilot.press("ctrl+t", "w")
+        await pilot.pause(0.1)
+        assert " cut" in status(pane)
+        assert cut_row() == bootargs[:79]
+        await pilot.press("ctrl+t", "right")
+        await pilot.pause(0.1)
+        assert view.scroll_x > 0
+        shown = next(row for row in view.visible_text() if "rootfstype=cramfs" in row)
+        assert bootargs[int(view.scroll_x) :].startswith(shown)
+        await pilot.press("ctrl+t", "left")
+        await pilot.pause(0.1)
+        assert view.scroll_x == 0 and cut_row() == bootargs[:79]
+        await pilot.press("ctrl+t", "w", "shift+end")
+        await pilot.pause(0.1)
+        assert view.wrap and view.scroll_x == 0 and " cut" not in status(pane)
+        assert "/ #" in screen_text(pane)  # back at the end
+
+
+def fits(line: str, width: int) -> bool:
+    """The status line within ``width``, every piece whole or cut after a word."""
+    if len(line) > width:
+        return False
+    return all(not piece.endswith("…") or piece[-2] != " " for piece in line.split("  ") if piece)
+
+
+async def test_unplug_and_replug_leave_markers_and_the_status_line_fits_80_columns(
+    serial_engine: EngineProcess, serial_device: SerialDevice
+) -> None:
+    app = _bench_app(serial_engine, serial_device)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _booted(pilot)
+        pane = app.serial
+        line = status(pane)
+        assert (
+            line
+            == "ttyCAM connected  115200 8N1  RX 1.5kB TX 0B  DTR RTS  cr/lf  Ctrl-T ? commands"
+        )
+        serial_device.unplug()
+        await wait_until(pilot, lambda: "[disconnected " in screen_text(pane), "the unplug")
+        line = status(pane)
+        # Port and state first, then why; what does not fit is left out, not cut mid-word.
+        assert line.startswith("ttyCAM reconnecting  device gone")
+        assert fits(line, 80), line
+        serial_device.plug()
+        await wait_until(pilot, lambda: "[reconnected " in screen_text(pane), "the replug")
+        assert status(pane).startswith("ttyCAM connected  ")
+        rows = screen_text(pane).splitlines()
+        gone = next(row for row in rows if row.startswith("[disconnected "))
+        back = next(row for row in rows if row.startswith("[reconnected "))
+        assert re.match(r"\[disconnected \d\d:\d\d:\d\d\.\d{3}\] device gone: ", gone), gone
+        assert re.match(r"\[reconnected \d\d:\d\d:\d\d\.\d{3}\]$", back), back
+        assert rows.index(gone) < rows.index(back)
+        # The marker is the console's: drawn in reverse video, not among the device's bytes.
+        marker = next(
+            i
+            for i in range(pane.view.buffer.line_count)
+            if pane.view.line_text(i).startswith("[disconnected ")
+        )
+        assert pane.view._segments(marker)[0].style.reverse
+        transcript = Path(pane.sessions[pane.current].info["transcript"]).read_bytes()
+        assert b"[disconnected " not in transcript
+
+
+def test_status_lines_are_cut_after_a_word_at_any_width() -> None:
+    pieces = [
+        (0, Content("ttyUSB0 reconnecting")),
+        (1, Content("device gone: unplugged or powered off, or the cable came loose")),
+        (2, Content("115200 8N1")),
+        (4, Content("Ctrl-T ? commands")),
+    ]
+    reason = pieces[1][1].plain
+    for width in range(20, 120):
+        line = fit_status(pieces, width).plain
+        assert fits(line, width) and line.startswith("ttyUSB0 reconnecting"), (width, line)
+        for piece in line.split("  "):
+            if piece.endswith("…"):  # the reason, up to the end of one of its words
+                assert reason.startswith(piece[:-1]) and reason[len(piece) - 1] == " "
+    assert fit_status(pieces, 120).plain.endswith("8N1  Ctrl-T ? commands")
 
 
 async def test_the_bench_tool_closes_what_it_opened(

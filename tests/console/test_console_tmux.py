@@ -6,11 +6,17 @@ Each test uses its own tmux server (``tmux -L``) and kills only that server.
 
 from __future__ import annotations
 
+import fcntl
+import grp
 import os
+import pwd
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +30,7 @@ from tests.conftest import (
     EngineProcess,
     SerialDevice,
     require_tool,
+    start_engine,
     start_serial_engine,
     write_config,
 )
@@ -55,9 +62,11 @@ class Tmux:
         *extra_env: str,
         prefix: tuple[str, ...] | list[str] = (),
         args: tuple[str, ...] = ("console",),
+        session: str = "console",
     ) -> int:
-        """Run ``iotsec --config CONFIG console`` (or other ``args``) in an 80x24 window; the
-        pane's process id (the console's, unless ``prefix`` puts a wrapper in front of it)."""
+        """Run ``iotsec --config CONFIG console`` (or other ``args``) in an 80x24 window of tmux
+        session ``session``; the pane's process id (the console's, unless ``prefix`` puts a
+        wrapper in front of it)."""
         command = [
             *prefix,
             "env",
@@ -71,16 +80,18 @@ class Tmux:
             *args,
         ]
         shell = f"cd {shlex.quote(str(ROOT))} && exec {shlex.join(command)}"
-        self("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", shell)
-        return int(self("list-panes", "-t", "console", "-F", "#{pane_pid}").strip())
+        self("new-session", "-d", "-s", session, "-x", "80", "-y", "24", shell)
+        return int(self("list-panes", "-t", session, "-F", "#{pane_pid}").strip())
 
-    def screen(self, *, escapes: bool = False) -> str:
-        return self("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "console")
+    def screen(self, *, escapes: bool = False, session: str = "console") -> str:
+        return self("capture-pane", "-p", *(["-e"] if escapes else []), "-t", session)
 
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+    def wait_for(
+        self, pattern: str, timeout: float = 15.0, session: str = "console"
+    ) -> re.Match[str]:
         deadline = time.monotonic() + timeout
         while True:
-            screen = self.screen()
+            screen = self.screen(session=session)
             if match := re.search(pattern, screen):
                 return match
             if time.monotonic() > deadline:
@@ -182,27 +193,125 @@ def test_the_console_exits_without_spinning_when_no_hangup_signal_comes(engine, 
     assert last - before < 0.5 * elapsed + 0.1, "the console spun on the dead terminal"
 
 
+def _host_has_our_table() -> bool:
+    """Whether this host's firewall has the engine's ``inet iotsec`` table (False without nft)."""
+    nft = shutil.which("nft")
+    if nft is None:
+        return False
+    done = subprocess.run([nft, "list", "tables"], capture_output=True, text=True, check=False)
+    return "table inet iotsec" in done.stdout
+
+
+def _lock_is_free(db: Path) -> bool:
+    """Whether no process holds the database's engine lock (``<db>.lock``)."""
+    lock = Path(f"{db}.lock")
+    if not lock.exists():
+        return True
+    with lock.open("rb") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(file, fcntl.LOCK_UN)
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_without_an_engine_the_console_starts_a_private_one_and_stops_it(tmp_path, tmux):
-    config = write_config(tmp_path)
+    # A config that asks for the host's firewall and a serial port: the private engine takes
+    # neither, nor the configured database or socket.
+    config = write_config(
+        tmp_path, '[respond]\nbackend = "nftables"\n[serial]\nopen = ["/dev/ttyS0"]\n'
+    )
+    table_before = _host_has_our_table()
     pid = tmux.start_console(config)
     engine_pid = int(tmux.wait_for(r"● private engine pid (\d+)").group(1))
     assert _running(engine_pid)
     cmdline = Path(f"/proc/{engine_pid}/cmdline").read_text().split("\0")
-    assert cmdline[1:4] == ["-m", "engine", "--socket"]
-    socket = Path(cmdline[4])
-    assert socket.parent.name.startswith("iotsec-console-")
-    assert socket.parent.stat().st_mode & 0o777 == 0o700
+    assert cmdline[1:4] == ["-m", "engine", "--private"]
+    directory = Path(cmdline[4])
+    socket = directory / "control.sock"
+    assert directory.name.startswith("iotsec-console-")
+    assert directory.stat().st_mode & 0o777 == 0o700
     assert cmdline[5:7] == ["--config", str(config)]
 
-    # It is a real engine: what it raises shows up in the console.
     with Client(socket) as client:
+        status = client.request("status")
+        assert status["store"]["path"] == str(directory / "iotsec.db")
+        assert status["control"]["socket"] == str(socket)
+        assert status["bans"]["backend"] == "dry-run"
+        assert status["serial"]["sessions"] == 0
+        # It is a real engine: what it raises shows up in the console.
         client.request("alerts.inject", {"severity": "high", "title": "from the private engine"})
     tmux.wait_for(r"HIGH open .*from the private engine")
+    assert not (tmp_path / "run" / "control.sock").exists()
+    assert _lock_is_free(tmp_path / "state" / "iotsec.db")
+    assert _host_has_our_table() == table_before
 
     tmux.keys("q")
     wait_gone(pid)
     wait_gone(engine_pid)
-    assert not socket.parent.exists()
+    assert not directory.exists()
+
+
+def test_consoles_wait_for_their_engine_and_resume_when_it_is_back(tmux):
+    """An engine killed under two consoles: both say so with its socket, neither starts an
+    engine in its place (which would hold its database), and both are back within 2 s of it."""
+    top = Path(tempfile.mkdtemp(prefix="iotsec-gone-"))  # short: the path fits on one line
+    engine = start_engine(top)
+    try:
+        table_before = _host_has_our_table()
+        consoles = {name: tmux.start_console(engine.config, session=name) for name in ("a", "b")}
+        for name in consoles:
+            tmux.wait_for(r"● engine │ capture", session=name)
+        engine.stop(signal.SIGKILL)
+        for name in consoles:
+            tmux.wait_for(rf"engine gone: {re.escape(str(engine.socket))}", session=name)
+            tmux.wait_for(r"reconnects to the same socket", session=name)
+        time.sleep(1.5)  # long enough for a console to have started an engine of its own
+        for name, pid in consoles.items():
+            assert _children(pid) == [], f"console {name} started a process"
+        assert _lock_is_free(engine.db), "something holds the engine's database"
+        assert _host_has_our_table() == table_before
+
+        engine = start_engine(top)  # returns once the engine answers
+        back = time.monotonic()
+        for name in consoles:
+            left = 2.0 - (time.monotonic() - back)
+            tmux.wait_for(r"● engine │ capture", timeout=max(left, 0.0), session=name)
+        print(f"both consoles back {time.monotonic() - back:.2f} s after the engine")
+        assert "Engine gone" not in tmux.screen(session="a")
+    finally:
+        engine.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_console_without_permission_on_the_socket_says_why_and_starts_nothing(tmux):
+    """Root without the capabilities that bypass file permissions is refused by the socket's
+    mode like any user; the console names the socket's group and starts no engine."""
+    setpriv = require_tool("setpriv")
+    top = Path(tempfile.mkdtemp(prefix="iotsec-denied-"))
+    engine = start_engine(top)
+    try:
+        os.chown(engine.socket, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+        engine.socket.chmod(0o660)
+        caps = "-dac_override,-dac_read_search"
+        pid = tmux.start_console(
+            engine.config, prefix=[setpriv, "--bounding-set", caps, "--inh-caps", caps]
+        )
+        tmux.wait_for(r"✕ refused: .*permission denied")
+        screen = tmux.wait_for(r"The engine refused this console").string
+        assert "join the group nogroup" in " ".join(screen.replace("│", " ").split()), screen
+        assert "Retrying every 10 s" in screen
+        assert _children(pid) == []
+        tmux.keys("q")
+        wait_gone(pid)
+    finally:
+        engine.stop()
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_no_color_draws_without_colour_and_keeps_the_labels(engine, tmux):
@@ -255,8 +364,10 @@ def serial_engine(tmp_path: Path) -> Iterator[EngineProcess]:
 def test_the_serial_bench_tool_in_tmux(serial_engine, tmux, serial_device: SerialDevice):
     engine = serial_engine
     pid = tmux.start_console(engine.config, args=("serial", str(serial_device.path)))
-    tmux.wait_for(r"ttyCAM 115200 8N1 connected")
+    tmux.wait_for(r"ttyCAM connected  115200 8N1")
     tmux.wait_for(r"(?m)^/ #")
+    # The kernel's long command line wraps onto the next rows instead of being cut at 80.
+    assert re.search(r"(?m)^0 root=/dev/mtdblock2 rootfstype=cramfs ", tmux.screen())
     tmux.keys("id", "Enter")
     tmux.wait_for(r"uid=0\(root\) gid=0\(root\)")
     # What would retitle, clear or switch the operator's terminal is shown, not obeyed.

@@ -76,9 +76,9 @@ def test_try_it(tmp_path: Path, tmux: Tmux) -> None:
         console = tmux.start_console(config)
         tmux.wait_for(r"● lab engine │ capture: running")
         iotsec("lab", "run", "bruteforce")
-        # At 80 columns the titles are cut: the attacker's address and the title's start.
+        # At 80 columns the titles are cut: the attacker, the target and the title's start.
         tmux.wait_for(r"10\.253\.68\.2 +10\.253\.67\.10 +IOTSEC TELNET brut", timeout=30)
-        tmux.wait_for(r"10\.253\.68\.2 +- +lab-dropbear: \d", timeout=30)
+        tmux.wait_for(r"10\.253\.68\.2 +lab-dropbear +lab-dropbear: \d", timeout=30)
 
         # The jail's alert, alone under the filter, and its source banned with keys.
         tmux.keys("/")
@@ -86,8 +86,12 @@ def test_try_it(tmp_path: Path, tmux: Tmux) -> None:
         tmux.keys("lab-dropbear", "Enter")
         tmux.wait_for(r"filter: lab-dropbear")
         tmux.keys("b")
-        tmux.wait_for(r"Ban 10\.253\.68\.2")
+        tmux.wait_for(r"Ban 10\.253\.68\.2, the attacker of alert #\d+")
         tmux.keys("Enter")
+        # The outside host is on the gateway's outside segment, so it is a device of the
+        # inventory: banning it is asked a second time, naming it.
+        tmux.wait_for(r"Ban 10\.253\.68\.2, a device of the inventory\?")
+        tmux.keys("y")
         tmux.wait_for(r"bans 1")
         attempt = topology.in_netns(plan.attacker.netns, sys.executable, "-c", CONNECT,
                                     camera.address, timeout=30)  # fmt: skip
