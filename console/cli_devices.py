@@ -13,7 +13,14 @@ from console.severity import SEVERITIES
 from engine.durations import format_age
 from engine.text import printable
 
-SEVERITY_COLOURS = {"critical": "magenta", "high": "red", "medium": "yellow", "low": "cyan"}
+# The console's severity palette (console/severity.py) in the terminal's own ANSI colours.
+SEVERITY_STYLE: dict[str, dict[str, Any]] = {
+    "critical": {"fg": "bright_white", "bg": "red", "bold": True},
+    "high": {"fg": "bright_red", "bold": True},
+    "medium": {"fg": "bright_yellow"},
+    "low": {"fg": "bright_cyan"},
+    "info": {"dim": True},
+}
 
 
 def ago(ts: float | None) -> str:
@@ -21,7 +28,7 @@ def ago(ts: float | None) -> str:
 
 
 def severity_label(severity: str) -> str:
-    return click.style(f"{severity.upper():<8}", fg=SEVERITY_COLOURS.get(severity))
+    return click.style(f"{severity.upper():<8}", **SEVERITY_STYLE.get(severity, {}))
 
 
 def print_service(s: dict[str, Any]) -> None:
@@ -95,6 +102,7 @@ def devices_show(device: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    reason = data.get("risk_reason", "")
     for label, value in (
         ("device", f"{data['id']} ({data['state']})"),
         ("addresses", ", ".join(data["addresses"])),
@@ -102,7 +110,7 @@ def devices_show(device: str, as_json: bool) -> None:
         ("vendor", data["vendor"]),
         ("name", data["hostname"]),
         ("type", f"{data['kind']} ({data['kind_reason']})" if data["kind"] else ""),
-        ("risk", str(data["risk"])),
+        ("risk", f"{data['risk']} ({reason})" if reason else str(data["risk"])),
         ("seen by", ", ".join(data["seen_by"])),
         ("first seen", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["first_seen"]))),
         ("last seen", f"{ago(data['last_seen'])} ago"),

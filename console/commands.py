@@ -1,7 +1,7 @@
 """The command palette (Ctrl+P): every action of the app and of every pane, by name.
 
 Actions the operator may not use (a viewer's ack, say) are left out rather than offered and
-refused.
+refused. Names and help are taken literally: "[scan] scope" is words, not markup.
 """
 
 from __future__ import annotations
@@ -10,11 +10,25 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
+from textual.markup import escape
 
 if TYPE_CHECKING:
     from console.app import IotsecApp
 
 PaletteCommand = tuple[str, str, Callable[[], object]]
+
+
+def highlight(matcher: Matcher, name: str) -> Content:
+    """``name`` with the letters the query matched styled (``Matcher.highlight`` would read
+    the name as markup)."""
+    content = Content(name)
+    _score, offsets = matcher.fuzzy_search.match(matcher.query, name)
+    for offset in offsets:
+        if not name[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class ActionCommands(Provider):
@@ -25,10 +39,10 @@ class ActionCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._commands:
-            yield DiscoveryHit(name, callback, help=help_text)
+            yield DiscoveryHit(Content(name), callback, text=name, help=escape(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, help_text, callback in self._commands:
             if (score := matcher.match(name)) > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+                yield Hit(score, highlight(matcher, name), callback, name, escape(help_text))

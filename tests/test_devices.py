@@ -265,7 +265,7 @@ def test_scans_make_ports_and_findings_and_their_changes(world: World) -> None:
     assert first["new_ports"] == []  # nothing was known before its first scan
     assert [f["kind"] for f in first["new_findings"]] == ["telnet-cleartext"]
     device = inventory.find("10.9.0.5")
-    assert device.risk == 25 and device.last_scan == 1
+    assert device.risk == 78 and device.last_scan == 1  # usable now: 70 and a high's share
     second = inventory.apply_scan(
         2, [host("10.9.0.5", [80, 554], [("rtsp-no-auth", 554, "high")])], ALL_TCP
     )
@@ -526,7 +526,7 @@ def test_an_address_scanned_alone_joins_its_mac_with_its_history(world: World) -
     assert device.mac == CAMERA_MAC and device.first_seen == first_seen
     assert set(device.addresses) == {CAMERA_IP, CAMERA_LL, CAMERA_GLOBAL}
     assert [s["port"] for s in device.services] == [554] and device.last_scan == 2
-    assert list(device.findings) == [("rtsp-no-auth", 554, "tcp")] and device.risk == 25
+    assert list(device.findings) == [("rtsp-no-auth", 554, "tcp")] and device.risk == 78
     world.reloaded()
     with sqlite3.connect(world.path) as db:
         assert db.execute("SELECT id, mac FROM devices").fetchall() == [(device.id, CAMERA_MAC)]
@@ -566,3 +566,32 @@ def test_one_link_local_address_on_two_macs_does_not_move(world: World) -> None:
         world.inventory.observe([], {(mac, GATEWAY_LL)})
     assert world.inventory.find(GATEWAY_MAC).addresses == [GATEWAY_LL]
     assert world.inventory.find(other).addresses == [GATEWAY_LL]
+
+
+def test_what_an_attacker_can_use_now_outranks_certificate_hygiene(world: World) -> None:
+    inventory = world.inventory
+    camera = [("telnet-cleartext", 23, "high"), ("default-credentials", 23, "critical")]
+    tls = ["tls-expired", "tls-self-signed", "tls-weak-key", "tls-weak-signature"]
+    box = [(kind, 443, "high" if kind != "tls-self-signed" else "medium") for kind in tls]
+    inventory.apply_scan(1, [host("10.9.0.5", [23], camera), host("10.9.0.7", [443], box)], ALL_TCP)
+    ranked = inventory.listing()
+    assert [d["ip"] for d in ranked] == ["10.9.0.5", "10.9.0.7"]
+    assert ranked[0]["risk"] >= 70 > 35 > ranked[1]["risk"] > 0
+    assert ranked[0]["risk_reason"] == (
+        "usable by an attacker now: default-credentials; telnet-cleartext"
+    )
+    assert ranked[1]["risk_reason"].startswith("hygiene: tls-expired; ")
+    assert inventory.find("10.9.0.5").to_json()["risk_reason"] == ranked[0]["risk_reason"]
+
+
+def test_an_inferred_finding_counts_a_tier_lower_and_info_not_at_all(world: World) -> None:
+    inventory = world.inventory
+    inferred = host("10.9.0.5", [23], [("default-credentials", 23, "critical")])
+    inferred["findings"][0]["confidence"] = "low"
+    inventory.apply_scan(1, [inferred, host("10.9.0.6", [80], [("banner", 80, "info")])], ALL_TCP)
+    assert 35 <= inventory.find("10.9.0.5").risk < 70
+    assert inventory.find("10.9.0.5").summary()["risk_reason"].startswith("exposed: ")
+    assert (
+        inventory.find("10.9.0.6").risk,
+        inventory.find("10.9.0.6").summary()["risk_reason"],
+    ) == (0, "")

@@ -325,5 +325,5 @@ def test_duplicate_devices_are_merged_with_their_history(tmp_path: Path) -> None
     reader.close()
     writer.close()
     camera = inventory.find(link_local)
-    assert camera is inventory.find(mac) and camera.risk == 25  # its open finding, moved
+    assert camera is inventory.find(mac) and camera.risk == 78  # its open finding, moved
     assert [d["id"] for d in inventory.listing()] == [1, 4]

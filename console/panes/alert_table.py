@@ -26,6 +26,9 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, GAP, AlertRow
 
+# Starts the row of a selected alert (as in Midnight Commander, where * selects too).
+MARK = "*"
+
 ADDRESS_COLUMNS = (COLUMN_INDEX["attacker"], COLUMN_INDEX["target"])
 
 TITLE_MIN = 10
@@ -64,6 +67,22 @@ class AlertTable(DataTable[Text]):
             show=False,
             tooltip="Open the alert under the cursor: evidence and history",
         ),
+        Binding(
+            "home,g",
+            "scroll_top",
+            "First",
+            id="alerts.first",
+            show=False,
+            tooltip="Move to the first row",
+        ),
+        Binding(
+            "end,G",
+            "scroll_bottom",
+            "Last",
+            id="alerts.last",
+            show=False,
+            tooltip="Move to the last row",
+        ),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -74,6 +93,8 @@ class AlertTable(DataTable[Text]):
         self._address_widths = {i: Counter[int]() for i in ADDRESS_COLUMNS}
         self.sort_column = "time"
         self.descending = True
+        # Alert ids the operator selected for an action on several at once (drawn with MARK).
+        self.marked: set[int] = set()
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -91,6 +112,14 @@ class AlertTable(DataTable[Text]):
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
         return self._shown.get(int(str(key.value)))
+
+    def set_marked(self, ids: Iterable[int]) -> None:
+        """Select exactly these alerts (their rows start with MARK)."""
+        marked = set(ids)
+        if marked != self.marked:
+            self.marked = marked
+            self._update_count += 1
+            self.refresh()
 
     def show(self, rows: Mapping[int, AlertRow]) -> None:
         """Make the table show exactly ``rows``: remove, update and add only what differs."""
@@ -133,10 +162,11 @@ class AlertTable(DataTable[Text]):
         if descending is None:
             descending = COLUMNS[COLUMN_INDEX[column]].descending_first
         self.sort_column, self.descending = column, descending
-        anchor = self._cursor_anchor()
         self._label_columns()
         self._place()
-        self._restore_cursor(anchor, keep_screen_row=False)
+        # A new order puts other rows first: start reading it from the top.
+        if self.row_count:
+            self.move_cursor(row=0)
 
     def next_sort_column(self) -> None:
         """Sort by the next column on screen (a hidden SID column is skipped)."""
@@ -198,7 +228,17 @@ class AlertTable(DataTable[Text]):
         # NO_COLOR filter cannot take; every row here is one line high.
         if not width:
             return [[]]
-        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if column_index or row_index < 0 or not self.marked:
+            return lines
+        key = self._row_locations.get_key(row_index)
+        if key is None or int(str(key.value)) not in self.marked:
+            return lines
+        # A selected row's first cell starts with MARK instead of the gap: seen without colour.
+        first, *rest = lines[0]
+        if not first.text.startswith(GAP):
+            return lines
+        return [[Segment(MARK + first.text[len(GAP) :], first.style), *rest], *lines[1:]]
 
     def _label_columns(self) -> None:
         arrow = "▼" if self.descending else "▲"

@@ -9,8 +9,9 @@ gathering (still bounded) and are applied on resume.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -29,6 +30,7 @@ from console.screens.prompts import ConfirmScreen, NoteScreen
 from console.screens.silence import SilenceRequest, SilenceScreen
 from console.throttle import Throttle
 from console.untrusted import clean
+from engine.durations import format_duration
 
 if TYPE_CHECKING:
     from console.app import IotsecApp
@@ -39,6 +41,29 @@ APPLY_BUDGET = 0.1
 
 # The engine command each action needs; without it the key is shown greyed out.
 NEEDS = {**ACTION_COMMANDS, "reopen": "alerts.reopen"}
+
+
+# How many alerts a dialog about several names, one a line.
+SUBJECTS = 5
+
+
+def subjects(alerts: Sequence[dict[str, Any]], *, skipped: int = 0) -> Content:
+    """One line per alert (the first few) for a dialog about several."""
+    lines = [
+        Content.assemble(
+            (
+                severity.LABEL.get(sev := str(a.get("severity", "")), sev),
+                severity.STYLE.get(sev, ""),
+            ),
+            f" #{a.get('id')} {alert_sides(a)[0] or '-'} {clean(a.get('title'), limit=50)}",
+        )
+        for a in alerts[:SUBJECTS]
+    ]
+    if len(alerts) > SUBJECTS:
+        lines.append(Content(f"… and {len(alerts) - SUBJECTS} more"))
+    if skipped:
+        lines.append(Content(f"({skipped} selected already done: left as they are)"))
+    return Content("\n").join(lines)
 
 
 def subject(alert: dict[str, Any]) -> Content:
@@ -61,7 +86,9 @@ class AlertsPane(Vertical):
         "it when it is dealt with, or silence alerts like it for a while: they are still "
         "recorded but never notify. Filter with words that must all appear (severity, state, "
         "address, rule or title). Pause to read without rows moving; changes queue until you "
-        "resume. Enter shows the evidence and who did what. For an alert a rule raised on "
+        "resume. Space selects the alert under the cursor and * every alert the filter shows; "
+        "a, r and s then act on all the selected alerts at once (one note for all). Enter "
+        "shows the evidence and who did what. For an alert a rule raised on "
         "traffic, f shows its flow in the Traffic pane. b bans the alert's attacker (the side "
         "that did it, not the device that answered) in the firewall (it asks for how long, and "
         "once more for a device of your inventory); B opens the Bans view."
@@ -94,21 +121,38 @@ class AlertsPane(Vertical):
             "ack",
             "Ack",
             id="alerts.ack",
-            tooltip="Acknowledge the alert under the cursor, with a note",
+            tooltip="Acknowledge the selected alerts or the one under the cursor, with a note",
         ),
         Binding(
             "r",
             "resolve",
             "Resolve",
             id="alerts.resolve",
-            tooltip="Resolve the alert under the cursor (asks first)",
+            tooltip="Resolve the selected alerts or the one under the cursor (asks first)",
         ),
         Binding(
             "s",
             "silence",
             "Silence",
             id="alerts.silence",
-            tooltip="Silence alerts like the one under the cursor for a while (asks first)",
+            tooltip="Silence alerts like the selected ones or the one under the cursor for a "
+            "while (asks first)",
+        ),
+        Binding(
+            "space",
+            "mark",
+            "Select",
+            id="alerts.select",
+            show=False,
+            tooltip="Select or unselect the alert under the cursor, for a, r or s on several",
+        ),
+        Binding(
+            "asterisk",
+            "mark_all",
+            "Select all",
+            id="alerts.select_all",
+            show=False,
+            tooltip="Select every alert the filter shows (again: select none)",
         ),
         Binding(
             "u",
@@ -152,7 +196,7 @@ class AlertsPane(Vertical):
             "clear_filter",
             "Clear",
             id="alerts.clear_filter",
-            tooltip="Clear the filter",
+            tooltip="Clear the filter, or else the selection",
         ),
         Binding(
             "p",
@@ -256,6 +300,7 @@ class AlertsPane(Vertical):
         if excess > 0:
             for row in heapq.nsmallest(excess, rows.values(), key=lambda r: (r.last_seen, r.id)):
                 del rows[row.id]
+        self.table.set_marked(i for i in self.table.marked if i in rows)
         self._show()
 
     def _show(self) -> None:
@@ -274,6 +319,8 @@ class AlertsPane(Vertical):
             parts.append(" (newest kept)")
         if self._filter:
             parts += [" │ filter: ", (clean(self._filter, limit=40), "bold")]
+        if marked := len(self._marked_rows()):
+            parts += [" │ ", (f"{marked} selected", "bold")]
         if self.paused:
             queued = len(self._pending) + len(self._snapshot or {})
             parts += [" │ ", (" PAUSED ", "bold reverse"), f" {queued} queued, p resumes"]
@@ -303,6 +350,9 @@ class AlertsPane(Vertical):
         self.table.focus()
 
     def action_clear_filter(self) -> None:
+        if not (self._filter or self.has_class("-filtering")):
+            self._mark(())
+            return
         self.query_one("#alert-filter", Input).value = ""
         self.remove_class("-filtering")
         self.table.focus()
@@ -333,7 +383,7 @@ class AlertsPane(Vertical):
             # None shows the key greyed out: the operator sees it exists but is not theirs.
             return True if self.console.may(NEEDS[action]) else None
         if action == "clear_filter":
-            return bool(self._filter) or self.has_class("-filtering")
+            return bool(self._filter or self.table.marked) or self.has_class("-filtering")
         if action == "flow":
             return True if self._has_flow() else None
         return True
@@ -355,6 +405,38 @@ class AlertsPane(Vertical):
             self._cursor_shown = shown
             self.refresh_bindings()
 
+    # -- selecting several alerts -------------------------------------------------------------
+
+    def _marked_rows(self) -> list[AlertRow]:
+        """The selected alerts the table shows, top to bottom (the filter may hide others)."""
+        table = self.table
+        marked = [table.shown[i] for i in table.marked if i in table.shown]
+        return sorted(marked, key=lambda r: table.get_row_index(str(r.id)))
+
+    def _mark(self, ids: Iterable[int]) -> None:
+        self.table.set_marked(ids)
+        self._update_title()
+        self.refresh_bindings()
+
+    def action_mark(self) -> None:
+        row = self.table.row_under_cursor()
+        if row is None:
+            return
+        self._mark(self.table.marked ^ {row.id})
+        # As in file managers: the cursor moves on, so space space space selects a run.
+        self.table.action_cursor_down()
+
+    def action_mark_all(self) -> None:
+        shown = set(self.table.shown)
+        self._mark(set() if shown <= self.table.marked else self.table.marked | shown)
+
+    def _targets(self) -> list[dict[str, Any]]:
+        """What a, r and s act on: the selected alerts, or else the one under the cursor."""
+        if marked := self._marked_rows():
+            return [row.alert for row in marked]
+        alert = self._selected()
+        return [] if alert is None else [alert]
+
     def _selected(self) -> dict[str, Any] | None:
         row = self.table.row_under_cursor()
         if row is None:
@@ -363,16 +445,25 @@ class AlertsPane(Vertical):
         return row.alert
 
     def action_ack(self) -> None:
-        if (alert := self._selected()) is not None:
-            self.acknowledge(alert)
+        alerts = self._targets()
+        if len(alerts) > 1:
+            self.acknowledge_all(alerts)
+        elif alerts:
+            self.acknowledge(alerts[0])
 
     def action_resolve(self) -> None:
-        if (alert := self._selected()) is not None:
-            self.resolve(alert)
+        alerts = self._targets()
+        if len(alerts) > 1:
+            self.resolve_all(alerts)
+        elif alerts:
+            self.resolve(alerts[0])
 
     def action_silence(self) -> None:
-        if (alert := self._selected()) is not None:
-            self.silence(alert)
+        alerts = self._targets()
+        if len(alerts) > 1:
+            self.silence_all(alerts)
+        elif alerts:
+            self.silence(alerts[0])
 
     def action_reopen(self) -> None:
         if (alert := self._selected()) is not None:
@@ -463,6 +554,94 @@ class AlertsPane(Vertical):
 
         self.app.push_screen(SilenceScreen(alert), confirm)
 
+    def acknowledge_all(self, alerts: Sequence[dict[str, Any]]) -> None:
+        """Acknowledge several alerts with one note: one request, audited, per alert."""
+        todo = [a for a in alerts if a["state"] not in ("acknowledged", "resolved")]
+        if not todo:
+            self.app.notify(
+                "The selected alerts are all acknowledged or resolved already", severity="warning"
+            )
+            return
+
+        def send(note: str | None) -> None:
+            if note is not None:
+                self._send_all(
+                    "alerts.ack",
+                    [{"id": a["id"], "note": note} for a in todo],
+                    f"Acknowledge {len(todo)} alerts",
+                    "acknowledged",
+                )
+
+        self.app.push_screen(
+            NoteScreen(
+                f"Acknowledge {len(todo)} alerts",
+                subjects(todo, skipped=len(alerts) - len(todo)),
+                placeholder="note: what you are doing about them",
+            ),
+            send,
+        )
+
+    def resolve_all(self, alerts: Sequence[dict[str, Any]]) -> None:
+        todo = [a for a in alerts if a["state"] != "resolved"]
+        if not todo:
+            self.app.notify("The selected alerts are all resolved already", severity="warning")
+            return
+
+        def send(confirmed: bool | None) -> None:
+            if confirmed:
+                self._send_all(
+                    "alerts.resolve",
+                    [{"id": a["id"], "note": ""} for a in todo],
+                    f"Resolve {len(todo)} alerts",
+                    "resolved",
+                )
+
+        body = Content.assemble(
+            subjects(todo, skipped=len(alerts) - len(todo)),
+            "\n\nThe next identical event will open a new alert.",
+        )
+        self.app.push_screen(
+            ConfirmScreen(f"Resolve {len(todo)} alerts?", body, confirm="Resolve"), send
+        )
+
+    def silence_all(self, alerts: Sequence[dict[str, Any]]) -> None:
+        """One silence per different rule and source among the alerts, asked once."""
+
+        def confirm(request: SilenceRequest | None) -> None:
+            if request is None:
+                return
+            requests = list(dict.fromkeys(r for a in alerts if (r := request.like(a))))
+            if not requests:
+                self.app.notify("No selected alert has a source to match", severity="warning")
+                return
+            body = Content(
+                "\n".join(r.describe() for r in requests[:SUBJECTS])
+                + (f"\n… and {len(requests) - SUBJECTS} more" if len(requests) > SUBJECTS else "")
+                + "\n\nMatching alerts are still recorded but never notify; open ones become"
+                " silenced."
+            )
+
+            def send(confirmed: bool | None) -> None:
+                if confirmed:
+                    self._send_all(
+                        "alerts.silence",
+                        [r.args() for r in requests],
+                        f"Silence {len(requests)} kinds of alerts",
+                        "silenced",
+                        noun="silences",
+                    )
+
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Add {len(requests)} silences for {format_duration(request.seconds)}?",
+                    body,
+                    confirm="Silence",
+                ),
+                send,
+            )
+
+        self.app.push_screen(SilenceScreen(alerts[0], count=len(alerts)), confirm)
+
     def ban(self, alert: dict[str, Any]) -> None:
         attacker, _target = alert_sides(alert)
         if not attacker:
@@ -504,6 +683,35 @@ class AlertsPane(Vertical):
         async def call() -> None:
             result = await self.console.link.request(cmd, args)
             self.app.notify(done(result), markup=False)
+
+        self.console.run_worker(call(), name=label, group="actions", exit_on_error=False)
+
+    def _send_all(
+        self,
+        cmd: str,
+        requests: list[dict[str, Any]],
+        label: str,
+        done: str,
+        *,
+        noun: str = "alerts",
+    ) -> None:
+        """Send one request per item, all at once; the selection is cleared when they are."""
+        self._mark(())
+
+        async def call() -> None:
+            link = self.console.link
+            results = await asyncio.gather(
+                *(link.request(cmd, args) for args in requests), return_exceptions=True
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if len(failed) < len(results):
+                self.app.notify(
+                    f"{len(results) - len(failed)} {noun} {done}"
+                    + (f", {len(failed)} failed" if failed else ""),
+                    markup=False,
+                )
+            if failed:
+                raise failed[0]
 
         self.console.run_worker(call(), name=label, group="actions", exit_on_error=False)
 

@@ -46,7 +46,9 @@ SORT_LABEL = {
     "vendor": "vendor",
 }
 DESCENDING = frozenset({"risk", "last", "first"})
-RISK_STYLES = ((60, "bold magenta"), (30, "bold red"), (10, "yellow"), (1, "cyan"))
+# A risk score is drawn in the colour of its band (engine/devices/model.py): usable by an
+# attacker now (70-100), exposed (35-69), hygiene (1-34).
+RISK_SEVERITY = ((70, "critical"), (35, "medium"), (1, "low"))
 
 
 def ago(ts: float | None, now: float) -> str:
@@ -62,7 +64,8 @@ def device_cells(device: dict[str, Any], now: float) -> tuple[Text, ...]:
     dim = "dim" if gone else ""
     mark = "gone" if gone else "new" if is_new(device, now) else ""
     risk = int(device.get("risk") or 0)
-    risk_style = next((s for least, s in RISK_STYLES if risk >= least), "dim") if not gone else dim
+    risk_severity = next((sev for least, sev in RISK_SEVERITY if risk >= least), "info")
+    risk_style = dim if gone else severity.STYLE[risk_severity]
     return (
         table_cell(mark, "bold green" if mark == "new" else "dim"),
         table_cell(clean(device.get("ip"), limit=45) or "-", dim),

@@ -97,7 +97,37 @@ def ask_ban(console: IotsecApp, address: str, whose: str, reason: str) -> None:
         if request is not None:
             _send(console, request)
 
-    console.push_screen(BanScreen(address, whose, reason), send)
+    screen = BanScreen(address, whose, reason)
+    console.push_screen(screen, send)
+    if console.may("bans.preview"):
+
+        async def preview() -> None:
+            try:
+                answer = await console.link.request("bans.preview", {"address": address})
+            except ControlError:
+                return  # the label stays general; banning says what is wrong with the address
+            if screen.is_attached:
+                screen.show_bantime(answer)
+
+        console.run_worker(preview(), name=f"Bantime of {clean(address)}",
+                           group="ban-preview", exit_on_error=False)  # fmt: skip
+
+
+def effective_bantime(preview: dict[str, Any]) -> str:
+    """The configured bantime for one address as ``bans.preview`` reckons it, and why: the
+    bantime multiplied for its earlier bans, or capped at the maxtime."""
+    length, base = float(preview["bantime"]), float(preview["base"])
+    previous = int(preview.get("previous") or 0)
+    said = format_duration(length)
+    if not previous:
+        return f"{said} (the bantime: never banned before)"
+    before = f"banned {times(previous)} before"
+    if length == base:
+        return f"{said} (the bantime, {before})"
+    if length >= float(preview["maxtime"]):
+        return f"{said} (the maxtime: bantime {format_duration(base)}, {before})"
+    times_base = f"\N{MULTIPLICATION SIGN}{length / base:g}"
+    return f"{said} (bantime {format_duration(base)} {times_base}: {before})"
 
 
 def _send(console: IotsecApp, request: BanRequest) -> None:
@@ -179,6 +209,13 @@ class BanScreen(Dialog[BanRequest | None]):
             self._ban()
         else:
             self.dismiss(None)
+
+    def show_bantime(self, preview: dict[str, Any]) -> None:
+        """Name how long the configured bantime makes this ban (escalated for a repeat
+        offender) in the first choice."""
+        self.query_one(OptionList).replace_option_prompt_at_index(
+            0, Content(f"for {effective_bantime(preview)}")
+        )
 
     def _ban(self) -> None:
         length = LENGTHS[self.query_one(OptionList).highlighted or 0][0]

@@ -31,6 +31,13 @@ def _row(key: str, value: str) -> Content:
     return Content.assemble((f"{key:<11}", "bold"), value or "-")
 
 
+def _risk(device: dict[str, Any]) -> str:
+    """The score and why: what an attacker can do with its worst findings."""
+    shown = f"{device.get('risk', 0)} of 100"
+    reason = clean(device.get("risk_reason"), limit=200)
+    return f"{shown} ({reason})" if reason else shown
+
+
 def device_content(device: dict[str, Any]) -> Content:
     """Everything about the device as the detail view shows it."""
     kind, reason = clean(device.get("kind"), limit=60), clean(device.get("kind_reason"), limit=200)
@@ -41,7 +48,7 @@ def device_content(device: dict[str, Any]) -> Content:
         _row("name", clean(device.get("hostname"), limit=80)),
         _row("type", f"{kind} (because: {reason})" if kind else "unknown"),
         _row("state", clean(device.get("state"))),
-        _row("risk", f"{device.get('risk', 0)} of 100"),
+        _row("risk", _risk(device)),
         _row("seen by", clean(", ".join(device.get("seen_by") or []))),
         _row("first seen", when(device.get("first_seen"))),
         _row("last seen", when(device.get("last_seen"))),

@@ -5,11 +5,12 @@ It only gathers the answer; the alerts pane asks for confirmation and sends it t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Input, RadioButton, RadioSet, Static
@@ -40,6 +41,14 @@ class SilenceRequest:
         )
         return f"alerts with {match} for {format_duration(self.seconds)}"
 
+    def like(self, alert: dict[str, Any]) -> SilenceRequest | None:
+        """The same silence (what it matches, for how long) for another alert's rule and
+        source; ``None`` when it matches a source and that alert has none."""
+        rule, src = str(alert.get("rule") or ""), str(alert.get("src") or "")
+        if self.src and not src:
+            return None
+        return replace(self, rule=rule if self.rule else "", src=src if self.src else "")
+
     def args(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
@@ -66,8 +75,22 @@ class Choice(RadioButton):
         self.refresh()
 
 
+class MatchSet(RadioSet):
+    """The choice of what to match; Enter goes on with the dialog, as in its fields, and Space
+    chooses (RadioSet's own Enter would only choose)."""
+
+    INHERIT_BINDINGS = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down,right", "next_button", "Next", id="silence.next", show=False),
+        Binding("up,left", "previous_button", "Previous", id="silence.previous", show=False),
+        Binding("space", "toggle_button", "Choose", id="silence.choose", show=False),
+        Binding("enter", "screen.submit", "Continue", id="silence.submit", show=False),
+    ]
+
+
 class SilenceScreen(Dialog[SilenceRequest | None]):
-    """Ask what to silence, taking the alert under the cursor as the example."""
+    """Ask what to silence, taking the alert under the cursor as the example (or, for
+    ``count`` selected alerts, asking once what to match in each of them)."""
 
     DEFAULT_CSS = """
     SilenceScreen RadioSet {
@@ -83,21 +106,32 @@ class SilenceScreen(Dialog[SilenceRequest | None]):
     }
     """
 
-    def __init__(self, alert: dict[str, Any], *, duration: str = "1h") -> None:
+    def __init__(self, alert: dict[str, Any], *, duration: str = "1h", count: int = 1) -> None:
         super().__init__()
         self.alert = alert
         self.duration = duration
+        self.count = count
 
     def compose(self) -> ComposeResult:
         rule, src = clean(self.alert.get("rule")), clean(self.alert.get("src"))
+        several = self.count > 1
+        heading = (
+            f"Silence alerts like the {self.count} selected"
+            if several
+            else f"Silence alerts like #{self.alert['id']}"
+        )
         with Vertical(id="dialog"):
-            yield Static(
-                f"Silence alerts like #{self.alert['id']}", classes="heading", markup=False
-            )
+            yield Static(heading, classes="heading", markup=False)
             yield Static("Match", markup=False)
-            with RadioSet(id="match"):
-                yield Choice(Content(f"this rule ({rule})"), id="rule")
-                yield Choice(Content(f"this source ({src or 'none'})"), id="src", disabled=not src)
+            with MatchSet(id="match"):
+                yield Choice(
+                    Content("each one's rule" if several else f"this rule ({rule})"), id="rule"
+                )
+                yield Choice(
+                    Content("each one's source" if several else f"this source ({src or 'none'})"),
+                    id="src",
+                    disabled=not src,
+                )
                 yield Choice(
                     Content("both rule and source"), id="both", value=bool(src), disabled=not src
                 )
@@ -118,6 +152,9 @@ class SilenceScreen(Dialog[SilenceRequest | None]):
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self.action_submit()
+
+    def action_submit(self) -> None:
         duration = self.query_one("#duration", Input).value.strip()
         try:
             seconds = parse_duration(duration)

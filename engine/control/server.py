@@ -801,6 +801,13 @@ async def _bans_list(session: Session, args: dict[str, Any]) -> dict[str, Any]:
     return {**respond.status(), "bans": respond.bans(), "proposed": respond.proposals()}
 
 
+@command("bans.preview", args={"address": Text(64)})
+async def _bans_preview(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """How long a ban of ``address`` at the configured bantime would last (longer for a
+    repeat offender), with the bantime, factor, maxtime and previous bans it comes from."""
+    return await session.engine.respond.preview(_str(args, "address"))
+
+
 # One request line is at most 1 MiB: 20,000 of the longest network texts fit.
 MAX_BANS = 20_000
 LISTED_BANS = 100

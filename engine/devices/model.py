@@ -12,13 +12,49 @@ from typing import Any
 
 from engine.model import Severity
 
-# A finding's weight in the risk score (0-100): one critical finding outweighs several low ones.
+# A finding's weight in the risk score: one critical finding outweighs several low ones.
 WEIGHTS = {
     Severity.CRITICAL: 40,
     Severity.HIGH: 25,
     Severity.MEDIUM: 10,
     Severity.LOW: 3,
     Severity.INFO: 0,
+}
+# What an attacker can do with a finding, worst last; the worst one present picks the band
+# of the risk score and the weights place the device within it, so remote root or working
+# default credentials always rank above certificate hygiene, however much of it there is.
+HYGIENE, EXPOSED, USABLE = 1, 2, 3
+BANDS = {HYGIENE: (1, 34), EXPOSED: (35, 69), USABLE: (70, 100)}
+REASONS = {USABLE: "usable by an attacker now", EXPOSED: "exposed", HYGIENE: "hygiene"}
+TIERS = {
+    # A login that works, or one that crosses in cleartext, or control without a login.
+    "default-credentials": USABLE,
+    "default-credential": USABLE,
+    "telnet-cleartext": USABLE,
+    "ftp-cleartext": USABLE,
+    "http-basic-cleartext": USABLE,
+    "http-login-cleartext": USABLE,
+    "mqtt-anonymous": USABLE,
+    "rtsp-no-auth": USABLE,
+    "snmp-default-community": USABLE,
+    "modbus-reachable": USABLE,
+    # Reachable services that tell an attacker about the device or lend it to someone.
+    "upnp-gateway": EXPOSED,
+    "upnp-exposed": EXPOSED,
+    "coap-exposed": EXPOSED,
+    "mdns-exposed": EXPOSED,
+    "ntp-mode6": EXPOSED,
+    "old-software": EXPOSED,
+    # Worth fixing, but nobody gets in through them today.
+    "tls-expired": HYGIENE,
+    "tls-not-yet-valid": HYGIENE,
+    "tls-self-signed": HYGIENE,
+    "tls-hostname-mismatch": HYGIENE,
+    "tls-weak-key": HYGIENE,
+    "tls-weak-signature": HYGIENE,
+    "tls-old-protocol": HYGIENE,
+    "tls-weak-cipher": HYGIENE,
+    "ssh-weak-algorithms": HYGIENE,
 }
 MAX_ADDRESSES = 16
 
@@ -169,6 +205,7 @@ class Device:
             "findings": len(self.findings),
             "worst": worst.label if worst is not None else "",
             "risk": self.risk,
+            "risk_reason": risk_reason(self.findings.values()),
             "seen_by": sorted(self.seen_by),
             "last_scan": self.last_scan,
             "this_box": self.this_box,
@@ -221,13 +258,47 @@ def canonical(address: str) -> str:
         return address
 
 
+def tier(finding: DeviceFinding) -> int:
+    """What an attacker can do with ``finding``: a kind not in TIERS by its severity (critical
+    usable, low hygiene), a CVE on CISA's KEV list usable; an inferred (low-confidence) one
+    a tier lower, since nobody proved it."""
+    if finding.detail.get("kev"):
+        found = USABLE
+    elif finding.kind in TIERS:
+        found = TIERS[finding.kind]
+    else:
+        found = {Severity.CRITICAL: USABLE, Severity.LOW: HYGIENE}.get(finding.severity, EXPOSED)
+    return max(HYGIENE, found - 1) if finding.detail.get("confidence") == "low" else found
+
+
+def _counted(findings: Any) -> list[DeviceFinding]:
+    return [f for f in findings if f.severity > Severity.INFO]
+
+
 def risk_score(findings: Any) -> int:
-    """0-100 from the open findings; inferred (low confidence) ones count half."""
+    """0-100 from the open findings: the worst tier's band, and within it the findings'
+    weights (inferred ones half)."""
+    counted = _counted(findings)
+    if not counted:
+        return 0
     total = 0.0
-    for finding in findings:
+    for finding in counted:
         weight = WEIGHTS[finding.severity]
         total += weight / 2 if finding.detail.get("confidence") == "low" else weight
-    return min(100, round(total))
+    low, high = BANDS[max(tier(f) for f in counted)]
+    return low + round(min(100.0, total) * (high - low) / 100)
+
+
+def risk_reason(findings: Any) -> str:
+    """Why the risk is what it is, for people: the worst tier and its worst findings."""
+    counted = _counted(findings)
+    if not counted:
+        return ""
+    worst = max(tier(f) for f in counted)
+    top = sorted((f for f in counted if tier(f) == worst), key=lambda f: (-f.severity, f.title))
+    titles = list(dict.fromkeys(f.title for f in top))
+    more = f" and {len(titles) - 2} more" if len(titles) > 2 else ""
+    return f"{REASONS[worst]}: {'; '.join(titles[:2])}{more}"
 
 
 def device_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Device:

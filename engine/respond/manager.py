@@ -315,6 +315,22 @@ class BanManager:
                               and ban.network.version == b.network.version]}
                 for ban in bans]  # fmt: skip
 
+    async def preview(self, target: str) -> dict[str, Any]:
+        """How long a ban of ``target`` at the configured bantime would last, and why: the
+        bantime, multiplied by ``factor`` for each of its ``previous`` bans, up to ``maxtime``."""
+        key = shown_target(self._parse(target))
+        previous = (await self.read(lambda conn: _previous(conn, [key]))).get(key, 0)
+        config = self.config
+        base, factor = float(config.bantime), config.factor if config.increment else 1.0
+        return {
+            "address": key,
+            "bantime": bantime(base, previous, factor, float(config.maxtime)),
+            "base": base,
+            "previous": previous,
+            "factor": factor,
+            "maxtime": float(config.maxtime),
+        }
+
     def _replaced(self, networks: list[Network], keys: list[str]) -> list[Ban]:
         """The active bans the new ones take the place of (the same target, or inside a new
         network); ControlError when a new one is inside an active network ban."""

@@ -372,3 +372,125 @@ async def test_untrusted_titles_are_shown_literally(engine):
         shown = "evil [bold]x[/] [$accent]y [@click=app.quit]z[/] \\x1b[31mred\\x07"
         assert cell.plain.strip() == shown
         assert not [span for span in cell.spans if span.style], "no markup was interpreted"
+
+
+async def test_space_selects_and_one_note_acknowledges_them_all(engine):
+    ids = [inject(engine, title=f"telnet brute force {i}", src=f"10.0.0.{i}") for i in range(3)]
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+        # Space selects the row under the cursor and moves on: the two newest.
+        await pilot.press("space", "space")
+        assert "2 selected" in pane_title(app)
+        await pilot.pause(0.1)
+        assert first_line(app, ids[2]).startswith("*"), "a selected row starts with *"
+        assert not first_line(app, ids[0]).startswith("*")
+        await pilot.press("a")
+        assert isinstance(app.screen, NoteScreen), "one note for both"
+        await pilot.press(*"isolating the cameras", "enter")
+        await wait_until(
+            pilot,
+            lambda: [cells(app, i)[2] for i in ids] == ["open", "acked", "acked"],
+            "both selected rows to show acked",
+        )
+        assert "selected" not in pane_title(app), "done: the selection is cleared"
+    for alert_id in ids[1:]:
+        alert = request(engine, "alerts.get", {"id": alert_id})
+        assert alert["ack_note"] == "isolating the cameras"
+        assert alert["history"][-1]["action"] == "ack", "audited per alert"
+    assert request(engine, "alerts.get", {"id": ids[0]})["state"] == "open"
+
+
+async def test_asterisk_selects_what_the_filter_shows_and_resolve_asks_once(engine):
+    telnet = [inject(engine, title=f"telnet login {i}", src=f"10.0.0.{i}") for i in range(3)]
+    mqtt = inject(engine, title="mqtt anonymous broker", src="10.0.0.9")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 4, "four rows")
+        await pilot.press("slash", *"telnet", "enter", "asterisk")
+        assert "3 selected" in pane_title(app)
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Resolve 3 alerts?" in str(app.screen.query_one(".heading", Static).render())
+        await pilot.press("y")
+        await wait_until(
+            pilot,
+            lambda: all(
+                request(engine, "alerts.get", {"id": i})["state"] == "resolved" for i in telnet
+            ),
+            "the telnet alerts resolved",
+        )
+    assert request(engine, "alerts.get", {"id": mqtt})["state"] == "open"
+
+
+async def test_asterisk_again_and_escape_select_none(engine):
+    for i in range(3):
+        inject(engine, title=f"alert {i}", src=f"10.0.0.{i}")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 3, "three rows")
+        await pilot.press("asterisk")
+        assert "3 selected" in pane_title(app)
+        await pilot.press("asterisk")
+        assert "selected" not in pane_title(app)
+        await pilot.press("space", "escape")
+        assert "selected" not in pane_title(app)
+
+
+async def test_silence_several_adds_one_silence_per_source(engine):
+    ids = [
+        inject(engine, title="telnet brute force", src=f"10.0.0.{i}", rule="2023019")
+        for i in range(2)
+    ]
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 2, "two rows")
+        await pilot.press("asterisk", "s")
+        assert isinstance(app.screen, SilenceScreen)
+        await pilot.press(*"2h", "enter")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Add 2 silences for 2h" in str(app.screen.query_one(".heading", Static).render())
+        await pilot.press("y")
+        await wait_until(
+            pilot, lambda: [cells(app, i)[2] for i in ids] == ["silenced"] * 2, "both silenced"
+        )
+    silences = request(engine, "silences.list")
+    assert sorted((s["rule"], s["src"]) for s in silences) == [
+        ("2023019", "10.0.0.0"),
+        ("2023019", "10.0.0.1"),
+    ]
+
+
+async def test_home_end_g_and_sorting_move_the_cursor(engine):
+    ids = [inject(engine, title=f"alert {i}", src=f"10.0.0.{i}") for i in range(5)]
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(shown_ids(app)) == 5, "five rows")
+        await pilot.press("G")
+        assert cursor_id(app) == ids[0]
+        await pilot.press("g")
+        assert cursor_id(app) == ids[-1]
+        await pilot.press("end")
+        assert table(app).cursor_row == 4
+        await pilot.press("home")
+        assert table(app).cursor_row == 0
+        await pilot.press("down", "down", "o")
+        assert table(app).cursor_row == 0, "a new order is read from the top"
+
+
+def first_line(app, alert_id: int) -> str:
+    """The row of an alert as the table draws it (below the header row)."""
+    t = table(app)
+    return t.render_line(t.get_row_index(str(alert_id)) + 1 - round(t.scroll_y)).text
+
+
+async def test_enter_in_the_silence_dialogs_choice_goes_on(engine):
+    alert_id = inject(engine, title="telnet brute force", src="10.0.0.5", rule="2023019")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [alert_id], "the alert")
+        # Choose "this source" in the list of choices, and Enter right there.
+        await pilot.press("s", "shift+tab", "down", "space", "enter")
+        assert isinstance(app.screen, ConfirmScreen), "Enter goes on from the choice too"
+        body = str(app.screen.query_one(".heading", Static).render())
+        assert "source 10.0.0.5 for 1h" in body and "rule" not in body

@@ -13,6 +13,9 @@ from importlib import import_module
 
 from console_helpers import console_for, inject, pane_title, request, shown_ids, wait_until
 from textual.binding import Binding
+from textual.command import CommandList
+from textual.content import Content
+from textual.widgets._toast import Toast, ToastRack
 
 import console
 from console.app import IotsecApp
@@ -85,7 +88,10 @@ async def test_help_is_per_pane(engine):
         assert isinstance(app.screen, HelpScreen)
         assert app.screen.pane == "Alerts"
         keys = dict(app.screen.keys)
-        assert keys["a"] == "Acknowledge the alert under the cursor, with a note"
+        assert keys["a"] == (
+            "Acknowledge the selected alerts or the one under the cursor, with a note"
+        )
+        assert keys["space"].startswith("Select or unselect")
         assert keys["/"].startswith("Filter rows")
         assert keys["⏎"] == "Open the alert under the cursor: evidence and history"
         await pilot.press("escape")
@@ -112,8 +118,8 @@ async def test_palette_offers_every_action_by_name(engine):
         await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
         names = [name for name, _, _ in app.palette_commands()]
         for expected in (
-            "Alerts: Acknowledge the alert under the cursor, with a note",
-            "Alerts: Resolve the alert under the cursor (asks first)",
+            "Alerts: Acknowledge the selected alerts or the one under the cursor, with a note",
+            "Alerts: Resolve the selected alerts or the one under the cursor (asks first)",
             "Alerts: Filter rows as you type; Enter keeps the filter, Esc clears it",
             "Alerts: Pause or resume live updates; changes queue while paused",
             "Show the Traffic pane",
@@ -125,6 +131,20 @@ async def test_palette_offers_every_action_by_name(engine):
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_until(pilot, lambda: "PAUSED" in pane_title(app), "paused by the palette")
+
+
+async def test_palette_shows_names_literally_not_as_markup(engine):
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        await pilot.press("ctrl+p", *"scan every network")
+        await pilot.pause(0.5)
+        shown = [
+            app.screen.query_one(CommandList).get_option_at_index(i).prompt
+            for i in range(app.screen.query_one(CommandList).option_count)
+        ]
+        plain = [p.plain if isinstance(p, Content) else str(p) for p in shown]
+        assert any("Scan every network of [scan] scope" in text for text in plain), plain
 
 
 def _console_classes():
@@ -355,3 +375,22 @@ async def test_a_private_engine_that_fails_to_start_is_reported_with_its_reason(
         directory = app.link.private.directory
     assert directory is None or not directory.exists()
     assert app.link.private.exit_status() is not None
+
+
+async def test_toasts_stay_below_help_and_dialogs(engine):
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: app.link.state.phase == "connected", "connection")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        app.notify("Alert 7 acknowledged", timeout=30)
+        await pilot.pause(0.3)
+        assert not toasts(app), "not drawn over the help"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: toasts(app) == ["Alert 7 acknowledged"], "the toast")
+
+
+def toasts(app: IotsecApp) -> list[str]:
+    """The toasts the operator can see on the screen on top."""
+    rack = app.screen.query_one(ToastRack)
+    return [str(t.render()) for t in rack.query(Toast) if all(n.display for n in t.ancestors)]

@@ -389,3 +389,28 @@ def test_bans_at_80x24(policy_engine, snap_compare):
 
     with in_utc():
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_the_ban_dialog_names_the_escalated_bantime_of_a_repeat_offender(engine):
+    request(engine, "bans.ban", {"address": "203.0.113.9", "for": "1h", "reason": "earlier"})
+    request(engine, "bans.unban", {"address": "203.0.113.9"})
+    repeat = inject(engine, title="telnet brute force", src="203.0.113.9")
+    app = console_for(engine.config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shown_ids(app) == [repeat], "the alert")
+        await pilot.press("b")
+        assert isinstance(app.screen, BanScreen)
+        lengths = app.screen.query_one("#length")
+        await wait_until(
+            pilot, lambda: "bantime 1h" in str(lengths.get_option_at_index(0).prompt), "the bantime"
+        )
+        # [respond] bantime 1h, increment on, factor 2: one earlier ban makes it 2 hours.
+        assert str(lengths.get_option_at_index(0).prompt) == (
+            "for 2h (bantime 1h \N{MULTIPLICATION SIGN}2: banned once before)"
+        )
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: listed(engine)["bans"], "the ban")
+    (ban,) = listed(engine)["bans"]
+    assert 7190 < ban["left"] <= 7200, "the length the dialog named"
+    preview = request(engine, "bans.preview", {"address": "198.51.100.1"})
+    assert (preview["bantime"], preview["previous"]) == (3600, 0), "a first offender: the bantime"

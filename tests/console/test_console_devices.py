@@ -17,7 +17,7 @@ from console.app import IotsecApp
 from console.panes.traffic import TrafficPane
 from console.panes.traffic_table import TrafficTable
 from console.screens.ban_form import BanScreen
-from console.screens.device_detail import DeviceScreen
+from console.screens.device_detail import DeviceScreen, device_content
 from tests.conftest import EngineProcess, start_engine, wait_for
 
 SIZE = (100, 30)
@@ -100,6 +100,7 @@ async def test_a_device_in_detail_and_what_can_be_done_to_it(inventory: EnginePr
         body = text(app, "#device-text")
         assert f"{listener}/tcp" in body and "seen by    scan" in body
         assert "last scan  #1" in body and "none open" in body
+        assert "risk       0 of 100\n" in body, "no findings, no reason"
         assert text(app, "#title") == "Device 2: 127.0.0.1"
         await pilot.press("s")
         await wait_until(pilot, lambda: notified(app, "Scan #2 of 127.0.0.1 started"), "scan")
@@ -123,3 +124,9 @@ async def test_a_device_in_detail_and_what_can_be_done_to_it(inventory: EnginePr
         body = text(app, "#device-text")
         assert f"mdns       names: {HOST}.local" in body
         assert "udp 10.0.2.7:5353 -> 224.0.0.251:5353 mdns" in body
+
+
+def test_the_detail_says_why_the_risk_is_what_it_is() -> None:
+    reason = "usable by an attacker now: Default credentials work; Telnet in cleartext"
+    body = device_content({"risk": 97, "risk_reason": reason}).plain
+    assert f"risk       97 of 100 ({reason})" in body

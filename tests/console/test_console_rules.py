@@ -90,11 +90,11 @@ async def test_rules_view_opens_from_the_palette_and_lists_rules_with_their_hits
         hits[PASSWORD_PROMPT] = listed(engine, PASSWORD_PROMPT)
         assert all(rule["hits"] > 0 for rule in hits.values()), "the telnet capture hits both"
         login = rule_rows(app)[str(LOGIN_PROMPT)]
-        # policy-violation is priority 1 in classification.config: high.
+        # policy-violation is priority 1 in classification.config; the pack sets 3: low.
         expected_row = [
             str(LOGIN_PROMPT),
             "alert",
-            "HIGH",
+            "LOW",
             str(hits[LOGIN_PROMPT]["hits"]),
             "on",
             "IOTSEC TELNET login prompt served by a device (cleartext logins)",

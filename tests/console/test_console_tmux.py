@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from console_helpers import request
 
+from console.severity import LABEL
 from engine.control.client import Client
 from tests.conftest import (
     ROOT,
@@ -380,3 +381,172 @@ def test_the_serial_bench_tool_in_tmux(serial_engine, tmux, serial_device: Seria
     tmux.keys("C-t", "q")
     wait_gone(pid)
     assert request(engine, "serial.list") == []  # it closed the session it opened
+
+
+ATTRIBUTES = {1: "bold", 2: "dim", 7: "reverse"}
+
+
+def _sgr_cells(screen: str) -> list[tuple[str, list[dict[str, object]]]]:
+    """Each line of a ``capture-pane -e`` screen: its text, and the SGR state of each character
+    (bold, dim, reverse, and the 16-colour foreground and background codes)."""
+    state: dict[str, object] = {}
+    lines = []
+    for line in screen.split("\n"):
+        text, states = [], []
+        for part in re.split(r"(\x1b\[[\d;]*m)", line):
+            if not part.startswith("\x1b["):
+                text.append(part)
+                states += [dict(state)] * len(part)
+                continue
+            codes = [int(c) for c in part[2:-1].split(";") if c] or [0]
+            while codes:
+                code = codes.pop(0)
+                if code == 0:
+                    state = {}
+                elif code in ATTRIBUTES:
+                    state[ATTRIBUTES[code]] = True
+                elif code in (22, 27):
+                    for name in ("bold", "dim") if code == 22 else ("reverse",):
+                        state.pop(name, None)
+                elif code in (38, 48):  # 256 or true colour: kept whole, so a test can see it
+                    size = 1 if codes[0] == 5 else 3
+                    state["fg" if code == 38 else "bg"] = tuple(codes[: size + 1])
+                    del codes[: size + 1]
+                elif 30 <= code <= 37 or 90 <= code <= 97:
+                    state["fg"] = code
+                elif 40 <= code <= 47 or 100 <= code <= 107:
+                    state["bg"] = code
+                elif code == 39:
+                    state.pop("fg", None)
+                elif code == 49:
+                    state.pop("bg", None)
+        lines.append(("".join(text), states))
+    return lines
+
+
+def _style_at(screen: str, pattern: str) -> dict[str, object]:
+    """The SGR state of the first character of group 1 of ``pattern`` on ``screen``."""
+    for text, states in _sgr_cells(screen):
+        if match := re.search(pattern, text):
+            return states[match.start(1)]
+    raise AssertionError(f"{pattern!r} not on screen:\n{screen}")
+
+
+# Injected in this order, so the alert of each severity comes from its own 10.0.0.N.
+INJECTED = ("info", "low", "medium", "high", "critical")
+
+
+def _inject_one_of_each_severity(engine: EngineProcess) -> None:
+    for n, sev in enumerate(INJECTED, 1):
+        request(
+            engine, "alerts.inject", {"severity": sev, "title": f"{sev} x", "src": f"10.0.0.{n}"}
+        )
+
+
+def _severity_styles(tmux: Tmux) -> tuple[dict[str, dict], dict[str, dict]]:
+    """How each severity's label is drawn in its alerts row and in the status bar."""
+    tmux.wait_for(r"INFO +open +1 +10\.0\.0\.1")
+    tmux.wait_for(r"open: CRIT 1 HIGH 1 MED 1 LOW 1 INFO 1")
+    screen = tmux.screen(escapes=True)
+    rows, bar = {}, {}
+    for n, sev in enumerate(INJECTED, 1):
+        label = LABEL[sev]
+        rows[sev] = _style_at(screen, rf"({label}) +open +1 +10\.0\.0\.{n} ")
+        bar[sev] = _style_at(screen, rf"open:.*\b({label}) 1")
+    return rows, bar
+
+
+def _assert_drawn(tmux: Tmux, expected: dict[str, dict[str, object]]) -> None:
+    """Each severity's label, in its row and in the status bar, has exactly the weight (bold,
+    reverse) and at least the colours ``expected``. Textual draws dim as a dimmer grey (37
+    instead of the text's 97), not as the dim attribute."""
+    rows, bar = _severity_styles(tmux)
+    for sev, want in expected.items():
+        for where, got in (("row", rows[sev]), ("status bar", bar[sev])):
+            weight = {k: True for k in ("bold", "reverse") if got.get(k)}
+            assert {k: v for k, v in want.items() if k not in ("fg", "bg")} == weight, (
+                f"{sev} in the {where}: {got}, not {want}"
+            )
+            assert want.items() <= got.items(), f"{sev} in the {where}: {got}, not {want}"
+
+
+def test_severities_in_16_colours_are_one_palette(engine, tmux):
+    """On TERM=screen each severity has the same colour in the table and the status bar:
+    CRIT bold bright white on red, HIGH bold bright red, MED bright yellow, LOW bright cyan,
+    INFO dim."""
+    _inject_one_of_each_severity(engine)
+    tmux.start_console(engine.config)
+    _assert_drawn(
+        tmux,
+        {
+            "critical": {"bold": True, "fg": 97, "bg": 41},
+            "high": {"bold": True, "fg": 91},
+            "medium": {"fg": 93},
+            "low": {"fg": 96},
+            "info": {"fg": 37},
+        },
+    )
+
+
+def test_severities_under_no_color_are_told_by_weight(engine, tmux):
+    """NO_COLOR: CRIT reverse bold, HIGH bold, MED plain, LOW and INFO dim; none in the dark
+    grey that red became before, on the near-black background."""
+    _inject_one_of_each_severity(engine)
+    tmux.start_console(engine.config, "NO_COLOR=1")
+    _assert_drawn(
+        tmux,
+        {
+            "critical": {"bold": True, "reverse": True, "fg": 97},
+            "high": {"bold": True, "fg": 97},
+            "medium": {"fg": 97},
+            "low": {"fg": 37},
+            "info": {"fg": 37},
+        },
+    )
+
+
+def test_on_call_ban_the_attacker_and_acknowledge_its_alerts_in_few_keys(engine, tmux):
+    """The on-call path: an alert is on screen, its attacker is banned for 24 hours and all its
+    alerts are acknowledged with one note, in 8 keys besides the note's text."""
+
+    def inject(src: str, sid: str, title: str) -> int:
+        args = ("--severity", "high", "--src", src, "--rule", sid, "--title", title)
+        return int(engine.cli("alerts", "inject", *args).stdout)
+
+    other = inject("198.51.100.4", "2019102", "ET SCAN ssdp discovery")
+    attacker = "203.0.113.9"
+    ids = [
+        inject(attacker, "2008860", "ET TELNET login failed"),
+        inject(attacker, "2023019", "ET TELNET busybox"),
+    ]
+    pid = tmux.start_console(engine.config)
+    tmux.wait_for(r"HIGH open +1 203\.0\.113\.9 .*ET TELNET busybox")
+    keys = 0
+
+    def press(*sent: str) -> None:
+        nonlocal keys
+        keys += len(sent)
+        tmux.keys(*sent)
+
+    press("b")
+    tmux.wait_for(r"Ban 203\.0\.113\.9, the attacker of alert")
+    press("Down", "Down", "Enter")  # the third length: 24 hours
+    tmux.wait_for(r"Banned 203\.0\.113\.9 for 1d")
+    press("Space", "Space")
+    tmux.wait_for(r"2 selected")
+    press("a")
+    tmux.wait_for(r"Acknowledge 2 alerts")
+    tmux.keys("attacker banned 24h, checking the cameras")
+    press("Enter")
+    tmux.wait_for(r"2 alerts acknowledged")
+    assert keys <= 8
+    (ban,) = request(engine, "bans.list")["bans"]
+    assert ban["address"] == attacker
+    assert 86000 < ban["left"] <= 86400
+    for alert_id in ids:
+        alert = request(engine, "alerts.get", {"id": alert_id})
+        assert alert["state"] == "acknowledged"
+        assert alert["ack_note"] == "attacker banned 24h, checking the cameras"
+    assert request(engine, "alerts.get", {"id": other})["state"] == "open"
+    tmux.keys("q")
+    wait_gone(pid)
