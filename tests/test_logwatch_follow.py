@@ -244,6 +244,41 @@ def test_restart_after_a_copytruncate_made_while_stopped(tmp_path: Path) -> None
     assert Follower(log, saved).read() == numbered(2, 3)
 
 
+def test_two_rotations_while_stopped_read_the_generation_between(tmp_path: Path) -> None:
+    """A rename then a copytruncate while the engine was stopped (or before it opened the
+    file): the old file's rest, the whole generation between, then the file now there."""
+    log = tmp_path / "auth.log"
+    write(log, numbered(0, 2))
+    first = Follower(log, from_start=True)
+    first.read()
+    saved = first.position
+    first.close()
+    write(log, numbered(2, 2))
+    log.rename(tmp_path / "auth.log.1")
+    write(log, numbered(4, 3), mode="w")
+    os.rename(tmp_path / "auth.log.1", tmp_path / "auth.log.2")
+    shutil.copyfile(log, tmp_path / "auth.log.1")
+    os.truncate(log, 0)
+    write(log, numbered(7, 2))
+    (tmp_path / "auth.log.bak").write_text("not a generation\n")  # another naming: left alone
+    assert Follower(log, saved).read() == numbered(2, 7)
+
+
+def test_two_copytruncates_between_reads(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    write(log, numbered(0, 2))
+    follower = Follower(log, from_start=True)
+    assert follower.read() == numbered(0, 2)
+    for start in (2, 5):
+        write(log, numbered(start, 3))
+        if (tmp_path / "auth.log.1").exists():
+            os.rename(tmp_path / "auth.log.1", tmp_path / "auth.log.2")
+        shutil.copyfile(log, tmp_path / "auth.log.1")
+        os.truncate(log, 0)
+    write(log, numbered(8, 1))
+    assert follower.read() == numbered(2, 7)
+
+
 def test_a_saved_position_of_a_file_that_was_replaced_reads_the_new_one(tmp_path: Path) -> None:
     log = tmp_path / "auth.log"
     write(log, numbered(0, 3))

@@ -212,16 +212,42 @@ class Follower:
                     self._drain_copy(handle, was.offset, out)
                     log.info("logwatch: %d lines of %s read from %s", len(out) - before,
                              self.path, copy)  # fmt: skip
-                    return
             except (OSError, Refused):
                 continue
+            self._read_later_generations(copy, out)
+            return
         if was.offset:
             log.warning(
                 "logwatch: %s was rotated and its old copy was not found: lines after offset %d"
                 " of the old file are not read", self.path, was.offset,
             )  # fmt: skip
 
+    def _read_later_generations(self, found: Path, out: list[str]) -> None:
+        """Read whole the copies rotated after ``found`` and before the file now at the path:
+        the generations written while nothing followed (two rotations while the engine was
+        stopped, or two ``copytruncate`` runs between two reads). They are the copies of the
+        same naming (``name.2`` then ``name.1``; ``name-20261124`` then ``name-20261125``)
+        modified after ``found``, oldest first; the file now at the path is not one of them."""
+        beneath = str(self.path.parent) if self.access is not None else None
+        copies = self._rotated_copies()
+        later = reversed(copies[: copies.index(found)]) if found in copies else ()
+        current = self._file
+        for copy in later:
+            if _suffix_shape(copy.name) != _suffix_shape(found.name):
+                continue
+            try:
+                with open_log(copy, self.access, beneath) as handle:
+                    if current is not None and _same_file(handle, current):
+                        continue
+                    before = len(out)
+                    self._drain_copy(handle, 0, out)
+                    log.info("logwatch: %d lines of %s read from the later copy %s",
+                             len(out) - before, self.path, copy)  # fmt: skip
+            except (OSError, Refused):
+                continue
+
     def _rotated_copies(self) -> list[Path]:
+        """The rotated copies of the file, newest first (by modification time)."""
         name = self.path.name
         try:
             siblings = list(self.path.parent.iterdir())
@@ -233,7 +259,7 @@ class Follower:
             if sibling.name.startswith(name) and rest[:1] in (".", "-", "_") and not \
                     sibling.name.lower().endswith(COMPRESSED):  # fmt: skip
                 try:
-                    copies.append((sibling.stat().st_mtime, sibling))
+                    copies.append((sibling.stat().st_mtime_ns, sibling))
                 except OSError:
                     continue
         return [path for _, path in sorted(copies, reverse=True)]
@@ -284,6 +310,16 @@ class Follower:
             if max_lines is not None and len(out) >= max_lines:
                 self.behind = True
                 return
+
+
+def _suffix_shape(name: str) -> str:
+    """A copy's name with its digits blanked: copies of one rotation scheme share it."""
+    return "".join("#" if c.isdigit() else c for c in name)
+
+
+def _same_file(a: BinaryIO, b: BinaryIO) -> bool:
+    one, two = os.fstat(a.fileno()), os.fstat(b.fileno())
+    return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
 
 
 def _end_of_last_line(handle: BinaryIO, size: int) -> int:
