@@ -39,6 +39,7 @@ from console.screens.help import HelpScreen, KeyRow
 from console.screens.logs import LogsScreen
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.rules import RulesScreen
+from console.screens.silences import SilencesScreen
 from console.terminal import TerminalWatch
 from console.widgets.link_notice import LinkNotice
 from console.widgets.status_bar import StatusBar
@@ -50,12 +51,13 @@ RESYNC_SECONDS = 2.0
 PANES = ("traffic", "devices", "alerts", "serial")
 # Screens opened over the panes: their keys can be rebound in the keymap too.
 SCREENS = (AlertDetailScreen, PacketDetailScreen, DeviceScreen, RulesScreen, BansScreen,
-           LogsScreen)  # fmt: skip
+           LogsScreen, SilencesScreen)  # fmt: skip
 # The views opened over the panes, with the name help and the palette give their keys.
 VIEWS: dict[type[Screen[Any]], str] = {
     RulesScreen: "rules",
     BansScreen: "bans",
     LogsScreen: "logs",
+    SilencesScreen: "silences",
 }
 
 
@@ -296,6 +298,10 @@ class IotsecApp(App[None]):
             if any(isinstance(screen, LogsScreen) for screen in self.screen_stack):
                 return False
             return True if self.may("logs.status") else None
+        if action == "silences":
+            if any(isinstance(screen, SilencesScreen) for screen in self.screen_stack):
+                return False
+            return True if self.may("silences.list") else None
         return True
 
     def action_rules(self) -> None:
@@ -306,6 +312,9 @@ class IotsecApp(App[None]):
 
     def action_logs(self) -> None:
         self.push_screen(LogsScreen())
+
+    def action_silences(self) -> None:
+        self.push_screen(SilencesScreen())
 
     def action_show_pane(self, pane: str) -> None:
         # A pane's key in the Rules, Bans or Logs view goes back to the panes.
@@ -330,11 +339,8 @@ class IotsecApp(App[None]):
 
     def _active_pane(
         self,
-    ) -> tuple[
-        str,
-        AlertsPane | TrafficPane | DevicesPane | SerialPane | RulesScreen | BansScreen | LogsScreen,
-    ]:
-        if isinstance(self.screen, RulesScreen | BansScreen | LogsScreen):
+    ) -> tuple[str, AlertsPane | TrafficPane | DevicesPane | SerialPane | Screen[Any]]:
+        if type(self.screen) in VIEWS:
             return VIEWS[type(self.screen)], self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]

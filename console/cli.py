@@ -188,18 +188,26 @@ def _when(ts: float) -> str:
     return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def alert_sides(alert: dict[str, Any]) -> tuple[str, str]:
+    """(attacker, target); an engine from before they existed gave source and destination."""
+    if "attacker" in alert or "target" in alert:
+        return str(alert.get("attacker") or ""), str(alert.get("target") or "")
+    return str(alert.get("src") or ""), str(alert.get("dst") or "")
+
+
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
     if not alerts:
         echo("no alerts")
         return
     echo(
         f"{'ID':>6} {'SEV':<8} {'STATE':<12} {'COUNT':>6} {'LAST SEEN':<14} "
-        f"{'SRC':<15} {'DST':<15} TITLE"
+        f"{'ATTACKER':<15} {'TARGET':<15} TITLE"
     )
     for a in alerts:
+        attacker, target = alert_sides(a)
         echo(
             f"{a['id']:>6} {a['severity']:<8} {a['state']:<12} {a['count']:>6} "
-            f"{_when(a['last_seen']):<14} {a['src'] or '-':<15} {a['dst'] or '-':<15} "
+            f"{_when(a['last_seen']):<14} {attacker or '-':<15} {target or '-':<15} "
             f"{printable(a['title'], limit=80)}"
         )
 
@@ -351,22 +359,51 @@ def alerts_unsilence(silence_id: int, as_json: bool) -> None:
         echo(f"silence {silence_id} ended; {data['reopened']} alerts open again")
 
 
+@alerts.command("extend-silence")
+@global_options
+@click.argument("silence_id", type=int)
+@click.option("--for", "duration", default="1h", show_default=True,
+              help="How much longer: 30m, 2h, 1d.")  # fmt: skip
+@json_option
+def alerts_extend_silence(silence_id: int, duration: str, as_json: bool) -> None:
+    """Let a silence in force run longer."""
+    data = call("silences.extend", {"id": silence_id, "duration": duration})
+    if as_json:
+        emit_json(data)
+    else:
+        echo(f"silence {silence_id} now ends {_when(data['expires'])}")
+
+
+def silence_match(silence: dict[str, Any]) -> str:
+    """What a silence matches, as ``rule=… src=…``."""
+    return " ".join(
+        f"{k}={printable(silence[k], limit=64)}"
+        for k in ("rule", "src", "dst", "device")
+        if silence.get(k)
+    )
+
+
 @alerts.command("silences")
 @global_options
 @json_option
 def alerts_silences(as_json: bool) -> None:
-    """Silences in force."""
+    """Silences in force: what each matches, when it ends and how many alerts it hides."""
     data = call("silences.list")
     if as_json:
         emit_json(data)
         return
     if not data:
         echo("no silences")
+        return
+    now = time.time()
+    echo(f"{'ID':>4} {'ENDS':<14} {'LEFT':>8} {'HIDDEN':>6} {'BY':<12} MATCHES / COMMENT")
     for s in data:
-        match = " ".join(f"{k}={s[k]}" for k in ("rule", "src", "dst", "device") if s[k])
+        left = format_duration(max(0, round(s["expires"] - now)))
+        comment = printable(s["comment"], limit=80)
         echo(
-            f"{s['id']:>4}  until {_when(s['expires'])}  by {s['created_by']}  {match}  "
-            f"{printable(s['comment'])}"
+            f"{s['id']:>4} {_when(s['expires']):<14} {left:>8} {s.get('hidden', 0):>6} "
+            f"{printable(s['created_by'], limit=12):<12} {silence_match(s)}"
+            + (f"  ({comment})" if comment else "")
         )
 
 

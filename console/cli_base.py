@@ -5,6 +5,7 @@ engine client, JSON output and output that shows control characters instead of o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -104,3 +105,5 @@ def echo(text: object) -> None:
 def main(ctx: click.Context) -> None:
     """iotsec: a terminal operations console for IoT security."""
     ctx.ensure_object(Settings)
+    if os.environ.get("NO_COLOR") is not None:  # set, even empty, means no colour (no-color.org)
+        ctx.color = False

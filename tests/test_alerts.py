@@ -132,6 +132,48 @@ async def test_silence_needs_a_matcher(setup) -> None:
         await manager.add_silence(rule="", src="", dst="", device="", duration=60, operator="a")
 
 
+async def test_a_silence_is_extended_from_its_end_and_ends_within_a_year(setup) -> None:
+    manager, bus, _clock, path = setup
+    sub = bus.subscribe("t", ["silences"])
+    manager.raise_alert(event())
+    silence, _ = await manager.add_silence(
+        rule="2023019", src="", dst="", device="", duration=3600, operator="alice"
+    )
+    longer = await manager.extend_silence(silence.id, 7200, "bob")
+    assert longer.expires == silence.expires + 7200
+    assert manager.silences == [longer]
+    assert drain(sub)[-1]["data"][0]["expires"] == longer.expires
+    conn = connect(path, readonly=True)
+    try:
+        stored = conn.execute("SELECT expires FROM silences WHERE id = ?", (silence.id,))
+        assert stored.fetchone()[0] == longer.expires
+    finally:
+        conn.close()
+    # Extending the alerts it hides changes nothing about them.
+    assert {r[0]: r[2] for r in rows(path)} == {1: "silenced"}
+
+    with pytest.raises(AlertError, match="within 366d"):
+        await manager.extend_silence(silence.id, 366 * 86400, "bob")
+    with pytest.raises(AlertError, match="positive"):
+        await manager.extend_silence(silence.id, 0, "bob")
+    with pytest.raises(AlertError, match="at most 366d"):
+        await manager.add_silence(rule="x", src="", dst="", device="", duration=367 * 86400,
+                                  operator="a")  # fmt: skip
+    await manager.end_silence(silence.id, "alice")
+    with pytest.raises(AlertError, match=f"no silence in force with id {silence.id}"):
+        await manager.extend_silence(silence.id, 60, "bob")
+
+
+async def test_a_silence_that_ran_out_is_extended_from_now(setup) -> None:
+    manager, _bus, clock, _path = setup
+    silence, _ = await manager.add_silence(
+        rule="x", src="", dst="", device="", duration=60, operator="alice"
+    )
+    clock.now += 120  # ran out; housekeeping has not ended it yet
+    longer = await manager.extend_silence(silence.id, 600, "bob")
+    assert longer.expires == clock.now + 600
+
+
 async def test_restart_continues_ids_and_folding(setup) -> None:
     manager, bus, clock, path = setup
     alert, future = manager.raise_alert(event(), wait=True)

@@ -46,11 +46,26 @@ def test_silence_and_unsilence(engine: EngineProcess) -> None:
                                  "--json").stdout)  # fmt: skip
     assert data["silenced"] == 1
     assert 7100 < data["expires"] - data["created"] <= 7200
-    assert "mqtt-anon" in engine.cli("alerts", "silences").stdout
+    listing = engine.cli("alerts", "silences").stdout.splitlines()
+    assert listing[0].split() == ["ID", "ENDS", "LEFT", "HIDDEN", "BY", "MATCHES", "/", "COMMENT"]
+    left, hidden = listing[1].split()[3:5]
+    assert (left == "2h" or left.startswith("1h59m")) and hidden == "1"
+    assert "rule=mqtt-anon" in listing[1]
     silenced = json.loads(engine.cli("alerts", "--state", "silenced", "--json").stdout)
     assert len(silenced) == 1
+    (listed,) = json.loads(engine.cli("alerts", "silences", "--json").stdout)
+    assert listed["hidden"] == 1 and listed["id"] == data["id"]
+    longer = json.loads(engine.cli("alerts", "extend-silence", str(data["id"]), "--for", "1d",
+                                   "--json").stdout)  # fmt: skip
+    assert longer["expires"] == data["expires"] + 86400
+    said = engine.cli("alerts", "extend-silence", str(data["id"]), "--for", "30m").stdout
+    assert said.startswith(f"silence {data['id']} now ends ")
+    audit = json.loads(engine.cli("audit", "--json").stdout)
+    assert [e["command"] for e in audit].count("silences.extend") == 2
     engine.cli("alerts", "unsilence", str(data["id"]))
     assert json.loads(engine.cli("alerts", "--state", "silenced", "--json").stdout) == []
+    gone = engine.cli("alerts", "extend-silence", str(data["id"]), check=False)
+    assert gone.returncode == 1 and f"no silence in force with id {data['id']}" in gone.stderr
 
 
 def test_status(engine: EngineProcess) -> None:
@@ -170,6 +185,50 @@ def on_a_terminal(engine: EngineProcess, *args: str) -> str:
     proc.wait(timeout=30)
     os.close(main)
     return b"".join(chunks).decode(errors="replace")
+
+
+def follow_on_a_terminal(log: Path, env: dict[str, str]) -> str:
+    """What ``iotsec logs follow LOG`` shows a real terminal in its first second."""
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "logs", "follow", str(log), "--filter", "sshd"],
+        stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    os.close(secondary)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while b"Failed password" not in b"".join(chunks) and time.monotonic() < deadline:
+        try:
+            chunks.append(os.read(main, 65536))
+        except OSError:
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    os.close(main)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_no_color_turns_the_cli_colours_off(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "Nov 24 03:11:01 gw sshd[41]: Failed password for root from 203.0.113.5 port 4 ssh2\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    coloured = follow_on_a_terminal(log, env)
+    assert "\x1b[31m\x1b[1m[sshd 203.0.113.5]" in coloured
+    for value in ("1", ""):  # set, even empty, means no colour
+        plain = follow_on_a_terminal(log, {**env, "NO_COLOR": value})
+        assert "[sshd 203.0.113.5] Nov 24 03:11:01" in plain and "\x1b[" not in plain
+
+
+def test_the_alert_table_names_attacker_and_target(engine: EngineProcess) -> None:
+    engine.cli("alerts", "inject", "--title", "login prompt", "--src", "10.3.0.1",
+               "--dst", "203.0.113.9", "--rule", "x")  # fmt: skip
+    alert = json.loads(engine.cli("alerts", "--json").stdout)[0]
+    header, row = engine.cli("alerts").stdout.splitlines()[:2]
+    assert header.split()[6:9] == ["ATTACKER", "TARGET", "TITLE"]
+    assert row.split()[6:8] == [alert["attacker"] or "-", alert["target"] or "-"]
+    assert alert["attacker"] == "10.3.0.1"
 
 
 def test_unreasonable_durations_are_refused(engine: EngineProcess) -> None:

@@ -178,6 +178,14 @@ class AlertsPane(Vertical):
             tooltip="Open the Bans view: what is banned, for how long, proposed bans",
         ),
         Binding(
+            "S",
+            "silences",
+            "Silences",
+            id="alerts.silences",
+            show=False,
+            tooltip="Open the Silences view: what is silenced, for how long; extend or end one",
+        ),
+        Binding(
             "f",
             "flow",
             "Flow",
@@ -377,8 +385,8 @@ class AlertsPane(Vertical):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "ban":
             return True if self.console.may(NEEDS[action]) and self._has_attacker() else None
-        if action == "bans":
-            return self.console.check_action("bans", ())
+        if action in ("bans", "silences"):
+            return self.console.check_action(action, ())
         if action in NEEDS:
             # None shows the key greyed out: the operator sees it exists but is not theirs.
             return True if self.console.may(NEEDS[action]) else None
@@ -476,6 +484,9 @@ class AlertsPane(Vertical):
     def action_bans(self) -> None:
         self.console.action_bans()
 
+    def action_silences(self) -> None:
+        self.console.action_silences()
+
     def acknowledge(self, alert: dict[str, Any]) -> None:
         alert_id = alert["id"]
         if alert["state"] in ("acknowledged", "resolved"):
@@ -533,7 +544,8 @@ class AlertsPane(Vertical):
                 return
             body = Content(
                 "Matching alerts are still recorded but never notify; open ones become"
-                " silenced. The silence ends by itself, or with 'iotsec alerts unsilence'."
+                " silenced. The silence ends by itself; S lists the silences to extend or end"
+                " one."
             )
 
             def send(confirmed: bool | None) -> None:

@@ -1,5 +1,6 @@
-"""The small dialogs that stand between a key and an action on the engine: a yes/no question
-and a one-line note. Both are dismissed with the answer, or with ``None``/``False`` on Esc.
+"""The small dialogs that stand between a key and an action on the engine: a yes/no question,
+a one-line note and a duration. Each is dismissed with the answer, or with ``None``/``False`` on
+Esc.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+from engine.durations import parse_duration
 
 T = TypeVar("T")
 
@@ -114,3 +117,44 @@ class NoteScreen(Dialog[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value.strip())
+
+
+class DurationScreen(Dialog[str | None]):
+    """Ask for a duration (``30m``, ``2h``, ``1d``); Enter sends it once it parses and is
+    longer than zero, else the dialog says what is wrong and stays."""
+
+    DEFAULT_CSS = """
+    DurationScreen #error {
+        color: $error;
+    }
+    """
+
+    def __init__(self, heading: str, subject: Content, *, label: str, value: str = "1h") -> None:
+        super().__init__()
+        self.heading = heading
+        self.subject = subject
+        self.label = label
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.heading, classes="heading", markup=False)
+            yield Static(self.subject)
+            yield Static(self.label, classes="hint", markup=False)
+            yield Input(self.value, id="duration", max_length=32, compact=True)
+            yield Static("", id="error", markup=False)
+            yield Static("Enter to send · Esc to cancel", classes="hint", markup=False)
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.query_one("#error", Static).update(str(exc))
+            return
+        if seconds <= 0:
+            self.query_one("#error", Static).update("the duration must be longer than zero")
+            return
+        self.dismiss(value)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from engine.durations import format_duration
 from engine.events import EventBus
 from engine.model import Alert, AlertEvent, AlertState, Severity, Silence
 from engine.store.writer import Writer, WriterClosed
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_EVIDENCE_BYTES = 16_384
 MAX_TEXT = 512
 PUBLISH_INTERVAL = 0.1
+# A silence ends within a year: what must stay quiet longer is a rule to disable.
+MAX_SILENCE = 366 * 86400
 
 _INSERT = (
     "INSERT INTO alerts (id, severity, source, rule, title, src, dst, device, first_seen,"
@@ -67,6 +70,15 @@ def fetch_history(conn: sqlite3.Connection, alert_id: int) -> list[dict[str, Any
         (alert_id,),
     )
     return [dict(zip(("ts", "operator", "action", "note"), r, strict=True)) for r in cur]
+
+
+def silence_counts(conn: sqlite3.Connection) -> dict[int, int]:
+    """How many alerts each silence hides now, by silence id."""
+    rows = conn.execute(
+        "SELECT silence_id, count(*) FROM alerts WHERE state = 'silenced'"
+        " AND silence_id IS NOT NULL GROUP BY silence_id"
+    )
+    return dict(rows.fetchall())
 
 
 def query_alerts(
@@ -364,6 +376,10 @@ class AlertManager:
             raise AlertError("a silence needs at least one of rule, src, dst or device")
         if duration <= 0:
             raise AlertError("a silence needs a positive duration")
+        if duration > MAX_SILENCE:
+            raise AlertError(
+                f"a silence lasts at most {format_duration(MAX_SILENCE)}; disable the rule instead"
+            )
         now = self.clock()
         expires = now + duration
         comment = _clip(comment)
@@ -426,6 +442,34 @@ class AlertManager:
             silence_id, "expired" if expired else "ended", operator, len(ids),
         )  # fmt: skip
         return len(ids)
+
+    async def extend_silence(self, silence_id: int, duration: float, operator: str) -> Silence:
+        """Let a silence in force run ``duration`` longer than it would have (from now, when it
+        was about to end this instant); its matches and the alerts it hides stay as they are."""
+        if duration <= 0:
+            raise AlertError("a silence is extended by a positive duration")
+        silence = self._silences.get(silence_id)
+        if silence is None:
+            raise AlertError(f"no silence in force with id {silence_id}")
+        expires = max(silence.expires, self.clock()) + duration
+        if expires - self.clock() > MAX_SILENCE:
+            raise AlertError(
+                f"a silence ends within {format_duration(MAX_SILENCE)} from now; disable the"
+                " rule instead"
+            )
+
+        def apply(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT ended FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            if row is None or row[0] is not None:
+                raise AlertError(f"silence {silence_id} has already ended")
+            conn.execute("UPDATE silences SET expires = ? WHERE id = ?", (expires, silence_id))
+
+        await self.writer.run(apply)
+        silence = replace(silence, expires=expires)
+        self._silences[silence_id] = silence
+        self.bus.publish("silences", [s.to_json() for s in self.silences])
+        log.info("silence %d extended by %s by %s", silence_id, format_duration(duration), operator)
+        return silence
 
     async def expire_silences(self) -> None:
         now = self.clock()

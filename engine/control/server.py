@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.alerts.manager import AlertError, fetch_alert, fetch_history, query_alerts
+from engine.alerts.manager import (
+    AlertError,
+    fetch_alert,
+    fetch_history,
+    query_alerts,
+    silence_counts,
+)
 from engine.control import identity
 from engine.control.auth import peer_credentials, role_for, user_name
 from engine.control.protocol import (
@@ -602,10 +608,28 @@ async def _alerts_unsilence(session: Session, args: dict[str, Any]) -> dict[str,
     return {"id": silence_id, "reopened": reopened}
 
 
+@command(
+    "silences.extend",
+    Role.OPERATOR,
+    changes_state=True,
+    args={"id": Int(), "duration": Duration()},
+)
+async def _silences_extend(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Let a silence in force run ``duration`` longer (default 1h)."""
+    duration = args.get("duration")
+    silence = await session.engine.alerts.extend_silence(
+        _int(args, "id"),
+        parse_duration("1h" if duration is None else duration),
+        session.operator.name,
+    )
+    return silence.to_json()
+
+
 @command("silences.list")
 async def _silences_list(session: Session, args: dict[str, Any]) -> list[dict[str, Any]]:
-    """Silences in force."""
-    return [s.to_json() for s in session.engine.alerts.silences]
+    """Silences in force, soonest made first, each with how many alerts it hides now."""
+    hidden = await session.engine.read(silence_counts)
+    return [{**s.to_json(), "hidden": hidden.get(s.id, 0)} for s in session.engine.alerts.silences]
 
 
 @command(
