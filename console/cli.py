@@ -67,17 +67,8 @@ def console(settings: Settings, no_spawn: bool) -> None:
     """Open the full-screen console: on the configured engine, else the lab's engine when the
     lab runs one, else a private engine it starts."""
     from console.app import run_console
-    from engine.lab import engine as lab_engine
-    from engine.lab.topology import LabError
 
-    config, label = settings.config, "engine"
-    if settings.socket is None and not lab_engine.answers(config.control.socket_path()):
-        try:
-            lab_socket = lab_engine.socket_path(config.lab)
-        except LabError:
-            lab_socket = None  # an unusable [lab] section: no lab to look for
-        if lab_socket is not None and lab_engine.answers(lab_socket):
-            config, label = config.with_socket(str(lab_socket)), "lab engine"
+    config, label = settings.engine()
     sys.exit(run_console(config, config_path=settings.config_path, spawn=not no_spawn,
                          label=label))  # fmt: skip
 

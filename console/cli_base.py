@@ -1,5 +1,6 @@
 """What every ``iotsec`` subcommand shares: the global options (``--config``, ``--socket``), the
-engine client, JSON output and output that shows control characters instead of obeying them.
+engine client (the configured engine, else the lab's when it runs one), JSON output and output
+that shows control characters instead of obeying them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.config import Config, ConfigError, load_config
-from engine.control.protocol import ControlError
+from engine.control.protocol import ControlError, answers
 from engine.text import printable
 
 if TYPE_CHECKING:
@@ -36,13 +37,33 @@ class Settings:
                 raise click.ClickException(str(exc)) from None
         return self._config
 
+    def engine(self) -> tuple[Config, str]:
+        """The config to reach the engine with, and what to call that engine: the configured
+        socket when an engine answers there (or ``--socket`` named it), else the lab's engine
+        when the lab runs one (``sudo make lab`` starts it), else the configured socket."""
+        config = self.config
+        if self.socket is not None or answers(config.control.socket_path()):
+            return config, "engine"
+        # Imported only now: the lab's modules are not needed while the engine answers.
+        from engine.lab import engine as lab_engine
+        from engine.lab.topology import LabError
+
+        try:
+            lab_socket = lab_engine.socket_path(config.lab)
+        except LabError:
+            return config, "engine"  # an unusable [lab] section: no lab to look for
+        if answers(lab_socket):
+            return config.with_socket(str(lab_socket)), "lab engine"
+        return config, "engine"
+
     def client(self) -> Client:
         # Imported here: the client pulls in asyncio, which commands without an engine
         # (analyze, capture, lab) need not pay for at start-up.
         from engine.control.client import Client
 
+        config, _label = self.engine()
         try:
-            return Client(self.config.control.socket_path())
+            return Client(config.control.socket_path())
         except ControlError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -290,6 +290,31 @@ def test_scans_make_ports_and_findings_and_their_changes(world: World) -> None:
     assert states == [("telnet-cleartext", "resolved"), ("rtsp-no-auth", "open")]
 
 
+def test_an_operators_scan_reports_a_baseline_and_alerts_on_what_changes(world: World) -> None:
+    """A scan someone started reports its first findings of a device to them (returned, in
+    the inventory) without alerts; its later findings and a schedule's alert."""
+    inventory = world.inventory
+    first = inventory.apply_scan(
+        1, [host("10.9.0.5", [23], [("telnet-cleartext", 23, "high")], mac=CAMERA_MAC)],
+        ALL_TCP, requested=True,
+    )  # fmt: skip
+    assert [f["kind"] for f in first["new_findings"]] == ["telnet-cleartext"]
+    assert list(inventory.find("10.9.0.5").findings) == [("telnet-cleartext", 23, "tcp")]
+    assert [rule for _, rule, _ in world.alerts()] == ["new-device"]
+    inventory.apply_scan(
+        2, [host("10.9.0.5", [23, 554], [("telnet-cleartext", 23, "high"),
+                                         ("rtsp-no-auth", 554, "high")])],
+        ALL_TCP, requested=True,
+    )  # fmt: skip
+    assert [rule for _, rule, _ in world.alerts()] == [
+        "new-device", "new-open-port 554/tcp", "rtsp-no-auth 554/tcp"
+    ]  # fmt: skip
+    # A schedule's first scan of another device alerts on its findings: nobody asked to see it.
+    inventory.apply_scan(3, [host("10.9.0.6", [23], [("telnet-cleartext", 23, "high")])],
+                         ALL_TCP)  # fmt: skip
+    assert [rule for _, rule, _ in world.alerts()][-1] == "telnet-cleartext 23/tcp"
+
+
 def test_only_what_a_scan_looked_at_can_be_found_gone(world: World) -> None:
     inventory = world.inventory
     inventory.apply_scan(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from textual.notifications import SeverityLevel
+
 from console.screens.ban_form import ask_ban
 from console.untrusted import clean
 
@@ -43,6 +45,7 @@ def _start_scan(console: IotsecApp, targets: list[str], what: str) -> None:
             " probes",
             markup=False,
         )
+        console.devices.await_scan(int(run["id"]))
 
     console.run_worker(call(), name=f"Scan {what}", group="actions", exit_on_error=False)
 
@@ -79,3 +82,34 @@ def show_serial(console: IotsecApp, device: dict[str, Any]) -> None:
         return
     console.action_show_pane("serial")
     console.serial.show_session(sid)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def scan_outcome(run: dict[str, Any]) -> tuple[str, SeverityLevel]:
+    """What the toast says of a scan that ended, and its severity: the hosts, open ports and
+    findings it found, what is new, and the rule hits its own probes raised that were
+    suppressed (they are not attacks)."""
+    targets = clean(" ".join(str(t) for t in run.get("targets") or []), limit=40) or "the scope"
+    head = f"Scan #{run.get('id')} of {targets}"
+    state = str(run.get("state") or "")
+    if state != "done":
+        error = clean(run.get("error"), limit=200)
+        return f"{head} {clean(state)}" + (f": {error}" if error else ""), "warning"
+    summary = run.get("summary") if isinstance(run.get("summary"), dict) else {}
+    findings = summary.get("findings") if isinstance(summary.get("findings"), dict) else {}
+    parts = [
+        plural(int(summary.get("hosts") or 0), "host"),
+        plural(int(summary.get("open_ports") or 0), "open port"),
+        plural(sum(int(n or 0) for n in findings.values()), "finding"),
+    ]
+    new = int(summary.get("new_devices") or 0)
+    if new:
+        parts.append(f"{plural(new, 'new device')}")
+    text = f"{head} done: {', '.join(parts)}"
+    suppressed = int(summary.get("suppressed_hits") or 0)
+    if suppressed:
+        text += f"; {plural(suppressed, 'rule hit')} suppressed: our scan"
+    return text, "information"

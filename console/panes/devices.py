@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Static
 from console.panes.device_actions import (
     ban_device,
     scan_device,
+    scan_outcome,
     scan_scope,
     show_serial,
     show_traffic,
@@ -173,6 +174,8 @@ class DevicesPane(Filtering, PolledPane):
         self.filter = ""
         self.devices: dict[str, dict[str, Any]] = {}
         self.scans: dict[str, Any] | None = None
+        # Scans seen running or started here, whose end is yet to be told.
+        self._awaited: set[int] = set()
         self.loaded = False
         # The clock "new" and "seen" are counted from (a test stops it).
         self.clock: Callable[[], float] = time.time
@@ -238,6 +241,22 @@ class DevicesPane(Filtering, PolledPane):
         self.scans = scans
         self.loaded = True
         self._show_rows()
+        self._scans_ended(scans or {})
+
+    def await_scan(self, scan_id: int) -> None:
+        """Say when scan ``scan_id`` (started here) ends, and what it found."""
+        self._awaited.add(scan_id)
+        self._poller.now()
+
+    def _scans_ended(self, scans: dict[str, Any]) -> None:
+        """A toast for each scan seen running (or started here) that has ended since."""
+        self._awaited |= {int(r["id"]) for r in scans.get("running") or [] if "id" in r}
+        for run in scans.get("recent") or []:
+            scan_id = int(run.get("id") or 0)
+            if scan_id in self._awaited and run.get("state") != "running":
+                self._awaited.discard(scan_id)
+                text, severity = scan_outcome(run)
+                self.app.notify(text, title="Scan ended", severity=severity, markup=False)
 
     def _show_rows(self) -> None:
         now = self.clock()

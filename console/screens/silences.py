@@ -220,7 +220,7 @@ class SilencesScreen(EngineView):
         hidden = sum(int(s.get("hidden") or 0) for s in self._silences.values())
         parts: list[Content | str | tuple[str, str]] = [
             ("Silences", "bold"),
-            f" {len(self._silences)} in force, hiding {hidden} alerts",
+            f" {len(self._silences)} in force, hiding {hidden} alert{'' if hidden == 1 else 's'}",
         ]
         if self.filter:
             parts += [

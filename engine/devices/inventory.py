@@ -315,10 +315,19 @@ class Inventory:
     # -- what a scan found ----------------------------------------------------------------------
 
     def apply_scan(
-        self, scan_id: int, hosts: list[dict[str, Any]], coverage: Coverage
+        self,
+        scan_id: int,
+        hosts: list[dict[str, Any]],
+        coverage: Coverage,
+        *,
+        requested: bool = False,
     ) -> dict[str, list[dict[str, Any]]]:
         """The hosts of a finished scan (``HostResult.to_json()``) into the inventory; returns
-        what changed: new devices and ports, closed ports, new and resolved findings."""
+        what changed: new devices and ports, closed ports, new and resolved findings.
+
+        A ``requested`` scan (an operator's, not a schedule's) reports to whoever asked: the
+        findings of a device's first scan (its baseline) are recorded and returned but raise
+        no alerts; what changes after that does, as a scheduled scan's findings always do."""
         changes: dict[str, list[dict[str, Any]]] = {
             "new_devices": [],
             "new_ports": [],
@@ -329,7 +338,8 @@ class Inventory:
         for host in hosts:
             device = self._scanned(host, changes)
             self._services(device, host, coverage, changes)
-            self._findings(device, scan_id, host, coverage, changes)
+            baseline = requested and device.last_scan is None
+            self._findings(device, scan_id, host, coverage, changes, alert=not baseline)
             device.last_scan = scan_id
             self._changed(device)
             self._event("scanned", device, scan=scan_id)
@@ -412,6 +422,8 @@ class Inventory:
         host: dict[str, Any],
         coverage: Coverage,
         changes: dict[str, list[Any]],
+        *,
+        alert: bool = True,
     ) -> None:
         now = self.clock()
         found: dict[FindingKey, dict[str, Any]] = {}
@@ -424,7 +436,7 @@ class Inventory:
             changes["new_findings"].append(
                 {"device": device.id, "address": device.ip, **finding.to_json()}
             )
-            if self.config.alert_findings:
+            if self.config.alert_findings and alert:
                 self._alert(
                     finding.severity,
                     finding.kind,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.config import LabConfig
+from engine.control.protocol import answers
 from engine.lab import devices, processes
 from engine.lab.topology import LabError, Plan
 
@@ -110,19 +110,6 @@ def running(plan: Plan) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     return pid if processes.command_of(pid) in (sys.executable, "ip") else None
-
-
-def answers(path: Path) -> bool:
-    """Whether an engine listens on the control socket ``path`` (without a request)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 def start(plan: Plan) -> int:

@@ -323,7 +323,8 @@ class ScanService:
     async def _finish(self, run: ScanRun, hosts: list[HostResult], options: Options) -> None:
         results = [h.to_json() for h in hosts if _up(h)]
         coverage = Coverage(frozenset(options.ports), options.udp, options.check_default_creds)
-        changes = self.inventory.apply_scan(run.id, results, coverage)
+        changes = self.inventory.apply_scan(run.id, results, coverage,
+                                            requested=run.kind == "manual")  # fmt: skip
         previous = await self.read(lambda conn: _previous(conn, run))
         diff = diff_scans(previous, results) if previous is not None else None
         severities: dict[str, int] = {}
