@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.config import Config, ConfigError, load_config
-from engine.control.protocol import ControlError, answers
+from engine.control.protocol import ControlError
 from engine.text import printable
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class Settings:
         """The config to reach the engine with, and what to call that engine: the configured
         socket when an engine answers there (or ``--socket`` named it), else the lab's engine
         when the lab runs one (``sudo make lab`` starts it), else the configured socket."""
+        from engine.control.client import answers
+
         config = self.config
         if self.socket is not None or answers(config.control.socket_path()):
             return config, "engine"

@@ -189,3 +189,16 @@ class AsyncClient:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._pump
+
+
+def answers(path: str | Path) -> bool:
+    """Whether an engine listens on the control socket ``path`` (a connect, no request)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

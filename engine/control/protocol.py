@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-from pathlib import Path
 from typing import Any
 
 MAX_LINE = 1 << 20
@@ -87,16 +85,3 @@ def decode_request(line: bytes) -> dict[str, Any]:
 
 
 _STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
-
-
-def answers(path: str | Path) -> bool:
-    """Whether an engine listens on the control socket ``path`` (a connect, no request)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import LabConfig
-from engine.control.protocol import answers
+from engine.control.client import answers
 from engine.lab import devices, processes
 from engine.lab.topology import LabError, Plan
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
 import struct
@@ -18,12 +19,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine.capture.live import can_capture
 from engine.scan import oui
 from engine.scan.ports import RateLimit, connect
 from engine.scan.scope import Address
+
+log = logging.getLogger("iotsec.scan")
 
 T = TypeVar("T")
 
@@ -232,13 +235,16 @@ async def _arp_on(
         sock.setblocking(False)
         mac = sock.getsockname()[4]
 
+        def take(frame: bytes, pkttype: int) -> None:
+            reply = _arp_reply(frame) if pkttype != PACKET_OUTGOING else None
+            target = by_packed.get(reply[0]) if reply else None
+            if reply and target is not None and answers.answer(target):
+                macs[target] = reply[1]
+
         async def receive() -> None:
             while True:
                 frame, (_, _, pkttype, _, _) = await loop.sock_recvfrom(sock, 128)
-                reply = _arp_reply(frame) if pkttype != PACKET_OUTGOING else None
-                target = by_packed.get(reply[0]) if reply else None
-                if reply and target is not None and answers.answer(target):
-                    macs[target] = reply[1]
+                take(frame, pkttype)
 
         async def send(target: Address) -> bool:
             source = ipaddress.IPv4Address(sources[target])
@@ -252,7 +258,19 @@ async def _arp_on(
         finally:
             receiver.cancel()  # and wait for it: its reader must go before the socket closes
             await asyncio.gather(receiver, return_exceptions=True)
+        for frame, (_, _, pkttype, _, _) in _queued(sock, 128):
+            take(frame, pkttype)
     return {str(t): (macs[t], rtt) for t, rtt in answers.rtts.items()}
+
+
+def _queued(sock: socket.socket, size: int) -> list[tuple[bytes, Any]]:
+    """What waits unread in a non-blocking socket: answers that came while the event loop was
+    busy elsewhere (a loaded engine) and that the wait's end would otherwise throw away."""
+    frames = []
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        while len(frames) < 65536:
+            frames.append(sock.recvfrom(size))
+    return frames
 
 
 async def _arp_replies(
@@ -331,15 +349,17 @@ async def _ping(
     seqs = {target: seq for seq, target in enumerate(targets)}
     answers = _Answers(ICMP_QUIET, timeout)
 
+    def take(packet: bytes, source: Any) -> None:
+        reply = _echo_reply(version, packet)
+        if reply is None or reply[0] != ident or reply[1] >= len(targets):
+            return
+        target = targets[reply[1]]
+        if ipaddress.ip_address(source[0].partition("%")[0]).packed == target.packed:
+            answers.answer(target)
+
     async def receive() -> None:
         while True:
-            packet, source = await loop.sock_recvfrom(sock, 2048)
-            reply = _echo_reply(version, packet)
-            if reply is None or reply[0] != ident or reply[1] >= len(targets):
-                continue
-            target = targets[reply[1]]
-            if ipaddress.ip_address(source[0].partition("%")[0]).packed == target.packed:
-                answers.answer(target)
+            take(*await loop.sock_recvfrom(sock, 2048))
 
     async def send(target: Address) -> bool:
         try:
@@ -358,6 +378,8 @@ async def _ping(
         finally:
             receiver.cancel()  # and wait for it: its reader must go before the socket closes
             await asyncio.gather(receiver, return_exceptions=True)
+        for packet, source in _queued(sock, 2048):
+            take(packet, source)
     return {str(target): rtt for target, rtt in answers.rtts.items()}
 
 
@@ -443,4 +465,9 @@ async def discover(targets: Iterable[Address]) -> list[Host]:
     )
     hosts = [Host(a, "arp", mac, oui.vendor(mac), rtt) for a, (mac, rtt) in arp.items()]
     hosts += [Host(a, "icmp", rtt=rtt) for a, rtt in icmp.items()]
+    log.info(
+        "discovery: ARP asked %d on %s, %d answered; ICMP asked %d, %d answered",
+        len(asked), ", ".join(groups) or "no Ethernet link", len(arp),
+        len(unique) - len(asked), len(icmp),
+    )  # fmt: skip
     return sorted(hosts, key=_order)

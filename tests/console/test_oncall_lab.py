@@ -2,7 +2,8 @@
 after a Telnet brute force from outside, `b` on an alert the camera's own answer raised (its
 login prompt, its "Login incorrect") offers the outside address, never the camera; and a scan of
 the lab from the Devices pane leaves the Alerts pane as it was, its rule hits counted in the
-scan's summary as suppressed."""
+scan's summary as suppressed; and (harm 4) capture on both of the gateway's links makes one
+device per lab device, with its own MAC, the camera found by its address."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from engine.config import LabConfig
 from engine.control.client import Client
+from engine.lab import topology
 from engine.lab.topology import Plan
 from tests.conftest import ROOT, require_root, require_tool
 from tests.console.test_console_tmux import Tmux, wait_gone
@@ -125,6 +127,24 @@ def test_oncall_ban_offers_the_outside_host_and_our_scan_raises_nothing(
             scan = client.request("scan.get", {"id": scan["id"]})
         assert scan["summary"]["suppressed_hits"] > 0, "the scan tripped no rule to suppress"
         assert settled(iotsec) == before
+
+        # Harm 4: with capture on both of the gateway's links, each lab device is one device
+        # with its own MAC, holding its own address only, and the camera is found by address.
+        with Client(status["engine"]["socket"]) as client:
+            devices = client.request("devices.list")
+        holders: dict[str, list[str]] = {}
+        for device in devices:
+            for address in device["addresses"]:
+                holders.setdefault(address, []).append(device["mac"])
+        for host in [*plan.devices, plan.attacker]:
+            mac = topology.in_netns(host.netns, "cat", "/sys/class/net/eth0/address").stdout
+            assert holders.get(host.address) == [mac.strip()], (host, holders)
+        tmux.keys("/")
+        tmux.keys(str(camera.address), "Enter")
+        tmux.wait_for(rf"Devices \d+ present.* 1 shown, filter: {target}")
+        tmux.wait_for(rf"\n *(new +)?{target} +")
+        tmux.keys("Escape")
+
         tmux.keys("3")
         assert tmux.wait_for(r"Alerts \d+").group(0) == title_before
         tmux.keys("q")
