@@ -2,6 +2,9 @@
 
 Looked up as ``--config``, then ``$IOTSEC_CONFIG``, then the per-user or system file
 (see :func:`engine.paths.config_candidates`).
+
+One file, though long: it is the whole schema, each section's keys and defaults with the checks
+of their values, so what a key may be is found in one place.
 """
 
 from __future__ import annotations

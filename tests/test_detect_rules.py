@@ -239,7 +239,7 @@ def test_anchored_fast_patterns_are_scanned_only_as_far_as_they_may_end() -> Non
     """Fast patterns with a window (offset/depth/startswith) are kept in bands by how far
     they may end; each band's scan stops there, and still finds what ends in the window, in a
     buffer scanned whole or from a stream's new bytes on."""
-    from engine.detect.detector import Patterns
+    from engine.detect.patterns import Patterns
 
     table = {
         b"\x00\x00": {(1, 4, 4)},  # ends at 4 exactly: offset 2, depth 2

@@ -29,15 +29,13 @@ from scapy.utils import rdpcap
 
 from engine.lab.coap_device import Firmware, Temperature
 from engine.model import Severity
-from engine.scan import udp_probes
-from engine.scan.udp_probes import (
-    coap_probe,
-    mdns_probe,
-    ntp_probe,
-    probe_udp,
-    snmp_probe,
-    ssdp_probe,
-)
+from engine.scan.udp import transport as udp_probes
+from engine.scan.udp.coap import coap_probe
+from engine.scan.udp.mdns import mdns_probe
+from engine.scan.udp.ntp import ntp_probe
+from engine.scan.udp.probe import probe_udp
+from engine.scan.udp.snmp import snmp_probe
+from engine.scan.udp.ssdp import ssdp_probe
 from tests.conftest import require_tool, wait_for
 from tests.test_capture_decode import pcap
 

@@ -21,7 +21,7 @@ from scapy.utils import rdpcap
 from engine.model import Severity
 from engine.scan import upnp
 from engine.scan.findings import Finding, Service
-from engine.scan.udp_probes import ssdp_probe
+from engine.scan.udp.ssdp import ssdp_probe
 from engine.scan.upnp import Description, fetch_description, gateway_signs
 from tests.test_capture_decode import pcap
 from tests.test_scan_udp import serving, ssdp_answers

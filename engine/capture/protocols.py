@@ -6,6 +6,9 @@ Payloads are untrusted: every parser here reads with bounds checks and gives up 
 anything it does not understand; the worst a hostile payload can do is leave a flow untagged.
 Secrets are never kept: a cleartext password or SNMP community is recorded as present, not as
 its value.
+
+One file, though long: each protocol's parser is short and bounded, and the tagging that picks
+which to run reads best beside the parsers and the tables they share.
 """
 
 from __future__ import annotations

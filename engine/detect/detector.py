@@ -7,6 +7,9 @@ content) are evaluated in full.
 The :class:`Detector` keeps what rules need across packets: per flow, the reassembled streams,
 the HTTP parser and the flowbits; per rule, the threshold counters, its hits and the packets on
 which its pcre ran out of time (``pcre_timeout``; the rule does not match there).
+
+One file, though long: the detector's loop walks the rule set's routes, candidates and compiled
+rules at every step, so the two are read together (the prefilter is engine/detect/patterns.py).
 """
 
 from __future__ import annotations
@@ -18,14 +21,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ahocorasick
-
 from engine.capture import protocols
 from engine.capture.decode import ICMP, ICMPV6, TCP, UDP, Packet
 from engine.capture.flows import Flow, flow_id
 from engine.config import DetectConfig
 from engine.detect.http import HttpParser
 from engine.detect.match import Hit, PcreTimeout, inspect_rule
+from engine.detect.patterns import Patterns
 from engine.detect.rules import Action, Content, Rule
 from engine.detect.stream import Stream
 from engine.detect.thresholds import Tracker
@@ -188,66 +190,6 @@ class RuleSet:
             return route.always
         found.update(route.always)
         return sorted(found)
-
-
-# Anchored patterns are banded by how far into the buffer they may end: each band's automaton
-# scans only that far.
-BANDS = (8, 64, 512)
-
-
-class Patterns:
-    """The fast patterns of one buffer of a route: one automaton for those that select their
-    rules wherever they occur, and for those whose rules want them to end in a window near the
-    start (offset/depth/startswith) one per band of how far that is, scanning only that far: a
-    pattern such as Modbus's protocol id ``|00 00|`` at offset 2 occurs all over a payload of
-    registers."""
-
-    __slots__ = ("anchored", "free")
-
-    def __init__(self, table: dict[bytes, set[Any]]) -> None:
-        self.free: ahocorasick.Automaton | None = None
-        banded: dict[int, list[tuple[str, tuple[tuple[int, int, int], ...]]]] = {}
-        for pattern, entries in table.items():
-            word = pattern.decode("latin-1")
-            free = tuple(sorted(e for e in entries if isinstance(e, int)))
-            if free:
-                if self.free is None:
-                    self.free = ahocorasick.Automaton()
-                self.free.add_word(word, free)
-            anchored = tuple(sorted(e for e in entries if not isinstance(e, int)))
-            if anchored:
-                most = max(m for _, _, m in anchored)
-                band = next((b for b in BANDS if most <= b), 0)  # 0: beyond the last band
-                banded.setdefault(band, []).append((word, anchored))
-        if self.free is not None:
-            self.free.make_automaton()
-        # (how far it scans, automaton) for each band that has patterns.
-        self.anchored: list[tuple[int, ahocorasick.Automaton]] = []
-        for _band, words in sorted(banded.items()):
-            automaton = ahocorasick.Automaton()
-            for word, anchored in words:
-                automaton.add_word(word, anchored)
-            automaton.make_automaton()
-            limit = max(m for _, entries in words for _, _, m in entries)
-            self.anchored.append((limit, automaton))
-
-    def scan(self, data: bytes, start: int, found: set[int]) -> None:
-        """Add to ``found`` the rules whose fast pattern occurs in ``data[start:]`` (where their
-        window allows it)."""
-        if self.free is not None:
-            text = (data[start:] if start else data).lower().decode("latin-1")
-            for _end, rules in self.free.iter(text):
-                found.update(rules)
-        for limit, automaton in self.anchored:
-            if start >= limit:
-                continue
-            # ``end`` is the offset of the match's last byte from ``start``.
-            text = data[start:limit].lower().decode("latin-1")
-            for end, entries in automaton.iter(text):
-                where = start + end + 1
-                for index, least, most in entries:
-                    if least <= where <= most:
-                        found.add(index)
 
 
 def _compile(rule: Rule, severity: Severity) -> Compiled:

@@ -6,6 +6,9 @@ rule (msg, sid, flow, ...), some modify the content before them (nocase, depth, 
 and the sticky buffers (http.uri, ...) bind the contents after them to a buffer. The checks are
 Suricata's; a rule that fails one becomes a Rejection with its file, line, sid and a reason that
 names the keyword, and the other rules still load.
+
+One file, though long: it is the grammar of one rule and Suricata's checks of it, in the order a
+rule is read; the values of single options are parsed in engine/detect/options.py.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ found/lost alerts): a new device, a device gone (not seen for ``gone_after``) or
 port on a device scanned before, a finding that appeared or that a later scan no longer finds.
 Times are when the engine saw something, not the packets' own times, so a replayed capture does
 not make its devices gone at once.
+
+One file, though long: it is one class whose passive, scanned and merging paths share its
+indexes of devices by MAC and address, and must keep them consistent together.
 """
 
 from __future__ import annotations

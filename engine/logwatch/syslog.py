@@ -1,5 +1,9 @@
 """A syslog receiver for devices that keep no log file we can read (cameras, routers, BusyBox
-boards): their RFC 3164 and RFC 5424 messages over UDP and TCP, parsed into SyslogMessage."""
+boards): their RFC 3164 and RFC 5424 messages over UDP and TCP, parsed into SyslogMessage.
+
+One file, though long: parsing, TCP framing and the sockets are one path from the wire to a
+SyslogMessage, sharing its error and its limits (max_message, what was cut, what was malformed).
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from engine.scan.ports import TOP_IOT_PORTS, scan_host
 from engine.scan.probes import identify
 from engine.scan.scope import Address
 from engine.scan.tls_audit import audit_tls
-from engine.scan.udp_probes import probe_udp
+from engine.scan.udp.probe import probe_udp
 
 # Services worth a TLS audit: the probe spoke TLS to them.
 TLS_SERVICES = frozenset({"https", "mqtts"})

@@ -6,6 +6,9 @@ the kernel, the MTD partitions, BusyBox, whether a root shell came up without a 
 prompt, and credentials or keys printed on the console. Each fact worth knowing is a finding.
 Lines are cleaned first: terminal escapes, backspaces and carriage returns are applied, HTML
 entities from a copy-paste are decoded.
+
+One file, though long: it is one analyser, and the patterns at its top are the facts its
+methods look for, read best beside them.
 """
 
 from __future__ import annotations
