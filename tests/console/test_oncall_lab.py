@@ -143,7 +143,8 @@ def test_oncall_ban_offers_the_outside_host_and_our_scan_raises_nothing(
         tmux.keys(str(camera.address), "Enter")
         tmux.wait_for(rf"Devices \d+ present.* 1 shown, filter: {target}")
         tmux.wait_for(rf"\n *(new +)?{target} +")
-        tmux.keys("Escape")
+        tmux.keys("Escape")  # and wait: Escape and a key right after it read as Alt+key
+        tmux.wait_for(r"Devices \d+ present[^│]*│ by risk─")
 
         tmux.keys("3")
         assert tmux.wait_for(r"Alerts \d+").group(0) == title_before
