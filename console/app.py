@@ -25,6 +25,15 @@ from textual.worker import Worker
 from console.commands import ActionCommands, PaletteCommand
 from console.engine_link import EngineEvent, EngineLink, LinkChanged, Snapshot
 from console.keys import bindings_of, keymap_problems, keys_for
+from console.messages import (
+    OpenView,
+    ScanStarted,
+    SerialDevices,
+    ShowFlow,
+    ShowPane,
+    ShowSerial,
+    ShowTraffic,
+)
 from console.notifier import AlertNotifier, show_worker_failure
 from console.panes.alert_table import AlertTable
 from console.panes.alerts import AlertsPane
@@ -40,6 +49,7 @@ from console.screens.logs import LogsScreen
 from console.screens.packet_detail import PacketDetailScreen
 from console.screens.rules import RulesScreen
 from console.screens.silences import SilencesScreen
+from console.screens.views import VIEWS, view_available
 from console.terminal import TerminalWatch
 from console.widgets.link_notice import LinkNotice
 from console.widgets.status_bar import StatusBar
@@ -53,12 +63,7 @@ PANES = ("traffic", "devices", "alerts", "serial")
 SCREENS = (AlertDetailScreen, PacketDetailScreen, DeviceScreen, RulesScreen, BansScreen,
            LogsScreen, SilencesScreen)  # fmt: skip
 # The views opened over the panes, with the name help and the palette give their keys.
-VIEWS: dict[type[Screen[Any]], str] = {
-    RulesScreen: "rules",
-    BansScreen: "bans",
-    LogsScreen: "logs",
-    SilencesScreen: "silences",
-}
+VIEW_NAMES: dict[type[Screen[Any]], str] = {screen: name for name, (screen, _) in VIEWS.items()}
 
 
 class IotsecApp(App[None]):
@@ -176,7 +181,7 @@ class IotsecApp(App[None]):
                     id="alerts-pane",
                 )
             with TabPane("4 Serial", id="serial"):
-                yield SerialPane(prefix=self.config.serial.prefix, id="serial-pane")
+                yield SerialPane(prefix=self.config.serial.prefix, panes=PANES, id="serial-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -201,6 +206,7 @@ class IotsecApp(App[None]):
     # -- what the panes and screens ask of the app --------------------------------------------
 
     def may(self, command: str) -> bool:
+        """The role check panes and screens reach the engine with (see engine_access.py)."""
         return self.link.may(command)
 
     @property
@@ -219,15 +225,40 @@ class IotsecApp(App[None]):
     def serial(self) -> SerialPane:
         return self.query_one(SerialPane)
 
-    def show_flow(self, flow: dict[str, Any], origin: str) -> None:
-        """Show one flow (a rule alert's ``evidence["flow"]``) in the Traffic pane."""
-        self.action_show_pane("traffic")
-        self.traffic.show_flow(flow, origin)
+    @on(ShowPane)
+    def _show_pane(self, event: ShowPane) -> None:
+        self.action_show_pane(event.pane)
 
-    def show_hosts(self, addresses: list[str]) -> None:
-        """Show the traffic of these addresses (a device's) in the Traffic pane."""
+    @on(ShowFlow)
+    def _show_flow(self, event: ShowFlow) -> None:
         self.action_show_pane("traffic")
-        self.traffic.show_hosts(addresses)
+        self.traffic.show_flow(event.flow, event.origin)
+
+    @on(ShowTraffic)
+    def _show_traffic(self, event: ShowTraffic) -> None:
+        self.action_show_pane("traffic")
+        self.traffic.show_hosts(list(event.hosts))
+
+    @on(ShowSerial)
+    def _show_serial(self, event: ShowSerial) -> None:
+        sid = self.serial.session_for(event.device_id)
+        if sid is None:
+            self.notify("No serial session is attached to this device", severity="warning")
+            return
+        self.action_show_pane("serial")
+        self.serial.show_session(sid)
+
+    @on(OpenView)
+    def _open_view(self, event: OpenView) -> None:
+        self.push_screen(VIEWS[event.view][0]())
+
+    @on(ScanStarted)
+    def _scan_started(self, event: ScanStarted) -> None:
+        self.devices.await_scan(event.scan_id)
+
+    @on(SerialDevices)
+    def _serial_devices(self, event: SerialDevices) -> None:
+        self.devices.serial_devices = event.devices
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -285,23 +316,8 @@ class IotsecApp(App[None]):
     # -- panes, help and the palette ----------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "rules":
-            if any(isinstance(screen, RulesScreen) for screen in self.screen_stack):
-                return False
-            # None shows it greyed out: an engine without rules, or none connected.
-            return True if self.may("rules.status") else None
-        if action == "bans":
-            if any(isinstance(screen, BansScreen) for screen in self.screen_stack):
-                return False
-            return True if self.may("bans.list") else None
-        if action == "logs":
-            if any(isinstance(screen, LogsScreen) for screen in self.screen_stack):
-                return False
-            return True if self.may("logs.status") else None
-        if action == "silences":
-            if any(isinstance(screen, SilencesScreen) for screen in self.screen_stack):
-                return False
-            return True if self.may("silences.list") else None
+        if action in VIEWS:
+            return view_available(self, action)
         return True
 
     def action_rules(self) -> None:
@@ -318,7 +334,7 @@ class IotsecApp(App[None]):
 
     def action_show_pane(self, pane: str) -> None:
         # A pane's key in the Rules, Bans or Logs view goes back to the panes.
-        while type(self.screen) in VIEWS:
+        while type(self.screen) in VIEW_NAMES:
             self.pop_screen()
         self.query_one(TabbedContent).active = pane
 
@@ -340,8 +356,8 @@ class IotsecApp(App[None]):
     def _active_pane(
         self,
     ) -> tuple[str, AlertsPane | TrafficPane | DevicesPane | SerialPane | Screen[Any]]:
-        if type(self.screen) in VIEWS:
-            return VIEWS[type(self.screen)], self.screen
+        if type(self.screen) in VIEW_NAMES:
+            return VIEW_NAMES[type(self.screen)], self.screen
         tab = self.query_one(TabbedContent).active or "alerts"
         pane = self.query_one(f"TabPane#{tab}").children[0]
         assert isinstance(pane, AlertsPane | TrafficPane | DevicesPane | SerialPane)
@@ -358,8 +374,8 @@ class IotsecApp(App[None]):
             for pane in PANES
             for node in self.query_one(f"TabPane#{pane}").walk_children(with_self=False)
         ]
-        if screen is not None and type(screen) in VIEWS:
-            view = VIEWS[type(screen)]
+        if screen is not None and type(screen) in VIEW_NAMES:
+            view = VIEW_NAMES[type(screen)]
             nodes += [(view, node) for node in screen.walk_children(with_self=True)]
         for pane, node in nodes:
             bindings = [b for b in bindings_of(type(node)) if b.id]

@@ -7,17 +7,22 @@ refused. Names and help are taken literally: "[scan] scope" is words, not markup
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, runtime_checkable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 from textual.fuzzy import Matcher
 from textual.markup import escape
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
+from textual.screen import Screen
 
 PaletteCommand = tuple[str, str, Callable[[], object]]
+
+
+@runtime_checkable
+class PaletteSource(Protocol):
+    """The app, as far as the palette needs it."""
+
+    def palette_commands(self, screen: Screen[Any] | None = None) -> list[PaletteCommand]: ...
 
 
 def highlight(matcher: Matcher, name: str) -> Content:
@@ -34,7 +39,8 @@ def highlight(matcher: Matcher, name: str) -> Content:
 class ActionCommands(Provider):
     @property
     def _commands(self) -> list[PaletteCommand]:
-        app: IotsecApp = self.app  # type: ignore[assignment]
+        app = self.app
+        assert isinstance(app, PaletteSource)
         return app.palette_commands(self.screen)
 
     async def discover(self) -> Hits:

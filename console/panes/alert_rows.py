@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import JustifyMethod
@@ -17,6 +16,7 @@ from rich.text import Span, Text
 
 from console import severity
 from console.untrusted import clean
+from console.widgets.row_table import GAP, Column
 
 STATE_LABEL = {
     "open": "open",
@@ -28,20 +28,6 @@ STATE_STYLE = {"open": "bold", "acknowledged": "", "resolved": "dim", "silenced"
 # Open alerts first when sorting by state: they are the ones that need someone.
 STATE_ORDER = {"open": 0, "acknowledged": 1, "silenced": 2, "resolved": 3}
 
-
-@dataclass(frozen=True)
-class Column:
-    """A table column: ``width`` is fixed, or ``None`` for one sized to the data or the rest."""
-
-    key: str
-    label: str
-    width: int | None
-    descending_first: bool
-
-
-# DataTable pads both sides of every cell, two spaces between columns; one is enough and at 80
-# columns the title needs the rest, so the table has no padding and each cell starts with this.
-GAP = " "
 
 COLUMNS = (
     Column("time", "TIME", 9, descending_first=True),

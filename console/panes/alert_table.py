@@ -1,13 +1,6 @@
 """The alerts table: kept in step with a set of rows by diff, sorted by one column, and holding
-the cursor on the same alert while rows arrive, change and go.
-
-``DataTable.remove_row`` re-indexes every row on each call, ``DataTable.sort`` cannot see row
-keys, and ``add_row`` has every new cell measured for automatic column widths this table does
-not use. Under an alert storm (hundreds of rows in and out per refresh, 5000 rows kept) that
-costs more CPU than the whole console may use, so removal and ordering are done here once per
-update with the same bookkeeping those methods do, and the measuring is skipped; rows are
-still added with ``add_row`` and changed with ``update_cell``. A column is hidden by giving it
-width 0 (cheap on resize: no row is touched), and such a cell is drawn as nothing at all.
+the cursor on the same alert while rows arrive, change and go. Removal and ordering are done
+once per update (see row_table.py for why).
 """
 
 from __future__ import annotations
@@ -15,19 +8,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual import on
-from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, GAP, AlertRow
-
-# Starts the row of a selected alert (as in Midnight Commander, where * selects too).
-MARK = "*"
+from console.panes.alert_rows import COLUMN_INDEX, COLUMNS, AlertRow
+from console.widgets.row_table import GAP, RowTable
 
 ADDRESS_COLUMNS = (COLUMN_INDEX["attacker"], COLUMN_INDEX["target"])
 
@@ -41,21 +29,7 @@ LABEL_ROOM = len(GAP) + 1  # a column is at least its label, the gap and the sor
 ADDRESS_NARROW, ADDRESS_WIDE, WIDE_SCREEN = 15 + len(GAP), 39 + len(GAP), 120
 
 
-def set_column_widths(table: DataTable[Text], widths: Mapping[str, int]) -> None:
-    """Give columns (by key) these widths, and have the table lay out again if any changed."""
-    resized = False
-    for key, width in widths.items():
-        column = table.columns[ColumnKey(key)]
-        if column.width != width:
-            column.width = width
-            resized = True
-    if resized:
-        table._require_update_dimensions = True
-        table._update_count += 1
-        table.refresh()
-
-
-class AlertTable(DataTable[Text]):
+class AlertTable(RowTable):
     """A DataTable of :class:`AlertRow`, keyed by alert id."""
 
     BINDINGS = [
@@ -86,7 +60,7 @@ class AlertTable(DataTable[Text]):
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", show_row_labels=False, cell_padding=0)
+        super().__init__(id=id)
         self._shown: dict[int, AlertRow] = {}
         self._keys: dict[int, RowKey] = {}
         # How many shown rows have each address width, per address column.
@@ -118,8 +92,7 @@ class AlertTable(DataTable[Text]):
         marked = set(ids)
         if marked != self.marked:
             self.marked = marked
-            self._update_count += 1
-            self.refresh()
+            self.redraw()
 
     def show(self, rows: Mapping[int, AlertRow]) -> None:
         """Make the table show exactly ``rows``: remove, update and add only what differs."""
@@ -148,8 +121,7 @@ class AlertTable(DataTable[Text]):
                 self._keys[alert_id] = self.add_row(*row.cells, key=str(alert_id))
                 shown[alert_id] = row
                 self._count_addresses(row, 1)
-            # Every column has a set width and every row one line: nothing to measure.
-            self._new_rows.clear()
+            self.skip_measuring()
             if reorder:
                 self._place()
             if new or gone:
@@ -210,43 +182,28 @@ class AlertTable(DataTable[Text]):
             used -= widths["sid"]
             widths["sid"] = 0
         widths["title"] = max(TITLE_MIN, available - used)
-        set_column_widths(self, widths)
+        self.set_column_widths(widths)
 
     def _is_shown(self, key: str) -> bool:
         return self.columns[ColumnKey(key)].width > 0
 
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> list[list[Segment]]:
-        # Rich draws a cell 0 wide as one empty segment without a style, which Textual's
-        # NO_COLOR filter cannot take; every row here is one line high.
-        if not width:
-            return [[]]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if column_index or row_index < 0 or not self.marked:
-            return lines
-        key = self._row_locations.get_key(row_index)
-        if key is None or int(str(key.value)) not in self.marked:
-            return lines
-        # A selected row's first cell starts with MARK instead of the gap: seen without colour.
-        first, *rest = lines[0]
-        if not first.text.startswith(GAP):
-            return lines
-        return [[Segment(MARK + first.text[len(GAP) :], first.style), *rest], *lines[1:]]
+    def has_marks(self) -> bool:
+        return bool(self.marked)
+
+    def row_marked(self, key: str) -> bool:
+        return int(key) in self.marked
 
     def _label_columns(self) -> None:
         arrow = "▼" if self.descending else "▲"
-        for column in COLUMNS:
-            label = GAP + column.label + (arrow if column.key == self.sort_column else "")
-            self.columns[ColumnKey(column.key)].label = Text(label, style="bold", end="")
-        self._update_count += 1
-        self.refresh()
+        labels = {
+            column.key: Text(
+                GAP + column.label + (arrow if column.key == self.sort_column else ""),
+                style="bold",
+                end="",
+            )
+            for column in COLUMNS
+        }
+        self.set_labels(labels)
 
     # -- row bookkeeping ----------------------------------------------------------------------
 
@@ -259,22 +216,11 @@ class AlertTable(DataTable[Text]):
 
     def _drop(self, ids: Iterable[int]) -> None:
         """Remove rows; the others keep their order and close up."""
-        keys = set()
+        keys = []
         for alert_id in ids:
-            key = self._keys.pop(alert_id)
+            keys.append(self._keys.pop(alert_id))
             self._count_addresses(self._shown.pop(alert_id), -1)
-            del self.rows[key]
-            del self._data[key]
-            keys.add(key)
-        self._new_rows -= keys
-        if self._updated_cells:
-            self._updated_cells = {c for c in self._updated_cells if c.row_key not in keys}
-        locations = self._row_locations
-        kept = sorted((locations.get(k), k) for k in locations if k not in keys)
-        self._row_locations = TwoWayDict({k: n for n, (_, k) in enumerate(kept)})
-        self._require_update_dimensions = True
-        self._update_count += 1
-        self.cursor_coordinate = self.cursor_coordinate
+        self.drop_rows(keys)
 
     def _place(self) -> None:
         """Give every row its position in the current sort order."""
@@ -284,10 +230,8 @@ class AlertTable(DataTable[Text]):
             key=lambda r: (r.sort_keys[index], r.last_seen, r.id),
             reverse=self.descending,
         )
-        self._row_locations = TwoWayDict({self._keys[r.id]: i for i, r in enumerate(order)})
-        self._update_count += 1
+        self.set_order(self._keys[r.id] for r in order)
         self.cursor_coordinate = self.cursor_coordinate
-        self.refresh()
 
     def _cursor_anchor(self) -> tuple[int, int, int] | None:
         """(alert id, row index, row's distance from the top of the view) under the cursor."""

@@ -1,3 +1,4 @@
+# Over 500 lines: one live table and the whole workflow on it, sharing its selection.
 """The Alerts pane: every alert the engine raised, live, with the operator's workflow on it
 (acknowledge with a note, resolve, silence), a live filter and a pause.
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -22,18 +23,18 @@ from textual.content import Content
 from textual.widgets import DataTable, Input
 
 from console import severity
+from console.engine_access import engine
+from console.messages import OpenView, ShowFlow
 from console.panes.alert_rows import AlertRow, alert_flow, alert_sides, clock
 from console.panes.alert_table import AlertTable
 from console.screens.alert_detail import ACTION_COMMANDS, AlertDetailScreen
 from console.screens.ban_form import ask_ban
 from console.screens.prompts import ConfirmScreen, NoteScreen
 from console.screens.silence import SilenceRequest, SilenceScreen
+from console.screens.views import view_available
 from console.throttle import Throttle
 from console.untrusted import clean
 from engine.durations import format_duration
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 # The share of one core that updating the table (applying changes and drawing them) may take;
 # when an update costs more, the next one waits longer.
@@ -248,10 +249,6 @@ class AlertsPane(Vertical):
         self._cursor_shown = (False, False)
 
     @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
     def table(self) -> AlertTable:
         return self.query_one(AlertTable)
 
@@ -384,12 +381,12 @@ class AlertsPane(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "ban":
-            return True if self.console.may(NEEDS[action]) and self._has_attacker() else None
+            return True if engine(self).may(NEEDS[action]) and self._has_attacker() else None
         if action in ("bans", "silences"):
-            return self.console.check_action(action, ())
+            return view_available(self.app, action)
         if action in NEEDS:
             # None shows the key greyed out: the operator sees it exists but is not theirs.
-            return True if self.console.may(NEEDS[action]) else None
+            return True if engine(self).may(NEEDS[action]) else None
         if action == "clear_filter":
             return bool(self._filter or self.table.marked) or self.has_class("-filtering")
         if action == "flow":
@@ -482,10 +479,10 @@ class AlertsPane(Vertical):
             self.ban(alert)
 
     def action_bans(self) -> None:
-        self.console.action_bans()
+        self.post_message(OpenView("bans"))
 
     def action_silences(self) -> None:
-        self.console.action_silences()
+        self.post_message(OpenView("silences"))
 
     def acknowledge(self, alert: dict[str, Any]) -> None:
         alert_id = alert["id"]
@@ -660,7 +657,7 @@ class AlertsPane(Vertical):
             self.app.notify(f"Alert {alert['id']} names no attacker to ban", severity="warning")
             return
         title = clean(alert.get("title"), limit=200)
-        ask_ban(self.console, attacker, f"the attacker of alert #{alert['id']}",
+        ask_ban(self.app, attacker, f"the attacker of alert #{alert['id']}",
                 f"alert #{alert['id']}: {title}")  # fmt: skip
 
     def action_flow(self) -> None:
@@ -675,7 +672,7 @@ class AlertsPane(Vertical):
                 severity="warning",
             )
             return
-        self.console.show_flow(flow, f"alert #{alert['id']}")
+        self.post_message(ShowFlow(flow, f"alert #{alert['id']}"))
 
     def reopen(self, alert: dict[str, Any]) -> None:
         alert_id = alert["id"]
@@ -693,10 +690,10 @@ class AlertsPane(Vertical):
         """Run one request in the background; a refusal shows as an error (see the app)."""
 
         async def call() -> None:
-            result = await self.console.link.request(cmd, args)
+            result = await engine(self).link.request(cmd, args)
             self.app.notify(done(result), markup=False)
 
-        self.console.run_worker(call(), name=label, group="actions", exit_on_error=False)
+        self.app.run_worker(call(), name=label, group="actions", exit_on_error=False)
 
     def _send_all(
         self,
@@ -711,7 +708,7 @@ class AlertsPane(Vertical):
         self._mark(())
 
         async def call() -> None:
-            link = self.console.link
+            link = engine(self).link
             results = await asyncio.gather(
                 *(link.request(cmd, args) for args in requests), return_exceptions=True
             )
@@ -725,7 +722,7 @@ class AlertsPane(Vertical):
             if failed:
                 raise failed[0]
 
-        self.console.run_worker(call(), name=label, group="actions", exit_on_error=False)
+        self.app.run_worker(call(), name=label, group="actions", exit_on_error=False)
 
     @on(DataTable.RowSelected)
     def _open_details(self, event: DataTable.RowSelected) -> None:

@@ -3,15 +3,15 @@ it, look at its traffic, go to its serial console."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from textual.app import App
 from textual.notifications import SeverityLevel
 
+from console.engine_access import engine
+from console.messages import ScanStarted, ShowSerial, ShowTraffic
 from console.screens.ban_form import ask_ban
 from console.untrusted import clean
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 
 def label(device: dict[str, Any]) -> str:
@@ -20,68 +20,61 @@ def label(device: dict[str, Any]) -> str:
     return f"{address} ({name})" if name else address
 
 
-def scan_device(console: IotsecApp, device: dict[str, Any]) -> None:
+def scan_device(app: App[Any], device: dict[str, Any]) -> None:
     """Start a quick scan of the device's address in the engine; its progress shows in the
     pane's title, its results in the inventory."""
     address = str(device.get("ip") or "")
     if not address:
-        console.notify(
-            "This device has no address to scan (seen by its MAC only)", severity="warning"
-        )
+        app.notify("This device has no address to scan (seen by its MAC only)", severity="warning")
         return
-    _start_scan(console, [address], clean(address))
+    _start_scan(app, [address], clean(address))
 
 
-def scan_scope(console: IotsecApp) -> None:
+def scan_scope(app: App[Any]) -> None:
     """Start a quick scan of every network of the engine's [scan] scope."""
-    _start_scan(console, [], "the scan scope")
+    _start_scan(app, [], "the scan scope")
 
 
-def _start_scan(console: IotsecApp, targets: list[str], what: str) -> None:
+def _start_scan(app: App[Any], targets: list[str], what: str) -> None:
     async def call() -> None:
-        run = await console.link.request("scan.start", {"targets": targets})
-        console.notify(
+        run = await engine(app).link.request("scan.start", {"targets": targets})
+        app.notify(
             f"Scan #{run['id']} of {what} started: {run['total']} TCP ports a host and the UDP"
             " probes",
             markup=False,
         )
-        console.devices.await_scan(int(run["id"]))
+        app.post_message(ScanStarted(int(run["id"])))
 
-    console.run_worker(call(), name=f"Scan {what}", group="actions", exit_on_error=False)
+    app.run_worker(call(), name=f"Scan {what}", group="actions", exit_on_error=False)
 
 
-def ban_device(console: IotsecApp, device: dict[str, Any]) -> None:
+def ban_device(app: App[Any], device: dict[str, Any]) -> None:
     address = str(device.get("ip") or "")
     if not address:
-        console.notify("This device has no address to ban", severity="warning")
+        app.notify("This device has no address to ban", severity="warning")
         return
     kind = clean(device.get("kind"), limit=40)
     ask_ban(
-        console,
+        app,
         address,
         f"device {device['id']}" + (f", a {kind}" if kind else ""),
         f"device {device['id']} {label(device)}",
     )
 
 
-def show_traffic(console: IotsecApp, device: dict[str, Any]) -> None:
+def show_traffic(app: App[Any], device: dict[str, Any]) -> None:
     """The Traffic pane filtered to the device's addresses."""
     addresses = device.get("addresses") or ([device["ip"]] if device.get("ip") else [])
     if not addresses:
-        console.notify("This device has no address to filter traffic by", severity="warning")
+        app.notify("This device has no address to filter traffic by", severity="warning")
         return
-    console.show_hosts([str(a) for a in addresses])
+    app.post_message(ShowTraffic(tuple(str(a) for a in addresses)))
 
 
-def show_serial(console: IotsecApp, device: dict[str, Any]) -> None:
+def show_serial(app: App[Any], device: dict[str, Any]) -> None:
     """The Serial pane on the session attached to the device (by the MAC its boot log printed,
     or as opened for it)."""
-    sid = console.serial.session_for(device["id"])
-    if sid is None:
-        console.notify("No serial session is attached to this device", severity="warning")
-        return
-    console.action_show_pane("serial")
-    console.serial.show_session(sid)
+    app.post_message(ShowSerial(str(device["id"])))
 
 
 def plural(n: int, word: str) -> str:

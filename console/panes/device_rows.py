@@ -12,8 +12,8 @@ from textual.content import Content
 
 from console import severity
 from console.panes.alert_rows import address_order, table_cell
-from console.panes.traffic_rows import Column
 from console.untrusted import clean
+from console.widgets.row_table import Column
 from engine.durations import format_age
 
 # A device first seen this recently is marked new.

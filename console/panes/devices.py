@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from console.engine_access import engine
 from console.panes.device_actions import (
     ban_device,
     scan_device,
@@ -45,9 +46,6 @@ from console.screens.device_detail import DeviceScreen
 from console.untrusted import clean
 from console.widgets.filter_prompt import Filtering, filter_prompt
 from engine.control.protocol import ControlError
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 POLL_SECONDS = 2.0
 EMPTY = (
@@ -176,16 +174,14 @@ class DevicesPane(Filtering, PolledPane):
         self.scans: dict[str, Any] | None = None
         # Scans seen running or started here, whose end is yet to be told.
         self._awaited: set[int] = set()
+        # The devices a serial session is attached to (the Serial pane says when they change).
+        self.serial_devices: frozenset[str] = frozenset()
         self.loaded = False
         # The clock "new" and "seen" are counted from (a test stops it).
         self.clock: Callable[[], float] = time.time
         self._poller = Poller(
             self, "Devices", self._fetch, self._failed, lambda: self._wanted, lambda: POLL_SECONDS
         )
-
-    @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
 
     @property
     def table(self) -> TrafficTable:
@@ -211,7 +207,7 @@ class DevicesPane(Filtering, PolledPane):
         self._show_problem("Not connected to the engine.")
 
     async def _fetch(self) -> None:
-        link = self.console.link
+        link = engine(self).link
         devices, scans = await asyncio.gather(
             link.request("devices.list"), link.request("scan.status")
         )
@@ -333,42 +329,40 @@ class DevicesPane(Filtering, PolledPane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         device = self.under_cursor()
         if action == "scan":
-            return True if device is not None and self.console.may("scan.start") else None
+            return True if device is not None and engine(self).may("scan.start") else None
         if action == "ban":
-            return True if device is not None and self.console.may("bans.ban") else None
+            return True if device is not None and engine(self).may("bans.ban") else None
         if action == "traffic":
             return True if device is not None else None
         if action == "serial":
-            attached = (
-                device is not None and self.console.serial.session_for(device["id"]) is not None
-            )
+            attached = device is not None and str(device["id"]) in self.serial_devices
             return True if attached else None
         if action == "scan_scope":
-            return True if self.console.may("scan.start") else None
+            return True if engine(self).may("scan.start") else None
         if action == "cancel_scan":
             running = (self.scans or {}).get("running")
-            return bool(running) and self.console.may("scan.cancel")
+            return bool(running) and engine(self).may("scan.cancel")
         return True
 
     def action_scan(self) -> None:
         if (device := self.under_cursor()) is not None:
-            scan_device(self.console, device)
+            scan_device(self.app, device)
             self._poller.now()
 
     def action_scan_scope(self) -> None:
-        scan_scope(self.console)
+        scan_scope(self.app)
 
     def action_ban(self) -> None:
         if (device := self.under_cursor()) is not None:
-            ban_device(self.console, device)
+            ban_device(self.app, device)
 
     def action_traffic(self) -> None:
         if (device := self.under_cursor()) is not None:
-            show_traffic(self.console, device)
+            show_traffic(self.app, device)
 
     def action_serial(self) -> None:
         if (device := self.under_cursor()) is not None:
-            show_serial(self.console, device)
+            show_serial(self.app, device)
 
     def action_cancel_scan(self) -> None:
         running = (self.scans or {}).get("running") or []
@@ -377,11 +371,11 @@ class DevicesPane(Filtering, PolledPane):
         scan_id = max(int(r["id"]) for r in running)
 
         async def call() -> None:
-            await self.console.link.request("scan.cancel", {"id": scan_id})
+            await engine(self).link.request("scan.cancel", {"id": scan_id})
             self.app.notify(f"Scan #{scan_id} cancelled: nothing it found is recorded")
             self._poller.now()
 
-        self.console.run_worker(
+        self.app.run_worker(
             call(), name=f"Cancel scan {scan_id}", group="actions", exit_on_error=False
         )
 

@@ -1,3 +1,4 @@
+# Over 500 lines: ~30 prefix commands carried out; their parsing and streams are in serial/
 """The Serial pane: the engine's serial sessions, one shown at a time in a terminal view, with
 a status line (port, state, settings, RX/TX, line states: what does not fit is left out, the
 least useful first) and the boot-log findings beside it.
@@ -10,8 +11,6 @@ tio; ``[serial] prefix``), and ``prefix ?`` lists them. Received bytes arrive as
 from __future__ import annotations
 
 import base64
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,20 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from console import severity
+from console.engine_access import engine
+from console.messages import SerialDevices, ShowPane
 from console.panes.traffic_rows import human
 from console.screens.help import HelpScreen
 from console.screens.prompts import NoteScreen
-from console.serial.buffer import SerialBuffer
-from console.serial.render import stamp
+from console.serial.prefix import PrefixCommands
+from console.serial.status import (
+    findings_content,
+    fit_status,
+    hint_content,
+    login_result,
+    status_pieces,
+)
+from console.serial.stream import Session
 from console.serial.view import STAMP_MODES, SerialView
 from console.untrusted import clean
 from engine.control.protocol import ControlError
@@ -37,47 +44,6 @@ MAPS_OUT = ("cr", "lf", "crlf")
 MAPS_IN = ("lf", "cr", "crlf")
 WIDE = 100  # the findings column shows from this width up
 STATUS_EVERY = 0.25  # the RX counter is redrawn at most this often
-
-# The prefix commands: key, what it does (``prefix ?`` lists them in this order).
-COMMANDS: list[tuple[str, str, str]] = [
-    ("?", "question_mark", "list these commands"),
-    ("B", "B", "change the baud rate"),
-    ("m", "m", "line ending sent for Enter: CR, LF, CR LF"),
-    ("M", "M", "line ending received: LF, CR, CR LF"),
-    ("e", "e", "local echo on/off"),
-    ("h", "h", "hex view on/off"),
-    ("w", "w", "long lines: wrap them, or cut them (then ←/→ scroll sideways)"),
-    ("←/→", "left", "scroll cut lines sideways"),
-    ("t", "t", "timestamps: off, absolute, relative, delta"),
-    ("b", "b", "send a break"),
-    ("d", "d", "toggle DTR"),
-    ("r", "r", "toggle RTS"),
-    ("p", "p", "pulse DTR (reset many boards)"),
-    ("x", "x", "send a macro ([serial.macros])"),
-    ("F", "F", "send a file, raw"),
-    ("f", "f", "log file: where this session's transcript is"),
-    ("a", "a", "try default credentials at a login prompt (opt-in)"),
-    ("/", "slash", "search the scrollback"),
-    ("n", "n", "next (older) match; N: newer"),
-    ("l", "l", "clear the view"),
-    ("R", "R", "reconnect now"),
-    ("o", "o", "open another port"),
-    ("s", "s", "switch to the next session"),
-    ("c", "c", "close this session"),
-    ("i", "i", "findings column on/off"),
-    ("1-3", "1", "show the Traffic, Devices or Alerts pane (in the console)"),
-    ("q", "q", "quit"),
-]
-PANES = ("traffic", "devices", "alerts", "serial")
-
-
-@dataclass
-class Session:
-    info: dict[str, Any]
-    buffer: SerialBuffer
-    report: dict[str, Any] = field(default_factory=dict)
-    pending: list[tuple[int, float, bytes]] = field(default_factory=list)
-    fetching: bool = False
 
 
 class SerialPane(Vertical):
@@ -99,10 +65,14 @@ class SerialPane(Vertical):
     SerialPane #serial-hint.hidden { display: none; }
     """
 
-    def __init__(self, *, prefix: str = "ctrl+t", id: str | None = None) -> None:
+    def __init__(
+        self, *, prefix: str = "ctrl+t", panes: tuple[str, ...] = (), id: str | None = None
+    ) -> None:
+        """``panes`` are the app's panes, which the prefix and a digit show (the console's)."""
         super().__init__(id=id)
         self.border_title = "Serial"
-        self.prefix = prefix.strip().lower()
+        self.commands = PrefixCommands(prefix, panes)
+        self.prefix = self.commands.prefix
         self.sessions: dict[int, Session] = {}
         self.current: int | None = None
         self.ports: list[dict[str, Any]] = []
@@ -111,6 +81,7 @@ class SerialPane(Vertical):
         self._typed = bytearray()
         self._sending = False
         self._shown_rx = -1
+        self._devices: frozenset[str] = frozenset()
 
     @property
     def title(self) -> str:
@@ -158,7 +129,7 @@ class SerialPane(Vertical):
     @work(group="serial-attach", exclusive=True, exit_on_error=False)
     async def _take_up_all(self) -> None:
         """Take up every open session (after connecting, or reconnecting)."""
-        link = self.app.link  # type: ignore[attr-defined]
+        link = engine(self).link
         listing = await link.request("serial.list")
         seen = set()
         for info in listing:
@@ -166,6 +137,7 @@ class SerialPane(Vertical):
             await self._take_up(info["id"])
         for sid in set(self.sessions) - seen:
             del self.sessions[sid]
+        self._note_devices()
         if self.current not in self.sessions:
             self.current = next(iter(self.sessions), None)
             self._show_current()
@@ -176,13 +148,10 @@ class SerialPane(Vertical):
         self._show_hint()
 
     async def _take_up(self, sid: int) -> None:
-        link = self.app.link  # type: ignore[attr-defined]
+        link = engine(self).link
         got = await link.request("serial.get", {"id": sid, "tail": ATTACH_TAIL})
-        buffer = SerialBuffer(map_in=got["settings"]["map_in"])
-        buffer.reset(got["offset"])
-        _feed_stamped(buffer, got["offset"], base64.b64decode(got["data"]), got["stamps"])
-        session = Session(got, buffer, got.get("report") or {})
-        self.sessions[sid] = session
+        self.sessions[sid] = Session.attached(got)
+        self._note_devices()
         if self.current is None or self.current == sid:
             self.current = sid
             self._show_current()
@@ -201,23 +170,19 @@ class SerialPane(Vertical):
             return
         if kind == "rx":
             data = base64.b64decode(event["data"])
-            self._feed(sid, session, int(event["offset"]), float(event["ts"]), data)
+            if session.received(int(event["offset"]), float(event["ts"]), data):
+                self._fill_gap(sid)
         elif kind == "tx":
-            typed = base64.b64decode(event["data"])
-            session.info["tx"] = session.info.get("tx", 0) + len(typed)
-            if session.info["settings"].get("echo"):
-                session.buffer.local(float(event["ts"]), typed)
+            session.sent(float(event["ts"]), base64.b64decode(event["data"]))
         elif kind == "state":
-            before = session.info["state"]
-            session.info = {**session.info, **event["info"]}
-            session.buffer.set_map_in(session.info["settings"]["map_in"])
-            if (marker := _marker(before, session.info)) is not None:
-                session.buffer.mark(time.time(), marker)
+            session.changed(event["info"])
+            self._note_devices()
         elif kind == "findings":
             session.report = event.get("report") or session.report
             self._show_findings()
         elif kind == "closed":
             del self.sessions[sid]
+            self._note_devices()
             if self.current == sid:
                 self.current = next(iter(self.sessions), None)
                 self._show_current()
@@ -238,39 +203,18 @@ class SerialPane(Vertical):
         await self._take_up(sid)
         self._show_tabs()
 
-    def _feed(self, sid: int, session: Session, offset: int, ts: float, data: bytes) -> None:
-        if session.fetching:
-            session.pending.append((offset, ts, data))
-            return
-        if session.buffer.feed(offset, ts, data):
-            session.fetching = True
-            session.pending.append((offset, ts, data))
-            self._fill_gap(sid)
-
     @work(group="serial-gap", exit_on_error=False)
     async def _fill_gap(self, sid: int) -> None:
-        """Fetch what the events missed from the engine's scrollback, then feed what came
-        meanwhile; again while a gap remains."""
-        link = self.app.link  # type: ignore[attr-defined]
+        """Fetch what the events missed from the engine's scrollback (the session feeds what
+        came meanwhile); again while a gap remains."""
+        link = engine(self).link
         while (session := self.sessions.get(sid)) is not None and session.fetching:
             try:
-                got = await link.request("serial.read", {"id": sid, "offset": session.buffer.end})
+                got = await link.request("serial.read", {"id": sid, "offset": session.gap_start})
             except ControlError:
-                session.fetching = False
-                session.pending.clear()
+                session.fill_failed()
                 return
-            if got["offset"] > session.buffer.end:  # older than the engine keeps
-                session.buffer.skip_to(got["offset"])
-            _feed_stamped(
-                session.buffer, got["offset"], base64.b64decode(got["data"]), got["stamps"]
-            )
-            pending, session.pending = session.pending, []
-            session.fetching = False
-            for n, (offset, ts, data) in enumerate(pending):
-                if session.buffer.feed(offset, ts, data):
-                    session.fetching = True  # still a hole: fetch again, keep the rest
-                    session.pending = pending[n:] + session.pending
-                    break
+            session.fill(got)
 
     # -- typing --------------------------------------------------------------------------------
 
@@ -300,7 +244,7 @@ class SerialPane(Vertical):
 
     @work(group="serial-send", exit_on_error=False)
     async def _flush_typed(self, sid: int) -> None:
-        link = self.app.link  # type: ignore[attr-defined]
+        link = engine(self).link
         try:
             while self._typed:
                 data = bytes(self._typed)
@@ -320,27 +264,20 @@ class SerialPane(Vertical):
     @on(SerialView.Command)
     def _command(self, event: SerialView.Command) -> None:
         event.stop()
-        key = event.key
-        if key == self.prefix:
-            self._show_status(f"{self._prefix_name()}: command? (? lists them)")
+        resolved = self.commands.resolve(event.key)
+        if resolved.kind == "prompt":
+            self._show_status(resolved.value)
             return
         self._show_status()
-        if key in "1234" and len(key) == 1 and hasattr(self.app, "action_show_pane"):
-            self.app.action_show_pane(PANES[int(key) - 1])
-            return
-        handler = getattr(self, f"_cmd_{key}", None)
-        if handler is None:
-            self.app.notify(
-                f"{self._prefix_name()} {key}: no such command (? lists them)",
-                severity="warning",
-                markup=False,
-            )
-            return
-        handler()
+        if resolved.kind == "pane":
+            self.post_message(ShowPane(resolved.value))
+        elif resolved.kind == "unknown":
+            self.app.notify(resolved.value, severity="warning", markup=False)
+        else:
+            getattr(self, f"_cmd_{resolved.value}")()
 
     def _cmd_question_mark(self) -> None:
-        rows = [(f"{self._prefix_name()} {shown}", what) for shown, _key, what in COMMANDS]
-        rows.append((f"{self._prefix_name()} {self._prefix_name()}", "send the prefix key itself"))
+        rows = self.commands.listing()
         self.app.push_screen(HelpScreen("Serial commands", self.help_text, rows, []))
 
     def _cmd_h(self) -> None:
@@ -421,7 +358,7 @@ class SerialPane(Vertical):
         self._ask_engine("serial.reconnect", {}, "Reconnecting")
 
     def _cmd_a(self) -> None:
-        self._ask_engine("serial.login", {}, "", describe=_login_result)
+        self._ask_engine("serial.login", {}, "", describe=login_result)
 
     def _cmd_c(self) -> None:
         self._ask_engine("serial.close", {}, "Session closed")
@@ -483,7 +420,7 @@ class SerialPane(Vertical):
     async def open_port(self, port: str, settings: dict[str, Any]) -> tuple[int, bool] | None:
         """Open ``port`` in the engine and show it; a port already open is shown instead.
         The session's id, and whether this opened it."""
-        link = self.app.link  # type: ignore[attr-defined]
+        link = engine(self).link
         try:
             info = await link.request("serial.open", {"port": port, "settings": settings})
         except ControlError as exc:
@@ -505,7 +442,7 @@ class SerialPane(Vertical):
         return self.current, True
 
     async def _session_of(self, port: str) -> int | None:
-        listing = await self.app.link.request("serial.list")  # type: ignore[attr-defined]
+        listing = await engine(self).link.request("serial.list")
         return next((i["id"] for i in listing if port in (i["port"], i["path"])), None)
 
     @work(group="serial-command", exit_on_error=False)
@@ -516,7 +453,7 @@ class SerialPane(Vertical):
         if session is None:
             self.app.notify("No serial session.", severity="warning")
             return
-        link = self.app.link  # type: ignore[attr-defined]
+        link = engine(self).link
         try:
             result = await link.request(cmd, {"id": session.info["id"], **args})
         except ControlError as exc:
@@ -524,6 +461,7 @@ class SerialPane(Vertical):
             return
         if isinstance(result, dict) and "state" in result and cmd != "serial.close":
             session.info = {**session.info, **result}
+            self._note_devices()
             self._show_status()
         message = describe(result) if describe else done
         if message:
@@ -540,7 +478,7 @@ class SerialPane(Vertical):
 
     @work(group="serial-command", exit_on_error=False)
     async def _macros(self) -> None:
-        macros = await self.app.link.request("serial.macros")  # type: ignore[attr-defined]
+        macros = await engine(self).link.request("serial.macros")
         if not macros:
             self.app.notify("No macros: add them to [serial.macros] in the config.", markup=False)
             return
@@ -562,7 +500,7 @@ class SerialPane(Vertical):
         except OSError as exc:
             self.app.notify(f"{path}: {exc.strerror}", severity="error", markup=False)
             return
-        link = self.app.link  # type: ignore[attr-defined]
+        link = engine(self).link
         for start in range(0, len(data), SEND_CHUNK):
             chunk = base64.b64encode(data[start : start + SEND_CHUNK]).decode()
             try:
@@ -593,15 +531,20 @@ class SerialPane(Vertical):
         return self.sessions.get(self.current) if self.current is not None else None
 
     def _prefix_name(self) -> str:
-        return self.prefix.replace("ctrl+", "Ctrl-").title().replace("Ctrl-", "Ctrl-")
+        return self.commands.name
+
+    def _note_devices(self) -> None:
+        """Tell the app when the devices a session is attached to change."""
+        devices = frozenset(d for s in self.sessions.values() if (d := s.device) is not None)
+        if devices != self._devices:
+            self._devices = devices
+            self.post_message(SerialDevices(devices))
 
     def _show_current(self) -> None:
         session = self._current()
         if session is not None:
             self.view.show(session.buffer, session.info["started"])
-            self.view.enter = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}[
-                session.info["settings"]["map_out"]
-            ]
+            self.view.enter = session.enter
         self._show_tabs()
         self._show_status()
         self._show_findings()
@@ -621,17 +564,7 @@ class SerialPane(Vertical):
             hint.add_class("hidden")
             return
         hint.remove_class("hidden")
-        # Our own lines are joined with real newlines; only the port names and the engine's
-        # problem came from elsewhere, so only they are escaped.
-        found = ", ".join(clean(p["by_id"] or p["device"]) for p in self.ports) or "none listed"
-        lines = [
-            f"No serial session. {self._prefix_name()} o opens a port by path or URL"
-            " (ptys are not listed: type their path).",
-            f"Ports found: {found}",
-        ]
-        if problem:
-            lines.insert(0, clean(problem, limit=300))
-        hint.update(Content("\n".join(lines)))
+        hint.update(hint_content(self.ports, self._prefix_name(), problem))
 
     def _show_status(self, note: str = "") -> None:
         status = self.query_one("#serial-status", Static)
@@ -642,43 +575,10 @@ class SerialPane(Vertical):
             )
             return
         width = status.size.width or self.app.size.width
-        status.update(fit_status(self._status_pieces(session, note), width))
-
-    def _status_pieces(self, session: Session, note: str) -> list[tuple[int, Content]]:
-        """The status line's pieces in the order shown, each with its rank: when the line is
-        too wide, the highest ranks are left out first."""
-        info = session.info
-        state = info["state"]
-        style = {"connected": "green", "reconnecting": "bold red"}.get(state, "yellow")
-        pieces = []
-        if note:
-            pieces.append((0, Content.styled(note, "bold")))
-        name = Content.styled(clean(info["name"], limit=24), "bold")
-        pieces.append((0, Content.assemble(name, " ", Content.styled(state, style))))
-        if state != "connected" and info.get("reason"):
-            pieces.append((1, Content.styled(clean(info["reason"], limit=80), "red")))
-        pieces.append((2, Content(info["describe"])))
-        pieces.append((3, Content(f"RX {human(session.buffer.end)}B TX {human(info['tx'])}B")))
-        lines = [
-            Content.styled(line.upper(), "bold" if value else "dim strike")
-            for line, value in info["lines"].items()
-            if value is not None
-        ]
-        if lines:
-            pieces.append((6, Content(" ").join(lines)))
-        settings = info["settings"]
-        flags = [f"{settings['map_out']}/{settings['map_in']}"]
-        if settings.get("echo"):
-            flags.append("echo")
-        if self.view.mode == "hex":
-            flags.append("hex")
-        elif not self.view.wrap:
-            flags.append("cut")
-        if self.view.stamps != "off":
-            flags.append(f"ts:{self.view.stamps}")
-        pieces.append((5, Content(" ".join(flags))))
-        pieces.append((4, Content.styled(f"{self._prefix_name()} ? commands", "dim")))
-        return pieces
+        view = self.view
+        pieces = status_pieces(session, note, mode=view.mode, wrap=view.wrap, stamps=view.stamps,
+                               prefix_name=self._prefix_name())  # fmt: skip
+        status.update(fit_status(pieces, width))
 
     def _findings_shown(self) -> bool:
         if self.show_findings is not None:
@@ -692,96 +592,4 @@ class SerialPane(Vertical):
         self._layout_findings()
         session = self._current()
         report = session.report if session else {}
-        findings = sorted(
-            report.get("findings", []), key=lambda f: -severity.RANK.get(f["severity"], 0)
-        )
-        parts: list[Content | str] = [Content.styled("Boot log\n", "bold")]
-        for label, value in _facts(report):
-            parts.append(
-                Content.assemble(Content.styled(f"{label} ", "dim"), clean(value, limit=60), "\n")
-            )
-        if findings:
-            parts.append(Content.styled("\nFindings\n", "bold"))
-        for f in findings:
-            parts.append(
-                Content.assemble(
-                    Content.styled(severity.LABEL[f["severity"]], severity.STYLE[f["severity"]]),
-                    " ",
-                    clean(f["title"], limit=120),
-                    "\n",
-                )
-            )
-        if not findings and not _facts(report):
-            parts.append(Content.styled("Nothing yet: findings appear as the device boots.", "dim"))
-        self.query_one("#serial-findings-text", Static).update(Content.assemble(*parts))
-
-
-def fit_status(pieces: list[tuple[int, Content]], width: int) -> Content:
-    """The pieces joined, leaving out the highest ranks until they fit in ``width``; a piece
-    still too long for what is left (a long reason) is cut at a word, with an ellipsis."""
-    kept = list(pieces)
-
-    def length() -> int:
-        return sum(p.cell_length for _, p in kept) + 2 * (len(kept) - 1)
-
-    while length() > width and (worst := max(rank for rank, _ in kept)) > 0:
-        at = max(n for n, (rank, _) in enumerate(kept) if rank == worst)
-        if worst == 1 and len(kept) > 1:
-            piece = kept[at][1]
-            room = width - (length() - piece.cell_length)
-            if room >= 12:
-                kept[at] = (0, _shorten(piece, room))
-                continue
-        del kept[at]
-    return Content("  ").join(p for _, p in kept)
-
-
-def _shorten(piece: Content, room: int) -> Content:
-    """``piece`` cut to ``room`` cells at the last space that fits, with an ellipsis."""
-    text = piece.plain
-    cut = text.rfind(" ", 0, room)
-    return piece[: cut if cut > 0 else room - 1] + "…"
-
-
-def _marker(before: str, info: dict[str, Any]) -> str | None:
-    """The line the view gets when a session's state changes: unplugged, or back."""
-    after = info["state"]
-    if before == "connected" and after == "reconnecting":
-        at = stamp("absolute", time.time(), 0, None).strip()
-        reason = f" {clean(info['reason'], limit=120)}" if info.get("reason") else ""
-        return f"[disconnected {at}]{reason}"
-    if before == "reconnecting" and after == "connected":
-        since = info.get("connected_since") or time.time()
-        return f"[reconnected {stamp('absolute', since, 0, None).strip()}]"
-    return None
-
-
-def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
-    facts = []
-    loader = report.get("bootloader") or {}
-    if loader.get("name"):
-        facts.append(("Loader", f"{loader['name']} {loader.get('version') or ''}".strip()))
-    if (kernel := report.get("kernel") or {}).get("version"):
-        facts.append(("Linux", kernel["version"]))
-    if (busybox := report.get("busybox") or {}).get("version"):
-        facts.append(("BusyBox", busybox["version"]))
-    if report.get("mtd"):
-        facts.append(("MTD", ", ".join(p["name"] for p in report["mtd"])))
-    if (identity := report.get("identity") or {}).get("mac"):
-        facts.append(("MAC", identity["mac"]))
-    return facts
-
-
-def _feed_stamped(buffer: SerialBuffer, offset: int, data: bytes, stamps: list[Any]) -> None:
-    """Feed fetched bytes batch by batch, so each keeps the time it arrived."""
-    edges = [(int(o), float(t)) for o, t in stamps] or [(offset, time.time())]
-    for n, (start, ts) in enumerate(edges):
-        end = edges[n + 1][0] if n + 1 < len(edges) else offset + len(data)
-        buffer.feed(start, ts, data[start - offset : end - offset])
-
-
-def _login_result(result: dict[str, Any]) -> str:
-    if result.get("works"):
-        works = result["works"]
-        return f"Default login works: {works['user']} / {works['password'] or '(empty)'}"
-    return f"No default login worked: {result.get('reason', '')} ({result.get('tried', 0)} tried)"
+        self.query_one("#serial-findings-text", Static).update(findings_content(report))

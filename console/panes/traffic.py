@@ -1,3 +1,4 @@
+# Over 500 lines: three views (capture, flows, packets) that share one poll and one cursor.
 """The Traffic pane: capture state and rates at the top, flows or top talkers in the middle and
 the recent packets of the one under the cursor at the bottom; Enter on a packet decodes it.
 
@@ -14,7 +15,7 @@ listed, else its packets are listed below under its 5-tuple until the cursor mov
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -25,6 +26,7 @@ from textual.content import Content
 from textual.validation import ValidationResult, Validator
 from textual.widgets import DataTable, Input, Static
 
+from console.engine_access import engine
 from console.panes.capture_summary import CaptureSummary, state_line
 from console.panes.polled import PolledPane
 from console.panes.traffic_rows import (
@@ -49,9 +51,6 @@ from console.screens.save_pcap import NothingToSave, SavePcapScreen, save_pcap
 from console.untrusted import clean
 from engine.capture.filter import FilterError, parse_filter
 from engine.control.protocol import ControlError
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 # Polls per second stay between 2 and 5 whatever ``[console] refresh`` says.
 POLL_FASTEST, POLL_SLOWEST = 0.2, 0.5
@@ -216,10 +215,6 @@ class TrafficPane(PolledPane):
         self._packets_title = ""
 
     @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
     def flows(self) -> FlowTable:
         return self.query_one(FlowTable)
 
@@ -265,7 +260,7 @@ class TrafficPane(PolledPane):
         return self.paused
 
     async def _fetch(self) -> None:
-        link = self.console.link
+        link = engine(self).link
         generation, packets_of = self._generation, self._packets_of
         args: dict[str, Any] = {"mode": self.mode, "sort": self.sort, "limit": FLOW_LIMIT}
         if self.filter:
@@ -551,7 +546,7 @@ class TrafficPane(PolledPane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in NEEDS:
             # None shows the key greyed out: the operator sees it exists but is not theirs.
-            return True if self.console.may(NEEDS[action]) else None
+            return True if engine(self).may(NEEDS[action]) else None
         if action == "clear_filter":
             return bool(self.filter) or self.has_class("-filtering")
         return True
@@ -595,7 +590,7 @@ class TrafficPane(PolledPane):
     def _save(self, args: dict[str, Any], path: str) -> None:
         async def run() -> None:
             try:
-                saved = await save_pcap(self.console.link, args, path)
+                saved = await save_pcap(engine(self).link, args, path)
             except ControlError as exc:
                 self.app.notify(f"Not saved: {exc}", severity="error", markup=False, timeout=10)
             except NothingToSave as exc:
@@ -622,4 +617,4 @@ class TrafficPane(PolledPane):
                     timeout=10,
                 )
 
-        self.console.run_worker(run(), name="Saving pcap", group="actions", exit_on_error=False)
+        self.app.run_worker(run(), name="Saving pcap", group="actions", exit_on_error=False)

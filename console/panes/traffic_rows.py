@@ -7,13 +7,13 @@ The engine sorts and limits the rows (``traffic.flows``); these only format them
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 
-from console.panes.alert_rows import GAP, clock, short_count, table_cell
+from console.panes.alert_rows import clock, short_count, table_cell
 from console.untrusted import clean
+from console.widgets.row_table import GAP, Column
 
 # What ``traffic.flows`` can sort by, in the order ``o`` cycles through them, with the column
 # each one is shown in.
@@ -26,17 +26,6 @@ INFO_FIRST = ("sni", "host", "username", "password", "basic_auth", "client_id", 
 # Details that say a secret crossed the wire in clear: worth the operator's eye.
 SECRETS = frozenset({"password", "basic_auth"})
 INFO_LIMIT = 200
-
-
-@dataclass(frozen=True)
-class Column:
-    """A table column: ``width`` is fixed, or ``None`` for one sized to its longest cell (up to
-    a cap); the table's ``rest`` column takes the width that is left."""
-
-    key: str
-    label: str
-    width: int | None
-    right: bool = False
 
 
 FLOW_COLUMNS = (

@@ -1,9 +1,7 @@
-"""The Traffic pane's tables (flows or talkers, and the packets of one of them): shown in the
-order the engine gives, kept in step with each poll by diff, the cursor staying on its row.
-
-Rows are ordered by setting ``DataTable``'s row locations directly, as the alerts table does
-(see alert_table.py): ``DataTable.sort`` cannot see row keys, and the engine has already
-sorted.
+"""The tables of rows keyed by a string in an order given from outside (the Traffic pane's flows
+or talkers and packets; devices, bans, rules, silences, jails), kept in step with each poll by
+diff, the cursor staying on its row. The engine has already sorted: rows are put in its order
+directly (see row_table.py).
 """
 
 from __future__ import annotations
@@ -11,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
-from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import RowKey
 
-from console.panes.alert_rows import GAP
-from console.panes.alert_table import set_column_widths
-from console.panes.traffic_rows import Column
+from console.widgets.row_table import GAP, Column, RowTable
 
 Cells = tuple[Text, ...]
 
@@ -31,11 +25,11 @@ SIZED_NARROW, SIZED_WIDE, WIDE_SCREEN = 21 + len(GAP), 47 + len(GAP), 120
 REST_MIN = 1
 
 
-class TrafficTable(DataTable[Text]):
+class TrafficTable(RowTable):
     """A DataTable of rows keyed by a string, in an order given from outside."""
 
     def __init__(self, columns: Sequence[Column], *, rest: str, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", show_row_labels=False, cell_padding=0)
+        super().__init__(id=id)
         self._columns_spec = tuple(columns)
         self._rest = rest
         self._shown: dict[str, Cells] = {}
@@ -100,13 +94,10 @@ class TrafficTable(DataTable[Text]):
             for key in new:
                 self.add_row(*rows[key], key=key)
                 shown[key] = rows[key]
-            # Every column has a set width and every row one line: nothing to measure.
-            self._new_rows.clear()
+            self.skip_measuring()
             if order != self._order:
                 self._order = order
-                self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(order)})
-                self._update_count += 1
-                self.refresh()
+                self.set_order(RowKey(k) for k in order)
             if new or gone:
                 self.fit_columns()
             if at_end and self.row_count:
@@ -126,14 +117,14 @@ class TrafficTable(DataTable[Text]):
         self.fit_columns()
 
     def _label_columns(self) -> None:
+        labels = {}
         for column in self._columns_spec:
             arrow = ("▼" if self.descending else "▲") if column.key == self.sorted_by else ""
             label = Text(GAP + column.label + arrow, style="bold", end="")
             if column.right:
                 label.justify = "right"
-            self.columns[ColumnKey(column.key)].label = label
-        self._update_count += 1
-        self.refresh()
+            labels[column.key] = label
+        self.set_labels(labels)
 
     def fit_columns(self) -> None:
         """Fixed columns keep their width, sized ones take what their cells need (up to a cap),
@@ -153,7 +144,7 @@ class TrafficTable(DataTable[Text]):
                 longest = max((cells[index].cell_len for cells in self._shown.values()), default=0)
                 widths[column.key] = max(floor, min(cap, longest))
         widths[self._rest] = max(REST_MIN, available - sum(widths.values()))
-        set_column_widths(self, widths)
+        self.set_column_widths(widths)
 
 
 class FlowTable(TrafficTable):

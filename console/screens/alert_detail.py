@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -19,11 +19,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console import severity
+from console.engine_access import engine
 from console.panes.alert_rows import STATE_LABEL, alert_flow, alert_sides
 from console.untrusted import clean
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 # The engine command behind each action this screen hands back to the alerts pane.
 ACTION_COMMANDS = {
@@ -131,10 +129,6 @@ class AlertDetailScreen(Screen[str | None]):
         self.alert_id = alert_id
         self.alert: dict[str, Any] | None = None
 
-    @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
         yield Static(f"Alert #{self.alert_id}", id="title", markup=False)
         with VerticalScroll():
@@ -146,12 +140,12 @@ class AlertDetailScreen(Screen[str | None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.console.run_worker(
+        self.app.run_worker(
             self._load(), name=f"Loading alert {self.alert_id}", exit_on_error=False
         )
 
     async def _load(self) -> None:
-        alert = await self.console.link.request("alerts.get", {"id": self.alert_id})
+        alert = await engine(self).link.request("alerts.get", {"id": self.alert_id})
         title = clean(alert.get("title"), limit=200)
         self.query_one("#title", Static).update(Content(f"Alert #{self.alert_id}: {title}"))
         self.query_one("#fields", Static).update(fields_content(alert))
@@ -166,7 +160,7 @@ class AlertDetailScreen(Screen[str | None]):
         if action == "act" and parameters[0] == "ban" and not alert_sides(self.alert or {})[0]:
             return None
         if action == "act":
-            return True if self.console.may(ACTION_COMMANDS[str(parameters[0])]) else None
+            return True if engine(self).may(ACTION_COMMANDS[str(parameters[0])]) else None
         return True
 
     def action_close(self) -> None:

@@ -7,14 +7,15 @@ it or the engine only recorded it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Button, Input, OptionList, Static
 
+from console.engine_access import engine
 from console.screens.ban_rows import times
 from console.screens.prompts import ConfirmScreen, Dialog
 from console.severity import ToastLevel
@@ -22,9 +23,6 @@ from console.untrusted import clean
 from engine.control.protocol import ControlError
 from engine.durations import format_duration
 from engine.respond.manager import DEVICE_REFUSAL
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 # The lengths offered, as ``bans.ban`` takes them: "" is the configured bantime (which the
 # engine makes longer for repeat offenders).
@@ -70,46 +68,46 @@ def outcome(ban: dict[str, Any]) -> tuple[str, ToastLevel]:
     return f"{said}: recorded, NOT enforced: {clean(ban.get('problem'))}", "warning"
 
 
-async def send_ban(console: IotsecApp, cmd: str, args: dict[str, Any],
+async def send_ban(app: App[Any], cmd: str, args: dict[str, Any],
                    request: BanRequest | None = None) -> None:  # fmt: skip
     """Make a ban (``bans.ban``, or ``bans.confirm`` for a proposed one) and say how it went;
     a refusal (the allow-list, your own SSH client, ...) is shown in the engine's words. When
     ``request`` was refused for being a device of the inventory, the operator is asked again,
     with the device named, and a yes sends it with local_ok."""
     try:
-        ban = await console.link.request(cmd, args)
+        ban = await engine(app).link.request(cmd, args)
     except ControlError as exc:
         if (request is not None and not request.local_ok and exc.code == "refused"
                 and DEVICE_REFUSAL in str(exc)):  # fmt: skip
-            _confirm_device(console, request, str(exc))
+            _confirm_device(app, request, str(exc))
             return
-        console.notify(str(exc), title="Not banned", severity="error", markup=False, timeout=15)
+        app.notify(str(exc), title="Not banned", severity="error", markup=False, timeout=15)
         return
     message, level = outcome(ban)
-    console.notify(message, severity=level, markup=False, timeout=10)
+    app.notify(message, severity=level, markup=False, timeout=10)
 
 
-def ask_ban(console: IotsecApp, address: str, whose: str, reason: str) -> None:
+def ask_ban(app: App[Any], address: str, whose: str, reason: str) -> None:
     """The ban dialog for ``address``; the ban is sent (and its outcome told) if the operator
     confirms it."""
 
     def send(request: BanRequest | None) -> None:
         if request is not None:
-            _send(console, request)
+            _send(app, request)
 
     screen = BanScreen(address, whose, reason)
-    console.push_screen(screen, send)
-    if console.may("bans.preview"):
+    app.push_screen(screen, send)
+    if engine(app).may("bans.preview"):
 
         async def preview() -> None:
             try:
-                answer = await console.link.request("bans.preview", {"address": address})
+                answer = await engine(app).link.request("bans.preview", {"address": address})
             except ControlError:
                 return  # the label stays general; banning says what is wrong with the address
             if screen.is_attached:
                 screen.show_bantime(answer)
 
-        console.run_worker(preview(), name=f"Bantime of {clean(address)}",
+        app.run_worker(preview(), name=f"Bantime of {clean(address)}",
                            group="ban-preview", exit_on_error=False)  # fmt: skip
 
 
@@ -130,18 +128,18 @@ def effective_bantime(preview: dict[str, Any]) -> str:
     return f"{said} (bantime {format_duration(base)} {times_base}: {before})"
 
 
-def _send(console: IotsecApp, request: BanRequest) -> None:
-    console.run_worker(send_ban(console, "bans.ban", request.args(), request),
+def _send(app: App[Any], request: BanRequest) -> None:
+    app.run_worker(send_ban(app, "bans.ban", request.args(), request),
                        name=f"Ban {clean(request.address)}", group="actions",
                        exit_on_error=False)  # fmt: skip
 
 
-def _confirm_device(console: IotsecApp, request: BanRequest, refusal: str) -> None:
+def _confirm_device(app: App[Any], request: BanRequest, refusal: str) -> None:
     """The second, explicit question before banning a device of the inventory."""
 
     def answered(yes: bool | None) -> None:
         if yes:
-            _send(console, replace(request, local_ok=True))
+            _send(app, replace(request, local_ok=True))
 
     body = Content.assemble(
         clean(refusal, limit=400),
@@ -149,7 +147,7 @@ def _confirm_device(console: IotsecApp, request: BanRequest, refusal: str) -> No
         " depends on.",
     )
     heading = f"Ban {clean(request.address)}, a device of the inventory?"
-    console.push_screen(ConfirmScreen(heading, body, confirm="Ban the device"), answered)
+    app.push_screen(ConfirmScreen(heading, body, confirm="Ban the device"), answered)
 
 
 class BanScreen(Dialog[BanRequest | None]):

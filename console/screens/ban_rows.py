@@ -12,9 +12,10 @@ from rich.text import Text
 from textual.content import Content
 
 from console.panes.alert_rows import short_count, table_cell
-from console.panes.traffic_rows import Column, human
+from console.panes.traffic_rows import human
 from console.screens.alert_detail import when
 from console.untrusted import clean
+from console.widgets.row_table import Column
 from engine.durations import format_duration
 
 BAN_COLUMNS = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from console.engine_access import engine
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.ban_form import send_ban
 from console.screens.ban_rows import (
@@ -37,10 +38,6 @@ from console.screens.ban_rows import (
 from console.screens.engine_view import EngineView
 from console.screens.prompts import ConfirmScreen
 from console.untrusted import clean
-
-if TYPE_CHECKING:
-    pass
-
 
 # The engine command each action needs; without it the key is shown greyed out.
 NEEDS = {"unban": "bans.unban", "confirm": "bans.confirm", "reject": "bans.reject"}
@@ -151,7 +148,7 @@ class BansScreen(EngineView):
     # -- polling ------------------------------------------------------------------------------
 
     async def _ask(self) -> dict[str, Any]:
-        return await self.console.link.request("bans.list")
+        return await engine(self).link.request("bans.list")
 
     def _answer(self, answer: dict[str, Any]) -> None:
         self.show(answer)
@@ -240,7 +237,7 @@ class BansScreen(EngineView):
         if action in NEEDS:
             # None shows the key greyed out: not the operator's to use, or not for this row.
             wanted = "ban" if action == "unban" else "proposed"
-            return True if self.console.may(NEEDS[action]) and self._kind_shown == wanted else None
+            return True if engine(self).may(NEEDS[action]) and self._kind_shown == wanted else None
         return True
 
     def action_unban(self) -> None:
@@ -251,14 +248,14 @@ class BansScreen(EngineView):
         address = str(ban["address"])
 
         async def call() -> None:
-            await self.console.link.request("bans.unban", {"address": address})
+            await engine(self).link.request("bans.unban", {"address": address})
             self.app.notify(f"Ban of {clean(address)} lifted", markup=False)
             if self.is_attached:
                 self._ask_again()
 
         def send(confirmed: bool | None) -> None:
             if confirmed:
-                self.console.run_worker(
+                self.app.run_worker(
                     call(), name=f"Unban {clean(address)}", group="actions", exit_on_error=False
                 )
 
@@ -276,11 +273,11 @@ class BansScreen(EngineView):
             return
 
         async def call() -> None:
-            await send_ban(self.console, "bans.confirm", {"id": proposal["id"]})
+            await send_ban(self.app, "bans.confirm", {"id": proposal["id"]})
             if self.is_attached:
                 self._ask_again()
 
-        self.console.run_worker(
+        self.app.run_worker(
             call(),
             name=f"Confirm the ban of {clean(proposal['address'])}",
             group="actions",
@@ -292,7 +289,7 @@ class BansScreen(EngineView):
             return
 
         async def call() -> None:
-            await self.console.link.request("bans.reject", {"id": proposal["id"]})
+            await engine(self).link.request("bans.reject", {"id": proposal["id"]})
             self.app.notify(
                 f"Proposed ban of {clean(proposal['address'])} rejected: nothing was banned",
                 markup=False,
@@ -300,7 +297,7 @@ class BansScreen(EngineView):
             if self.is_attached:
                 self._ask_again()
 
-        self.console.run_worker(
+        self.app.run_worker(
             call(),
             name=f"Reject the ban of {clean(proposal['address'])}",
             group="actions",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -16,13 +16,11 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Button, Input, Static
 
+from console.engine_access import engine
 from console.panes.capture_summary import state_line
 from console.screens.prompts import Dialog
 from console.untrusted import clean
 from engine.control.protocol import ControlError
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 # What the engine's error codes mean for the operator, ahead of the engine's own message.
 ERROR_HEADING = {
@@ -57,10 +55,6 @@ class CaptureScreen(Dialog[dict[str, Any] | None]):
         self.status = status or {}
 
     @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
     def running(self) -> bool:
         return self.status.get("state") == "running"
 
@@ -90,9 +84,7 @@ class CaptureScreen(Dialog[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#interfaces", Input).focus()
-        self.console.run_worker(
-            self._list_interfaces(), name="Listing interfaces", exit_on_error=False
-        )
+        self.app.run_worker(self._list_interfaces(), name="Listing interfaces", exit_on_error=False)
 
     async def _list_interfaces(self) -> None:
         names = [name for _, name in await asyncio.to_thread(socket.if_nameindex)]
@@ -133,7 +125,7 @@ class CaptureScreen(Dialog[dict[str, Any] | None]):
 
         async def call() -> None:
             try:
-                status = await self.console.link.request(cmd, args)
+                status = await engine(self).link.request(cmd, args)
             except ControlError as exc:
                 if self.is_current:
                     heading = ERROR_HEADING.get(exc.code, "The engine said no")
@@ -143,7 +135,7 @@ class CaptureScreen(Dialog[dict[str, Any] | None]):
             if self.is_current:
                 self.dismiss(status)
 
-        self.console.run_worker(call(), name=f"{cmd} on the engine", exit_on_error=False)
+        self.app.run_worker(call(), name=f"{cmd} on the engine", exit_on_error=False)
 
     def _enable_buttons(self) -> None:
         for button in self.query(Button):

@@ -17,6 +17,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from console import severity
+from console.engine_access import engine
 from console.panes.device_actions import ban_device, label, scan_device, show_traffic
 from console.screens.alert_detail import when
 from console.screens.engine_view import EngineView
@@ -193,7 +194,7 @@ class DeviceScreen(EngineView):
         self._poller.now()
 
     async def _ask(self) -> dict[str, Any]:
-        return await self.console.link.request("devices.get", {"device": str(self.device["id"])})
+        return await engine(self).link.request("devices.get", {"device": str(self.device["id"])})
 
     def _answer(self, answer: dict[str, Any]) -> None:
         self.device = answer
@@ -209,17 +210,17 @@ class DeviceScreen(EngineView):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "scan":
-            return True if self.console.may("scan.start") else None
+            return True if engine(self).may("scan.start") else None
         if action == "ban":
-            return True if self.console.may("bans.ban") else None
+            return True if engine(self).may("bans.ban") else None
         return True
 
     def action_scan(self) -> None:
-        scan_device(self.console, self.device)
+        scan_device(self.app, self.device)
 
     def action_ban(self) -> None:
-        ban_device(self.console, self.device)
+        ban_device(self.app, self.device)
 
     def action_traffic(self) -> None:
         self.dismiss(None)
-        show_traffic(self.console, self.device)
+        show_traffic(self.app, self.device)

@@ -4,7 +4,7 @@ keeps it, Esc clears it, Esc again closes the view)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.content import Content
@@ -15,9 +15,6 @@ from console.polling import Poller
 from console.untrusted import clean
 from console.widgets.filter_prompt import Filtering, filter_prompt
 from engine.control.protocol import ControlError
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 POLL_SECONDS = 2.0
 
@@ -59,10 +56,6 @@ class EngineView(Filtering, Screen[None]):
         self._generation = 0
         self._poller = Poller(self, self.what.capitalize(), self._fetch, self._failed,
                               lambda: self._wanted, lambda: POLL_SECONDS)  # fmt: skip
-
-    @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
 
     def on_unmount(self) -> None:
         self._poller.stop()

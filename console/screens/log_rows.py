@@ -9,9 +9,9 @@ from typing import Any
 from rich.text import Text
 
 from console.panes.alert_rows import short_count, table_cell
-from console.panes.traffic_rows import Column
 from console.screens.alert_detail import when
 from console.untrusted import clean
+from console.widgets.row_table import Column
 from engine.durations import format_duration
 
 JAIL_COLUMNS = (

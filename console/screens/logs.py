@@ -20,6 +20,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from console.engine_access import engine
 from console.panes.traffic_table import TrafficTable
 from console.screens.engine_view import EngineView
 from console.screens.log_rows import (
@@ -151,7 +152,7 @@ class LogsScreen(EngineView):
     # -- polling ------------------------------------------------------------------------------
 
     async def _ask(self) -> tuple[Any, ...]:
-        link = self.console.link
+        link = engine(self).link
         status = await link.request("logs.status")
         alerts = self._alerts
         if self.mode == "alerts":
@@ -162,7 +163,7 @@ class LogsScreen(EngineView):
         note = ""
         source = self._source_under_cursor()
         if source is not None:
-            if self.console.may("logs.tail"):
+            if engine(self).may("logs.tail"):
                 tail = await link.request("logs.tail", {"source": source, "limit": TAIL_LINES})
             else:
                 note = "Reading log lines needs the operator role."

@@ -5,7 +5,7 @@ scapy dissection gives them (``traffic.packet``). Opened from the Traffic pane's
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,11 +15,9 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 
+from console.engine_access import engine
 from console.untrusted import clean
 from engine.control.protocol import ControlError
-
-if TYPE_CHECKING:
-    from console.app import IotsecApp
 
 FIELD_LIMIT = 300
 
@@ -73,10 +71,6 @@ class PacketDetailScreen(Screen[None]):
         super().__init__()
         self.packet_id = packet_id
 
-    @property
-    def console(self) -> IotsecApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
         yield Static(f"Packet #{self.packet_id}", id="title", markup=False)
         tree: Tree[None] = Tree(Text(f"Packet #{self.packet_id}"), id="layers")
@@ -90,13 +84,13 @@ class PacketDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(Tree).focus()
-        self.console.run_worker(
+        self.app.run_worker(
             self._load(), name=f"Decoding packet {self.packet_id}", exit_on_error=False
         )
 
     async def _load(self) -> None:
         try:
-            packet = await self.console.link.request("traffic.packet", {"id": self.packet_id})
+            packet = await engine(self).link.request("traffic.packet", {"id": self.packet_id})
         except ControlError as exc:
             if exc.code == "not_found":
                 message = (

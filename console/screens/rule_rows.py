@@ -11,8 +11,8 @@ from rich.text import Text
 
 from console import severity
 from console.panes.alert_rows import short_count, table_cell
-from console.panes.traffic_rows import Column
 from console.untrusted import clean
+from console.widgets.row_table import Column
 
 # What ``o`` cycles through, and whether each one puts the largest first.
 SORTS = ("sid", "hits", "sev")

@@ -10,7 +10,7 @@ last has finished), and the tables are updated by diff. The text filter is the e
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -20,6 +20,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import ContentSwitcher, DataTable, Static
 
+from console.engine_access import engine
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.alert_detail import when
 from console.screens.engine_view import EngineView
@@ -38,9 +39,6 @@ from console.screens.rule_rows import (
 )
 from console.untrusted import clean
 from engine.control.protocol import ControlError
-
-if TYPE_CHECKING:
-    pass
 
 LIST_LIMIT = 5000
 
@@ -161,7 +159,7 @@ class RulesScreen(EngineView):
     # -- polling ------------------------------------------------------------------------------
 
     async def _ask(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        link = self.console.link
+        link = engine(self).link
         args: dict[str, Any] = {"limit": LIST_LIMIT}
         if self.filter:
             args["filter"] = self.filter
@@ -249,7 +247,7 @@ class RulesScreen(EngineView):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in NEEDS:
             # None shows the key greyed out: the operator sees it exists but is not theirs.
-            return True if all(self.console.may(c) for c in NEEDS[action]) else None
+            return True if all(engine(self).may(c) for c in NEEDS[action]) else None
         return True
 
     def action_toggle(self) -> None:
@@ -265,7 +263,7 @@ class RulesScreen(EngineView):
         enable = not rule.get("enabled", True)
 
         async def call() -> None:
-            changed = await self.console.link.request(
+            changed = await engine(self).link.request(
                 "rules.enable" if enable else "rules.disable", {"sid": sid}
             )
             state = "enabled" if changed.get("enabled") else "disabled"
@@ -279,14 +277,12 @@ class RulesScreen(EngineView):
                 self._changed()
 
         verb = "Enable" if enable else "Disable"
-        self.console.run_worker(
-            call(), name=f"{verb} rule {sid}", group="actions", exit_on_error=False
-        )
+        self.app.run_worker(call(), name=f"{verb} rule {sid}", group="actions", exit_on_error=False)
 
     def action_reload(self) -> None:
         async def call() -> None:
             try:
-                status = await self.console.link.request("rules.reload")
+                status = await engine(self).link.request("rules.reload")
             except ControlError as exc:
                 if exc.code != "rules_error":
                     raise
@@ -303,7 +299,7 @@ class RulesScreen(EngineView):
             if self.is_attached:
                 self._changed()
 
-        self.console.run_worker(
+        self.app.run_worker(
             call(), name="Reloading the rules", group="actions", exit_on_error=False
         )
 

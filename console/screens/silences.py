@@ -22,14 +22,15 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from console.engine_access import engine
 from console.panes.alert_rows import short_count, table_cell
-from console.panes.traffic_rows import Column
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.alert_detail import when
 from console.screens.ban_rows import time_left
 from console.screens.engine_view import EngineView
 from console.screens.prompts import ConfirmScreen, DurationScreen
 from console.untrusted import clean
+from console.widgets.row_table import Column
 
 SILENCE_COLUMNS = (
     Column("id", "ID", 5, right=True),
@@ -191,7 +192,7 @@ class SilencesScreen(EngineView):
     # -- polling ------------------------------------------------------------------------------
 
     async def _ask(self) -> list[dict[str, Any]]:
-        return await self.console.link.request("silences.list")
+        return await engine(self).link.request("silences.list")
 
     def _answer(self, answer: list[dict[str, Any]]) -> None:
         self.show(answer)
@@ -246,7 +247,7 @@ class SilencesScreen(EngineView):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # None shows the key greyed out: not the operator's to use, or no silence here.
-        if action in NEEDS and (not self.console.may(NEEDS[action]) or not self._silences):
+        if action in NEEDS and (not engine(self).may(NEEDS[action]) or not self._silences):
             return None
         return True
 
@@ -262,7 +263,7 @@ class SilencesScreen(EngineView):
         silence_id = int(silence["id"])
 
         async def call(duration: str) -> None:
-            answer = await self.console.link.request(
+            answer = await engine(self).link.request(
                 "silences.extend", {"id": silence_id, "duration": duration}
             )
             self.app.notify(
@@ -273,7 +274,7 @@ class SilencesScreen(EngineView):
 
         def send(duration: str | None) -> None:
             if duration:
-                self.console.run_worker(
+                self.app.run_worker(
                     call(duration),
                     name=f"Extend silence {silence_id}",
                     group="actions",
@@ -297,7 +298,7 @@ class SilencesScreen(EngineView):
         hidden = int(silence.get("hidden") or 0)
 
         async def call() -> None:
-            answer = await self.console.link.request("alerts.unsilence", {"id": silence_id})
+            answer = await engine(self).link.request("alerts.unsilence", {"id": silence_id})
             self.app.notify(
                 f"Silence #{silence_id} ended: {answer.get('reopened', 0)} alerts open again",
                 markup=False,
@@ -307,7 +308,7 @@ class SilencesScreen(EngineView):
 
         def send(confirmed: bool | None) -> None:
             if confirmed:
-                self.console.run_worker(
+                self.app.run_worker(
                     call(), name=f"End silence {silence_id}", group="actions", exit_on_error=False
                 )
 

@@ -17,8 +17,9 @@ from textual.content import Content
 from textual.widgets import Input
 from textual.widgets._footer import FooterKey
 
-from console.panes.serial import SerialPane, fit_status
+from console.panes.serial import SerialPane
 from console.serial.app import SerialApp
+from console.serial.status import fit_status
 from engine.config import load_config
 from tests.conftest import LOOPBACK_SCOPE, EngineProcess, SerialDevice, start_serial_engine
 
