@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.audit import AuditKeyError
 from engine.config import ConfigError, load_config
-from engine.control.protocol import ControlError
+from engine.control.endpoint import SocketUnusable
 from engine.daemon import run_engine
 from engine.store.db import StoreError
 from engine.store.schema import SchemaError
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.private:
             return run_engine(config.private(Path(args.private)))
         return run_engine(config.with_socket(args.socket))
-    except (ConfigError, StoreError, SchemaError, ControlError, AuditKeyError, OSError) as exc:
+    except (ConfigError, StoreError, SchemaError, SocketUnusable, AuditKeyError, OSError) as exc:
         print(f"iotsec engine: {exc}", file=sys.stderr)
         return 1
 

@@ -11,17 +11,26 @@ match. The key lives in a 0600 file beside the database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import queue
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+if TYPE_CHECKING:
+    from engine.control.registry import Reader
+    from engine.events import EventBus
+    from engine.model import Operator
+    from engine.store.writer import Writer
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
@@ -232,3 +241,75 @@ def verify_all(conn: sqlite3.Connection, key: bytes, head_file: Path) -> tuple[i
         checked, problems = verify(conn, key)
         return checked, [*problems, Problem(0, str(exc))]
     return verify(conn, key, outside)
+
+
+def recent(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` entries, newest first."""
+    cur = conn.execute(
+        "SELECT id, ts, operator, uid, role, command, args, result FROM audit"
+        " ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+class AuditTrail:
+    """The engine's audit chain: entries appended through the writer, the newest head sealed
+    outside the database (within a second of each change, and on stop), each entry published
+    on the ``audit`` topic."""
+
+    def __init__(self, db_path: Path, writer: Writer, bus: EventBus, read: Reader) -> None:
+        self.db_path = db_path
+        self.writer = writer
+        self.bus = bus
+        self.read = read
+        self.key = load_key(key_path(db_path), create=True)
+        # The newest chain head, and the one last saved outside the database.
+        self._head: tuple[int, str] = (0, "")
+        self._saved: tuple[int, str] = (0, "")
+
+    async def record(self, operator: Operator, command: str, args: dict[str, Any],
+                     result: str) -> None:  # fmt: skip
+        entry = AuditEntry(
+            operator=operator.name,
+            uid=operator.uid,
+            role=operator.role.label,
+            command=command,
+            args={**args, **({"ssh_client": operator.ssh_client} if operator.ssh_client else {})},
+            result=result,
+            ts=time.time(),
+        )
+        key = self.key
+        while True:
+            try:
+                head = await self.writer.run(lambda conn: append(conn, key, entry))
+                break
+            except queue.Full:
+                await asyncio.sleep(0.01)
+        if head[0] > self._head[0]:
+            self._head = head
+        if self.bus.wants("audit"):
+            self.bus.publish("audit", {"id": head[0], "ts": entry.ts, "operator": entry.operator,
+                                       "command": command, "result": result})  # fmt: skip
+
+    def save_head(self) -> None:
+        """Seal the newest head into the file beside the key, if it changed."""
+        head = self._head
+        if head[0] and head != self._saved:
+            write_head(head_path(self.db_path), self.key, head)
+            self._saved = head
+
+    async def newest(self, limit: int) -> list[dict[str, Any]]:
+        return await self.read(lambda conn: recent(conn, limit))
+
+    async def verify(self) -> dict[str, Any]:
+        """Check the whole chain (see :func:`verify_all`)."""
+        await asyncio.to_thread(self.save_head)
+        head_file = head_path(self.db_path)
+        checked, problems = await self.read(lambda conn: verify_all(conn, self.key, head_file))
+        return {
+            "checked": checked,
+            "ok": not problems,
+            "problems": [{"id": p.id, "reason": p.reason} for p in problems],
+        }

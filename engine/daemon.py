@@ -9,7 +9,6 @@ import contextlib
 import gc
 import logging
 import os
-import queue
 import signal
 import sqlite3
 import threading
@@ -17,26 +16,35 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from engine import audit, shipped, thisbox
+from engine import commands as engine_commands
+from engine import shipped, thisbox
+from engine.alerts import commands as alerts_commands
 from engine.alerts.manager import AlertManager
+from engine.audit import AuditTrail
+from engine.capture import commands as capture_commands
 from engine.capture.service import CaptureService
 from engine.config import Config
-from engine.control.protocol import ControlError
+from engine.control.registry import Registry
 from engine.control.server import ControlServer
+from engine.detect import commands as detect_commands
 from engine.detect.classification import ClassificationError, shipped_classifications
 from engine.detect.parser import shipped_rule_files
 from engine.detect.service import DetectService, rule_states
+from engine.devices import commands as devices_commands
 from engine.devices.inventory import Inventory
+from engine.errors import EngineError
 from engine.events import EventBus
+from engine.logwatch import commands as logwatch_commands
 from engine.logwatch.filters import FilterError, shipped_filters
 from engine.logwatch.service import LogWatch
-from engine.model import Alert, AlertEvent, Operator, Role, Severity
-from engine.respond.allowlist import Allowed
+from engine.model import Operator, Role, Severity
+from engine.respond import commands as respond_commands
 from engine.respond.manager import BanManager
-from engine.respond.targets import TargetError, parse_target
+from engine.scan import commands as scan_commands
 from engine.scan.creds import shipped_pairs
 from engine.scan.scope import parse_scope
 from engine.scan.service import ScanService
+from engine.serial import commands as serial_commands
 from engine.serial.service import SerialService
 from engine.store.db import connect, lock_database
 from engine.store.retention import prune
@@ -61,6 +69,7 @@ class Engine:
         self.started = time.time()
         self.bus = EventBus(config.control.queue_size, config.control.queue_bytes)
         self.writer: Writer | None = None
+        self.trail: AuditTrail | None = None
         self.alerts: AlertManager | None = None  # type: ignore[assignment]
         self.server: ControlServer | None = None
         self.capture: CaptureService = None  # type: ignore[assignment]
@@ -72,11 +81,7 @@ class Engine:
         self.serial: SerialService = None  # type: ignore[assignment]
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
-        self._key = b""
         self._lock: int | None = None
-        # The newest audit chain head, and the one last saved outside the database.
-        self._audit_head: tuple[int, str] = (0, "")
-        self._saved_head: tuple[int, str] = (0, "")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self.pruned: dict[str, int] = {}
@@ -87,13 +92,13 @@ class Engine:
     async def start(self) -> None:
         store = self.config.store
         group = self.config.control.group
-        self.server = ControlServer(self, self.socket_path, group)
+        self.server = ControlServer(self, self.config.control)
         await self.server.claim()
         self._lock = lock_database(self.db_path, group)
         self.writer = Writer(
             self.db_path, max_rows=store.batch_rows, interval=store.batch_interval, group=group
         )
-        self._key = audit.load_key(audit.key_path(self.db_path), create=True)
+        self.trail = AuditTrail(self.db_path, self.writer, self.bus, self.read)
         self._reader = connect(self.db_path, readonly=True)
         self.alerts = AlertManager(
             self.writer,
@@ -108,7 +113,7 @@ class Engine:
         self.capture = CaptureService(self.config.capture, self.writer, self.bus,
                                       self.detect.detector, self.detect.raise_matches)  # fmt: skip
         self.respond = BanManager(self.config.respond, self.writer, self.bus, self.read,
-                                  self.operators_ssh_clients)  # fmt: skip
+                                  self.server.ssh_clients)  # fmt: skip
         await self.respond.start()
         self.detect.respond = self.respond.consider
         self.logwatch = LogWatch(self.config.logwatch, self.alerts, self.writer, self.bus,
@@ -133,6 +138,7 @@ class Engine:
         self.serial = SerialService(self.config.serial, scope, group, self.writer, self.bus,
                                     self.alerts, self.devices)  # fmt: skip
         await self.serial.start()  # the config's ports, before any client can ask for them
+        register_commands(self.server.registry, self)
         await self.server.start()
         await self.capture.start_configured()
         self.background(self._every(0.5, self.capture.tick))
@@ -169,7 +175,8 @@ class Engine:
             self._reader.close()
         if self.writer is not None:
             self.writer.close()
-            self._save_audit_head()
+        if self.trail is not None:
+            self.trail.save_head()
         if self._lock is not None:
             os.close(self._lock)
         log.info("engine stopped")
@@ -184,7 +191,7 @@ class Engine:
             try:
                 await self.detect.reload()
                 result = "ok"
-            except ControlError as exc:
+            except EngineError as exc:
                 result = f"failed: {exc}"
             signal_sender = Operator(os.getuid(), "SIGHUP", Role.ADMIN)
             await self.audit(signal_sender, "rules.reload", {}, result)
@@ -218,18 +225,12 @@ class Engine:
     async def _housekeeping(self) -> None:
         self.alerts.expire_index()
         await self.alerts.expire_silences()
-        await asyncio.to_thread(self._save_audit_head)
+        await asyncio.to_thread(self.trail.save_head)
 
     async def _inventory(self) -> None:
         self.devices.tick()
         await self.scans.tick()
         await self.serial.tick()
-
-    def _save_audit_head(self) -> None:
-        head = self._audit_head
-        if head[0] and head != self._saved_head:
-            audit.write_head(audit.head_path(self.db_path), self._key, head)
-            self._saved_head = head
 
     async def _prune(self) -> None:
         limits = self.config.store.retention
@@ -244,20 +245,6 @@ class Engine:
 
     # -- what parts and the control API use ---------------------------------------------------
 
-    def operators_ssh_clients(self) -> list[Allowed]:
-        """The SSH client address of every console or CLI connected now (from ``hello``)."""
-        found = []
-        for session in list(self.server.sessions if self.server else ()):
-            operator = session.operator
-            if not operator.ssh_client:
-                continue
-            try:
-                network = parse_target(operator.ssh_client)
-            except TargetError:
-                continue
-            found.append(Allowed(network, f"SSH client of {operator.name} (connected now)"))
-        return found
-
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a query on the read-only connection, off the loop."""
 
@@ -267,53 +254,9 @@ class Engine:
 
         return await asyncio.to_thread(locked)
 
-    async def raise_alert(self, event: AlertEvent) -> Alert:
-        """Record an alert and return once its row is committed (waits while the writer is full)."""
-        while True:
-            try:
-                alert, future = self.alerts.raise_alert(event, wait=True)
-                break
-            except queue.Full:
-                await asyncio.sleep(0.01)
-        await future
-        return alert
-
-    async def audit(
-        self, operator: Operator, command: str, args: dict[str, Any], result: str
-    ) -> None:
-        entry = audit.AuditEntry(
-            operator=operator.name,
-            uid=operator.uid,
-            role=operator.role.label,
-            command=command,
-            args={**args, **({"ssh_client": operator.ssh_client} if operator.ssh_client else {})},
-            result=result,
-            ts=time.time(),
-        )
-        key = self._key
-        while True:
-            try:
-                head = await self.writer.run(lambda conn: audit.append(conn, key, entry))
-                break
-            except queue.Full:
-                await asyncio.sleep(0.01)
-        if head[0] > self._audit_head[0]:
-            self._audit_head = head
-        if self.bus.wants("audit"):
-            self.bus.publish("audit", {"id": head[0], "ts": entry.ts, "operator": entry.operator,
-                                       "command": command, "result": result})  # fmt: skip
-
-    async def verify_audit(self) -> dict[str, Any]:
-        await asyncio.to_thread(self._save_audit_head)
-        head_file = audit.head_path(self.db_path)
-        checked, problems = await self.read(
-            lambda conn: audit.verify_all(conn, self._key, head_file)
-        )
-        return {
-            "checked": checked,
-            "ok": not problems,
-            "problems": [{"id": p.id, "reason": p.reason} for p in problems],
-        }
+    async def audit(self, operator: Operator, command: str, args: dict[str, Any],
+                    result: str) -> None:  # fmt: skip
+        await self.trail.record(operator, command, args, result)
 
     async def status(self) -> dict[str, Any]:
         def counts(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -376,13 +319,21 @@ class Engine:
                 "errors": writer.errors,
                 "pruned": self.pruned,
             },
-            "control": {
-                "socket": str(self.socket_path),
-                "clients": len(self.server.sessions) if self.server else 0,
-                "refused": self.server.refused if self.server else 0,
-                "cut_off": self.server.cut_off if self.server else 0,
-            },
+            "control": self.server.status(),
         }
+
+
+def register_commands(registry: Registry, engine: Engine) -> None:
+    """Every part's control commands (the server has added its own), part by part."""
+    engine_commands.register(registry, engine.status, engine.trail)
+    alerts_commands.register(registry, engine.alerts, engine.read)
+    capture_commands.register(registry, engine.capture)
+    detect_commands.register(registry, engine.detect)
+    respond_commands.register(registry, engine.respond)
+    logwatch_commands.register(registry, engine.logwatch)
+    devices_commands.register(registry, engine.devices, engine.capture, engine.read)
+    scan_commands.register(registry, engine.scans)
+    serial_commands.register(registry, engine.serial, engine.read)
 
 
 def _capture_summary(status: dict[str, Any]) -> dict[str, Any]:

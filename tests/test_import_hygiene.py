@@ -4,9 +4,13 @@ console's start-up path never imports scapy (it costs a second before the first 
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PROBE_ENGINE = """
 import importlib, json, pkgutil, sys
@@ -41,3 +45,29 @@ def test_console_start_up_does_not_import_scapy() -> None:
     loaded = run(PROBE_CONSOLE)
     assert "textual" in loaded
     assert not [m for m in loaded if m.split(".")[0] == "scapy"]
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    """Every module a file imports (``from a import b`` counts as a and as a.b)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_only_the_control_server_knows_the_wire_protocol() -> None:
+    """The parts raise their own errors (engine.errors); only engine/control/ speaks the
+    protocol and its error codes."""
+    engine = ROOT / "engine"
+    offenders = []
+    for path in sorted(engine.rglob("*.py")):
+        if path.is_relative_to(engine / "control"):
+            continue
+        if "engine.control.protocol" in _imports(ast.parse(path.read_text(), str(path))):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert len(list(engine.rglob("*.py"))) >= 100
+    assert not offenders, f"these import engine.control.protocol: {offenders}"

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.durations import format_duration
+from engine.errors import Invalid
 from engine.events import EventBus
 from engine.model import Alert, AlertEvent, AlertState, Severity, Silence
 from engine.store.writer import Writer, WriterClosed
@@ -50,7 +51,7 @@ _COLUMNS = (
 _encode = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
 
 
-class AlertError(Exception):
+class AlertError(Invalid):
     """An operator's request about alerts that cannot be done (unknown id, bad state)."""
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import logging
 import secrets
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import errors
 from engine.capture import dissect
 from engine.capture.analyze import flow_record
 from engine.capture.decode import Decoder
@@ -31,8 +31,8 @@ from engine.capture.pcapwrite import PcapngWriter, PcapWriter
 from engine.capture.pipeline import Pipeline
 from engine.capture.protocols import port_tag, transport_tag
 from engine.capture.ring import RingPacket
+from engine.capture.store import INSERT_FLOW, flow_row
 from engine.config import CaptureConfig
-from engine.control.protocol import ControlError
 from engine.text import printable, unsafe_character
 
 if TYPE_CHECKING:
@@ -50,11 +50,6 @@ RECENT_ENDED = 2000  # ended flows still listed in the Traffic pane
 EXPORT_CHUNK = 512 * 1024
 MAX_EXPORTS = 4
 SORTS = {"bytes": "bytes", "packets": "packets", "rate": "rate", "last": "last"}
-INSERT_FLOW = (
-    "INSERT INTO flows (start, last, proto, src, sport, dst, dport, packets, bytes, app, "
-    "tcp_state, initiator, packets_out, bytes_out, packets_in, bytes_in, iface, details) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 class CaptureService:
@@ -98,24 +93,24 @@ class CaptureService:
         # libpcap stops reading at a NUL: "\x00tcp" would compile as no filter at all.
         bad = unsafe_character(bpf)
         if bad is not None:
-            raise ControlError(f"bpf: holds the control character {bad}; a filter is plain"
-                               " text", "bad_filter")  # fmt: skip
+            raise errors.BadFilter(f"bpf: holds the control character {bad}; a filter is plain"
+                                   " text")  # fmt: skip
         if self.live is not None:
             await self.stop()
         ok, why = can_capture()
         if not ok:
             self.state, self.reason = "unavailable", why
-            raise ControlError(why, "capture_unavailable")
+            raise errors.CaptureUnavailable(why)
         live = LiveCapture(list(interfaces), self._feed, bpf=bpf,
                            buffer_bytes=self.config.buffer_bytes)  # fmt: skip
         try:
             await asyncio.to_thread(live.start)
         except CaptureUnavailable as exc:
             self.state, self.reason = "unavailable", str(exc)
-            raise ControlError(str(exc), "capture_unavailable") from None
+            raise errors.CaptureUnavailable(str(exc)) from None
         except CaptureError as exc:
-            code = "bad_filter" if "BPF" in str(exc) else "bad_request"
-            raise ControlError(str(exc), code) from None
+            wrong = errors.BadFilter if "BPF" in str(exc) else errors.BadArgument
+            raise wrong(str(exc)) from None
         self.live = live
         self.interfaces, self.bpf = list(interfaces), bpf
         self.state, self.reason, self.started = "running", "", time.time()
@@ -131,7 +126,7 @@ class CaptureService:
             return
         try:
             await self.start(list(self.config.interfaces), self.config.bpf)
-        except ControlError as exc:
+        except errors.EngineError as exc:
             if self.state != "unavailable":
                 self.state, self.reason = "error", str(exc)
             log.warning("capture not started: %s", exc)
@@ -156,12 +151,12 @@ class CaptureService:
     async def replay(self, path: str, realtime: bool = False) -> dict[str, Any]:
         """Feed a capture file through the live pipeline (as if it arrived on "file:NAME")."""
         if self._replaying:
-            raise ControlError("a replay is already running", "busy")
+            raise errors.Busy("a replay is already running")
         self._replaying = True
         try:
             fed = await asyncio.to_thread(self._replay, Path(path), realtime)
         except CaptureFileError as exc:
-            raise ControlError(str(exc), "bad_request") from None
+            raise errors.BadArgument(str(exc)) from None
         finally:
             self._replaying = False
         await self.tick()
@@ -256,7 +251,7 @@ class CaptureService:
             self._recent.popitem(last=False)
         if not self.config.store_flows:
             return
-        rows = [_flow_row(flow) for flow in flows]
+        rows = [flow_row(flow) for flow in flows]
         try:
             self.writer.call(lambda conn: conn.executemany(INSERT_FLOW, rows))
         except Exception as exc:  # queue full or writer closed: counted, capture goes on
@@ -310,9 +305,9 @@ class CaptureService:
     async def flows(self, mode: str, sort: str, limit: int, text: str) -> dict[str, Any]:
         wanted = _parse(text)
         if sort not in SORTS:
-            raise ControlError(f"sort must be one of {', '.join(SORTS)}", "bad_request")
+            raise errors.BadArgument(f"sort must be one of {', '.join(SORTS)}")
         if mode not in ("flows", "talkers"):
-            raise ControlError("mode must be flows or talkers", "bad_request")
+            raise errors.BadArgument("mode must be flows or talkers")
 
         def collect() -> dict[str, Any]:
             with self.pipeline.lock:
@@ -363,8 +358,7 @@ class CaptureService:
 
         packet = await asyncio.to_thread(find)
         if packet is None:
-            raise ControlError(f"packet {packet_id} has left the ring of recent packets",
-                               "not_found")  # fmt: skip
+            raise errors.NotFound(f"packet {packet_id} has left the ring of recent packets")
         detail = await asyncio.to_thread(dissect.dissect, packet.linktype, packet.data)
         return {**_packet_view(packet, Decoder(), self.pipeline.flows), **detail}
 
@@ -419,12 +413,11 @@ class CaptureService:
         told it does not exist, as for a wrong id)."""
         owner_and_data = self._exports.get(export)
         if owner_and_data is None or owner_and_data[0] != owner:
-            raise ControlError(f"export {printable(export[:64])} is gone (start it again)",
-                               "not_found")  # fmt: skip
+            raise errors.NotFound(f"export {printable(export[:64])} is gone (start it again)")
         data = owner_and_data[1]
         part = data[index * EXPORT_CHUNK : (index + 1) * EXPORT_CHUNK]
         if index and not part:
-            raise ControlError(f"export {export} has no chunk {index}", "bad_request")
+            raise errors.BadArgument(f"export {export} has no chunk {index}")
         if (index + 1) * EXPORT_CHUNK >= len(data):
             self._exports.pop(export, None)  # the last chunk was fetched
         return {"data": base64.b64encode(part).decode()}
@@ -444,7 +437,7 @@ def _parse(text: str) -> Filter:
     try:
         return parse_filter(text or "")
     except FilterError as exc:
-        raise ControlError(str(exc), "bad_filter") from None
+        raise errors.BadFilter(str(exc)) from None
 
 
 def _key_of(flow: str) -> tuple[Any, ...]:
@@ -452,7 +445,7 @@ def _key_of(flow: str) -> tuple[Any, ...]:
         proto, a, ap, b, bp, _ = flow.split("|")
         return (int(proto), a, int(ap), b, int(bp))
     except ValueError:
-        raise ControlError(f"not a flow key: {flow!r}", "bad_request") from None
+        raise errors.BadArgument(f"not a flow key: {flow!r}") from None
 
 
 def _flow_view(flow: Flow, active: bool) -> dict[str, Any]:
@@ -494,11 +487,3 @@ def _packet_view(
         "app": app,
         "info": dissect.summary(decoded),
     }  # fmt: skip
-
-
-def _flow_row(flow: Flow) -> tuple[Any, ...]:
-    r = flow_record(flow)
-    return (r["start"], r["last"], r["proto"], r["src"], r["sport"], r["dst"], r["dport"],
-            r["packets"], r["bytes"], r["app"], r["state"], r["src"], r["packets_out"],
-            r["bytes_out"], r["packets_in"], r["bytes_in"], r["iface"],
-            json.dumps(r["details"], separators=(",", ":")))  # fmt: skip

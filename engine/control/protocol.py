@@ -12,18 +12,25 @@ import json
 import math
 from typing import Any
 
+from engine.errors import EngineError
+
 MAX_LINE = 1 << 20
 PROTOCOL_VERSION = 1
 # Deepest nesting of lists and objects a request may have; no command needs more than a few.
 MAX_DEPTH = 32
 
 
-class ControlError(Exception):
-    """A request the engine refused or could not carry out; ``code`` says which kind."""
+class ControlError(EngineError):
+    """A request the engine refused or could not carry out, as the wire says it; ``code``
+    says which kind."""
 
     def __init__(self, message: str, code: str = "error") -> None:
         super().__init__(message)
-        self.code = code
+        self._code = code
+
+    @property
+    def code(self) -> str:
+        return self._code
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.config import ConfigError, DetectConfig, load_config
-from engine.control.protocol import ControlError
 from engine.detect.classification import severity_of
 from engine.detect.detector import Detector, Match, RuleSet
 from engine.detect.parser import configured_rule_files, load_rules
 from engine.detect.rules import Rejection, Rule
 from engine.detect.variables import load_variables
+from engine.errors import BadRules, NotFound
 from engine.shipped import MissingContent
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class DetectService:
 
     async def reload(self) -> dict[str, Any]:
         """Read the config's [detect] section and the rule files again and swap the rules in;
-        ControlError ``rules_error`` (and the running rules stay) when that brings problems."""
+        BadRules (and the running rules stay) when that brings problems."""
         async with self._lock:
             try:
                 loaded = await asyncio.to_thread(self._load_again)
@@ -123,8 +123,7 @@ class DetectService:
                 self.reload_error = str(exc)
                 log.error("rules reload failed, the running rules stay: %s", exc)
                 self._publish()
-                raise ControlError(f"reload failed, the running rules stay: {exc}",
-                                   "rules_error") from None  # fmt: skip
+                raise BadRules(f"reload failed, the running rules stay: {exc}") from None
             await self._install(loaded)
             self.reloads += 1
             self.state, self.reload_error = "running", ""
@@ -161,7 +160,7 @@ class DetectService:
         async with self._lock:
             rule = next((r for r in self.loaded.rules if r.sid == sid), None)
             if rule is None:
-                raise ControlError(f"no loaded rule has sid {sid}", "not_found")
+                raise NotFound(f"no loaded rule has sid {sid}")
             changed = (sid in self.disabled) == enabled
             if enabled:
                 self.disabled.discard(sid)

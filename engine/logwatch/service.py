@@ -1,3 +1,4 @@
+# Over 500 lines: one class, the reader thread and the loop for every kind of source.
 """The logwatch part of the engine: the jails' files followed (watchdog's inotify events wake
 a reader thread; it also polls, and only polls where inotify is not available), syslog
 received from devices, the systemd journal followed; each line examined by its jails' filters
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.config import LogwatchConfig
+from engine.errors import NotFound
 from engine.logwatch.access import LogAccess, Refused, glob_base
 from engine.logwatch.filters import Examiner, FilterError, Verdict, find_filter
 from engine.logwatch.follower import Follower, Position, last_lines
@@ -541,7 +543,7 @@ class LogWatch:
             found = self.syslog_source if name == "syslog" else self.journals.get(name, (None,))[0]
             if found is None:
                 followed = ", ".join([*self.files, "syslog", *self.journals])
-                raise KeyError(f"{name!r} is not followed (followed: {followed})")
+                raise NotFound(f"{name!r} is not followed (followed: {followed})")
             source = found
             texts = list(source.recent)[-lines:]
         routes = [_route(route.jail) for route in source.routes]  # fresh: they remember hosts

@@ -1,3 +1,4 @@
+# Over 500 lines: one class, the ban life cycle, whose steps share one lock and the bans.
 """The ban manager: bans and unbans (refused for the allow-list), their escalation, their rows
 in the store, and the firewall kept equal to the active bans — installed on start with the
 bans still running, expired ones dropped, and installed again when the firewall lost our table
@@ -18,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.control.protocol import ControlError
 from engine.durations import MAX_SECONDS
+from engine.errors import BadArgument, EngineError, Exists, FirewallFailed, NotFound, Refused
 from engine.respond.allowlist import Allowed, AllowList
 from engine.respond.firewall import DryRun, Element, Firewall, FirewallError
 from engine.respond.iptables import Iptables
@@ -74,14 +75,17 @@ def _duration(seconds: float | None) -> str:
 
 class BanManager:
     def __init__(self, config: RespondConfig, writer: Writer, bus: EventBus, read: Reader,
-                 sessions: Callable[[], Iterable[Allowed]],
+                 ssh_clients: Callable[[], Iterable[tuple[str, str]]],
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        """``ssh_clients``: (operator, address) of the SSH client of every operator connected
+        now, which the allow-list holds while they are."""
         self.config = config
         self.writer = writer
         self.bus = bus
         self.read = read
         self.clock = clock
-        self.allowlist = AllowList(config.ignoreip, sessions)
+        self.ssh_clients = ssh_clients
+        self.allowlist = AllowList(config.ignoreip, self._connected_operators)
         # The inventory, once the engine has one: a device's address is banned only on request.
         self.devices: Inventory | None = None
         self.active: dict[str, Ban] = {}  # by target
@@ -114,6 +118,16 @@ class BanManager:
         if not self.firewall.enforcing and not self.problem:
             return "dry-run: bans are recorded, not applied ([respond] backend)"
         return self.problem
+
+    def _connected_operators(self) -> list[Allowed]:
+        found = []
+        for name, address in self.ssh_clients():
+            try:
+                network = parse_target(address)
+            except TargetError:
+                continue
+            found.append(Allowed(network, f"SSH client of {name} (connected now)"))
+        return found
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -247,33 +261,30 @@ class BanManager:
         _check_request(targets, duration, permanent, [reason, source, by, protect])
         networks = [self._parse(t) for t in targets]
         if not networks:
-            raise ControlError("no address given", "bad_request")
+            raise BadArgument("no address given")
         keys = [shown_target(n) for n in networks]
         if len(set(keys)) != len(keys):
-            raise ControlError("an address is given twice", "bad_request")
+            raise BadArgument("an address is given twice")
         for network in networks:
             if protect and _holds(network, protect):
-                raise ControlError(
+                raise Refused(
                     f"{shown_target(network)} would lock you out: your SSH session comes from"
-                    f" {protect}; nothing was written to the firewall",
-                    "refused",
+                    f" {protect}; nothing was written to the firewall"
                 )
         if not local_ok:
             for key in keys:
                 device = self.device_at(key)
                 if device:
-                    raise ControlError(
+                    raise Refused(
                         f"{key} is {device}, {DEVICE_REFUSAL}: confirm that you mean"
                         " to ban it (local_ok, iotsec ban --local-ok); nothing was written to"
-                        " the firewall",
-                        "refused",
+                        " the firewall"
                     )
         entries = await asyncio.to_thread(self.allowlist.entries)
         for network in networks:
             refusal = self.allowlist.refusal(network, entries)
             if refusal:
-                raise ControlError(f"refused: {refusal}; nothing was written to the firewall",
-                                   "refused")  # fmt: skip
+                raise Refused(f"refused: {refusal}; nothing was written to the firewall")
         async with self._lock:
             replaced = self._replaced(networks, keys)
             now = self.clock()
@@ -301,7 +312,7 @@ class BanManager:
                 await self._apply(lambda fw: fw.change(add, [b.network for b in replaced]))
             except FirewallError as exc:
                 await self._set_state(ids, "failed", by, now)
-                raise ControlError(f"the firewall refused the ban: {exc}", "firewall") from None
+                raise FirewallFailed(f"the firewall refused the ban: {exc}") from None
             for old in replaced:
                 del self.active[old.target]
             for ban in bans:
@@ -333,7 +344,7 @@ class BanManager:
 
     def _replaced(self, networks: list[Network], keys: list[str]) -> list[Ban]:
         """The active bans the new ones take the place of (the same target, or inside a new
-        network); ControlError when a new one is inside an active network ban."""
+        network); Exists when a new one is inside an active network ban."""
         active = self.active
         wide = [b for b in active.values() if b.network.num_addresses > 1]
         replaced: dict[int, Ban] = {}
@@ -341,10 +352,9 @@ class BanManager:
             for ban in wide:
                 if (ban.target != key and ban.network.version == network.version
                         and ban.network.supernet_of(network)):  # fmt: skip
-                    raise ControlError(
+                    raise Exists(
                         f"{key} is already banned: it is in {ban.target} (ban #{ban.id},"
-                        f" {_duration(ban.left(self.clock()))} left)",
-                        "exists",
+                        f" {_duration(ban.left(self.clock()))} left)"
                     )
             if network.num_addresses == 1:
                 if key in active:
@@ -399,14 +409,14 @@ class BanManager:
             # detection has seen them.
             device = "" if self.config.ban_devices else self.device_at(key)
             if device:
-                raise ControlError(f"{key} is {device}, {DEVICE_REFUSAL}, and [respond]"
-                                   " ban_devices is off", "refused")  # fmt: skip
+                raise Refused(f"{key} is {device}, {DEVICE_REFUSAL}, and [respond] ban_devices"
+                              " is off")  # fmt: skip
             if confirm:
                 await self.propose(key, length, reason, source, alert_id)
             else:
                 await self.ban(key, **_length(length), reason=reason, source=source,
                                by="policy", local_ok=self.config.ban_devices)  # fmt: skip
-        except ControlError as exc:
+        except EngineError as exc:
             self.refused += 1
             log.warning("respond: policy ban of %s not made: %s", key, exc)
             if self.bus.wants("bans"):
@@ -420,7 +430,7 @@ class BanManager:
         network = self._parse(target)
         refusal = await asyncio.to_thread(self.allowlist.refusal, network)
         if refusal:
-            raise ControlError(f"refused: {refusal}", "refused")
+            raise Refused(f"refused: {refusal}")
         key = shown_target(network)
         now = self.clock()
         previous = (await self.read(lambda conn: _previous(conn, [key]))).get(key, 0)
@@ -446,7 +456,7 @@ class BanManager:
         """An operator confirms a proposed ban: it is made now (the allow-list is asked again)."""
         _check_id(proposal_id)
         if proposal_id not in self.proposed:
-            raise ControlError(f"no proposed ban {proposal_id}", "not_found")
+            raise NotFound(f"no proposed ban {proposal_id}")
         ban, length, _alert = self.proposed[proposal_id]
         result = await self.ban(ban.target, **_length(length), reason=ban.reason,
                                 source=ban.source, by=by,
@@ -458,7 +468,7 @@ class BanManager:
     async def reject(self, proposal_id: int, by: str = "") -> dict[str, Any]:
         _check_id(proposal_id)
         if proposal_id not in self.proposed:
-            raise ControlError(f"no proposed ban {proposal_id}", "not_found")
+            raise NotFound(f"no proposed ban {proposal_id}")
         ban, _length, _alert = self.proposed.pop(proposal_id)
         await self._set_state([proposal_id], "rejected", by, self.clock())
         self._publish("rejected", ban)
@@ -480,7 +490,7 @@ class BanManager:
                           if b.network.version == network.version
                           and b.network.supernet_of(network)]  # fmt: skip
                 hint = f"; it is in the ban of {inside[0]}" if inside else ""
-                raise ControlError(f"{key} is not banned{hint}", "not_found")
+                raise NotFound(f"{key} is not banned{hint}")
             await self._apply(lambda fw: fw.change([], [network]))
             del self.active[key]
             await self._set_state([ban.id], "lifted", by, self.clock())
@@ -504,8 +514,7 @@ class BanManager:
         try:
             return parse_target(target)
         except TargetError as exc:
-            raise ControlError(f"{exc}; nothing was written to the firewall",
-                               "bad_request") from None  # fmt: skip
+            raise BadArgument(f"{exc}; nothing was written to the firewall") from None
 
     async def _set_state(self, ids: list[int], state: str, by: str, when: float) -> None:
         def update(conn: sqlite3.Connection) -> None:
@@ -596,25 +605,22 @@ def _check_request(targets: object, duration: object, permanent: object,
     """What a ban request holds besides its addresses, checked here whatever the caller did:
     a firewall timeout is written only from a finite number of seconds."""
     if not isinstance(targets, list | tuple):
-        raise ControlError("the addresses must be a list", "bad_request")
+        raise BadArgument("the addresses must be a list")
     if not isinstance(permanent, bool):
-        raise ControlError(f"permanent must be true or false, not {type(permanent).__name__}",
-                           "bad_request")  # fmt: skip
+        raise BadArgument(f"permanent must be true or false, not {type(permanent).__name__}")
     if duration is not None:
         if permanent:
-            raise ControlError("a ban is for a duration or permanent, not both", "bad_request")
+            raise BadArgument("a ban is for a duration or permanent, not both")
         if (isinstance(duration, bool) or not isinstance(duration, int | float)
                 or not math.isfinite(duration) or not 0 < duration <= MAX_SECONDS):  # fmt: skip
-            raise ControlError("for: a duration must be longer than zero and at most 100 years",
-                               "bad_request")  # fmt: skip
+            raise BadArgument("for: a duration must be longer than zero and at most 100 years")
     if not all(isinstance(text, str) for text in texts):
-        raise ControlError("reason, source and who must be text", "bad_request")
+        raise BadArgument("reason, source and who must be text")
 
 
 def _check_id(proposal_id: object) -> None:
     if isinstance(proposal_id, bool) or not isinstance(proposal_id, int):
-        raise ControlError(f"a proposal id is a number, not {type(proposal_id).__name__}",
-                           "bad_request")  # fmt: skip
+        raise BadArgument(f"a proposal id is a number, not {type(proposal_id).__name__}")
 
 
 CHUNK = 500  # addresses per query

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import ScanConfig, ScheduleConfig
-from engine.control.protocol import ControlError
 from engine.devices.inventory import Coverage, Inventory
+from engine.errors import Busy, EngineError, NotFound, Refused
 from engine.scan.diff import diff_scans
 from engine.scan.own import OwnScans, ScanTraffic, source_addresses
 from engine.scan.ports import PortsError, parse_ports
@@ -128,19 +128,18 @@ class ScanService:
         by: str = "",
         kind: str = "manual",
     ) -> dict[str, Any]:
-        """Start a scan; refused (ControlError) when a target is outside the scope, the ports
+        """Start a scan; refused when a target is outside the scope, the ports
         do not parse or ``max_running`` scans are running."""
         try:
             addresses = expand(targets or self.config.scope, self.scope)
             chosen = parse_ports(ports) if ports else profile_ports(profile)
         except (ScopeError, PortsError) as exc:
-            raise ControlError(str(exc), "refused") from None
+            raise Refused(str(exc)) from None
         if len(self.running) >= self.config.max_running:
             ids = ", ".join(str(i) for i in self.running)
-            raise ControlError(
+            raise Busy(
                 f"{len(self.running)} scans are running (ids {ids}); wait for"
-                " one or cancel it ([scan] max_running)",
-                "busy",
+                " one or cancel it ([scan] max_running)"
             )
         options = Options(ports=chosen, check_default_creds=check_default_creds, udp=udp)
         described = {
@@ -173,7 +172,7 @@ class ScanService:
     async def cancel(self, scan_id: int) -> dict[str, Any]:
         run = self.running.get(scan_id)
         if run is None:
-            raise ControlError(f"no scan {scan_id} is running", "not_found")
+            raise NotFound(f"no scan {scan_id} is running")
         if run.task is not None:
             run.task.cancel()
             await asyncio.gather(run.task, return_exceptions=True)
@@ -209,7 +208,7 @@ class ScanService:
             ).fetchone()
         )
         if row is None:
-            raise ControlError(f"no scan {scan_id}", "not_found")
+            raise NotFound(f"no scan {scan_id}")
         (
             id_,
             kind,
@@ -287,7 +286,7 @@ class ScanService:
                     by="schedule",
                     kind=kind,
                 )
-            except ControlError as exc:
+            except EngineError as exc:
                 log.warning("scheduled scan %s not started: %s", schedule.name, exc)
                 continue
             self._last_run[schedule.name] = now

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine.control.protocol import ControlError
+from engine.errors import Busy, EngineError, Invalid, NotFound, Refused, Unavailable
 from engine.fileperms import PermissionProblem
 from engine.model import AlertEvent, Severity
 from engine.scan.creds import shipped_pairs
@@ -76,7 +76,7 @@ class SerialService:
         for port in self.config.open:
             try:
                 await self.open(port, by="config", wait=True)
-            except ControlError as exc:
+            except EngineError as exc:
                 log.warning("serial: %s (the engine goes on without it)", exc)
 
     async def stop(self) -> None:
@@ -98,27 +98,23 @@ class SerialService:
         waits for it (else that is refused with the reason)."""
         port = port.strip()
         if not port:
-            raise ControlError("a port is needed: a path such as /dev/ttyUSB0 or a URL", "invalid")
+            raise Invalid("a port is needed: a path such as /dev/ttyUSB0 or a URL")
         try:
             await asyncio.to_thread(self.policy.check, port)
         except PortRefused as exc:
             log.warning("serial: %s (asked by %s)", exc, by or "?")
-            raise ControlError(str(exc), "refused") from None
+            raise Refused(str(exc)) from None
         except OSError:
             pass  # nothing there (yet): the session's open says so, and waits with ``wait``
         for session in self.sessions.values():
             if port in (session.port, session.stable):
-                raise ControlError(
-                    f"{port} is open already as session {session.id}; attach to it", "busy"
-                )
+                raise Busy(f"{port} is open already as session {session.id}; attach to it")
         if len(self.sessions) >= self.config.max_sessions:
-            raise ControlError(
-                f"{len(self.sessions)} sessions are open ([serial] max_sessions)", "busy"
-            )
+            raise Busy(f"{len(self.sessions)} sessions are open ([serial] max_sessions)")
         try:
             line = self.config.line_settings().changed(settings or {})
         except SettingsError as exc:
-            raise ControlError(str(exc), "invalid") from None
+            raise Invalid(str(exc)) from None
         started = time.time()
         name = ports.short_name(ports.stable_path(port) or port)
         path = transcript_path(self.config.transcripts(self.writer.path), name, started)
@@ -138,7 +134,7 @@ class SerialService:
         except (OSError, PermissionProblem) as exc:
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
             await self._forget(sid, f"transcript: {why}")
-            raise ControlError(f"cannot write the transcript {path}: {why}", "unusable") from None
+            raise Unavailable(f"cannot write the transcript {path}: {why}") from None
         session = SerialSession(
             sid,
             port,
@@ -158,8 +154,7 @@ class SerialService:
             await asyncio.to_thread(transcript.close)
             path.unlink(missing_ok=True)
             await self._forget(sid, str(exc))
-            code = "refused" if isinstance(exc, PortRefused) else "unusable"
-            raise ControlError(str(exc), code) from None
+            raise (Refused if isinstance(exc, PortRefused) else Unavailable)(str(exc)) from None
         if device:
             self._attach(session, device)
         self.sessions[sid] = session
@@ -194,7 +189,7 @@ class SerialService:
     async def macro(self, sid: int, name: str) -> int:
         if name not in self.config.macros:
             known = ", ".join(sorted(self.config.macros)) or "none configured: [serial.macros]"
-            raise ControlError(f"no macro {name!r} (macros: {known})", "not_found")
+            raise NotFound(f"no macro {name!r} (macros: {known})")
         self._session(sid).note(f"macro {name}")
         return await self.send_text(sid, self.config.macros[name])
 
@@ -203,7 +198,7 @@ class SerialService:
         try:
             settings = session.settings.changed(changes)
         except SettingsError as exc:
-            raise ControlError(str(exc), "invalid") from None
+            raise Invalid(str(exc)) from None
         await self._run(session.apply, settings)
         return session.info()
 
@@ -223,23 +218,23 @@ class SerialService:
     def attach(self, sid: int, device: str) -> dict[str, Any]:
         session = self._session(sid)
         if not self._attach(session, device):
-            raise ControlError(f"no device {device!r} in the inventory", "not_found")
+            raise NotFound(f"no device {device!r} in the inventory")
         return session.info()
 
     async def login(self, sid: int) -> dict[str, Any]:
         """Try the shipped default credentials at the session's login prompt."""
         session = self._session(sid)
         if sid in self._logins:
-            raise ControlError(f"a login check is running on session {sid}", "busy")
+            raise Busy(f"a login check is running on session {sid}")
         try:
             pairs = shipped_pairs().get("serial", [])[: self.config.creds_max_attempts]
         except MissingContent as exc:
-            raise ControlError(str(exc), "unusable") from None
+            raise Unavailable(str(exc)) from None
         check = LoginCheck(lambda data: self.write(sid, data), session.settings.enter())
         self._logins[sid] = check
         session.note(f"default-credential check: up to {len(pairs)} pairs")
         try:
-            result = await check.run(pairs)  # a refused write is a ControlError already
+            result = await check.run(pairs)  # a refused write is an EngineError already
         finally:
             self._logins.pop(sid, None)
         outcome: dict[str, Any] = {"tried": result.tried, "reason": result.reason, "works": None}
@@ -330,7 +325,7 @@ class SerialService:
     async def _auto_login(self, sid: int) -> None:
         try:
             await self.login(sid)
-        except ControlError as exc:
+        except EngineError as exc:
             log.info("serial session %d: default-credential check: %s", sid, exc)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -338,14 +333,14 @@ class SerialService:
     def _session(self, sid: int) -> SerialSession:
         session = self.sessions.get(sid)
         if session is None:
-            raise ControlError(f"no open serial session {sid}", "not_found")
+            raise NotFound(f"no open serial session {sid}")
         return session
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         try:
             return await asyncio.to_thread(fn, *args)
         except SerialProblem as exc:
-            raise ControlError(str(exc), "unusable") from None
+            raise Unavailable(str(exc)) from None
 
     def _attach(self, session: SerialSession, key: str) -> bool:
         device = self.inventory.add_findings(

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from engine.config import ConfigError, RespondConfig, parse_config
-from engine.control.protocol import ControlError
+from engine.errors import EngineError as ControlError
 from engine.respond.firewall import Element, FirewallError, Refused, add_apart
 from engine.respond.iptables import Iptables
 from engine.respond.manager import BanManager

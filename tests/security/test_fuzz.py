@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.control.schema import Duration, Flag, Int, Number, Object, Text, Texts
-from engine.control.server import COMMANDS
 from tests.conftest import require_root, require_tool
 from tests.security.conftest import Line, connect_as, rss_kib, start_reachable
+from tests.test_registry import COMMANDS
 
 # Values an attacker would try first, beside what Hypothesis makes up.
 HOSTILE = ["", "lo", "/dev/null", "/etc/shadow", "/dev/pts/0", "../../etc/passwd",
