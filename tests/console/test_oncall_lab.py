@@ -140,6 +140,7 @@ def test_oncall_ban_offers_the_outside_host_and_our_scan_raises_nothing(
             mac = topology.in_netns(host.netns, "cat", "/sys/class/net/eth0/address").stdout
             assert holders.get(host.address) == [mac.strip()], (host, holders)
         tmux.keys("/")
+        tmux.wait_for(r"filter: text in the address, MAC")
         tmux.keys(str(camera.address), "Enter")
         tmux.wait_for(rf"Devices \d+ present.* 1 shown, filter: {target}")
         tmux.wait_for(rf"\n *(new +)?{target} +")

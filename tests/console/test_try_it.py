@@ -9,6 +9,7 @@ import os
 import pwd
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_try_it(tmp_path: Path, tmux: Tmux) -> None:
         tmux.keys("/")
         tmux.wait_for(r"filter: words that must all appear")
         tmux.keys("lab-dropbear", "Enter")
-        tmux.wait_for(r"filter: lab-dropbear")
+        tmux.wait_for(r"Alerts [1-9]\d* of \d+ │ filter: lab-dropbear─")
+        time.sleep(0.3)  # a person's pause: Enter has given the rows the keys back
         tmux.keys("b")
         tmux.wait_for(r"Ban 10\.253\.68\.2, the attacker of alert #\d+")
         tmux.keys("Enter")
