@@ -35,7 +35,7 @@ from console.screens.ban_rows import (
     time_left,
     times,
 )
-from console.screens.engine_view import EngineView
+from console.screens.engine_view import EngineView, view_bindings
 from console.screens.prompts import ConfirmScreen
 from console.untrusted import clean
 
@@ -62,21 +62,6 @@ class BansScreen(EngineView):
         "and reason."
     )
 
-    DEFAULT_CSS = """
-    BansScreen #bans-box {
-        height: 1fr;
-        border-top: solid $primary;
-        border-title-align: left;
-    }
-    BansScreen #detail {
-        height: 2;
-        padding: 0 1;
-        background: $panel;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    """
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "u",
@@ -99,22 +84,7 @@ class BansScreen(EngineView):
             id="bans.reject",
             tooltip="Reject the proposed ban under the cursor: nothing is banned",
         ),
-        Binding(
-            "slash",
-            "filter",
-            "Filter",
-            id="bans.filter",
-            tooltip="Filter by text in the address, source, operator or reason;"
-            " Enter keeps it, Esc clears it",
-        ),
-        Binding(
-            "escape",
-            "back",
-            "Back",
-            id="bans.back",
-            tooltip="Clear the filter, else close the Bans view",
-        ),
-        Binding("q", "close", "Close", id="bans.close", show=False, tooltip="Close the Bans view"),
+        *view_bindings("bans", "Bans", "Filter by text in the address, source, operator or reason"),
     ]
 
     def __init__(self) -> None:
@@ -135,7 +105,7 @@ class BansScreen(EngineView):
         yield Static("Bans", id="title", markup=False)
         yield Static("", id="enforcement", classes="alarm", markup=False)
         yield Static("", id="problem", classes="alarm", markup=False)
-        with Vertical(id="bans-box"):
+        with Vertical(id="bans-box", classes="view-box"):
             yield TrafficTable(BAN_COLUMNS, rest="reason", id="ban-table")
         yield Static("", id="detail", markup=False)
         yield from self.filter_and_footer("filter: text in the address, source, operator or reason")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -40,6 +41,18 @@ class EngineView(Filtering, Screen[None]):
     }
     EngineView .alarm.-shown {
         display: block;
+    }
+    EngineView .view-box {
+        height: 1fr;
+        border-top: solid $primary;
+        border-title-align: left;
+    }
+    EngineView #detail {
+        height: 2;
+        padding: 0 1;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     EngineView TrafficTable {
         height: 1fr;
@@ -118,3 +131,27 @@ class EngineView(Filtering, Screen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def view_bindings(view: str, title: str, filter_tooltip: str) -> list[BindingType]:
+    """The keys every view ends with, ids ``VIEW.filter``/``back``/``close``: ``/`` filters
+    (``filter_tooltip`` says by what), Esc clears the filter else closes, ``q`` closes."""
+    return [
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id=f"{view}.filter",
+            tooltip=f"{filter_tooltip}; Enter keeps it, Esc clears it",
+        ),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            id=f"{view}.back",
+            tooltip=f"Clear the filter, else close the {title} view",
+        ),
+        Binding(
+            "q", "close", "Close", id=f"{view}.close", show=False, tooltip=f"Close the {title} view"
+        ),
+    ]

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Static
 
 from console.engine_access import engine
 from console.panes.traffic_table import TrafficTable
-from console.screens.engine_view import EngineView
+from console.screens.engine_view import EngineView, view_bindings
 from console.screens.log_rows import (
     ALERT_COLUMNS,
     JAIL_COLUMNS,
@@ -100,21 +100,7 @@ class LogsScreen(EngineView):
             id="logs.alerts",
             tooltip="List the alerts the jails raised",
         ),
-        Binding(
-            "slash",
-            "filter",
-            "Filter",
-            id="logs.filter",
-            tooltip="Filter the rows by text; Enter keeps it, Esc clears it",
-        ),
-        Binding(
-            "escape",
-            "back",
-            "Back",
-            id="logs.back",
-            tooltip="Clear the filter, else close the Logs view",
-        ),
-        Binding("q", "close", "Close", id="logs.close", show=False, tooltip="Close the Logs view"),
+        *view_bindings("logs", "Logs", "Filter the rows by text"),
     ]
 
     def __init__(self) -> None:

@@ -27,7 +27,7 @@ from console.panes.alert_rows import short_count, table_cell
 from console.panes.traffic_table import Cells, TrafficTable
 from console.screens.alert_detail import when
 from console.screens.ban_rows import time_left
-from console.screens.engine_view import EngineView
+from console.screens.engine_view import EngineView, view_bindings
 from console.screens.prompts import ConfirmScreen, DurationScreen
 from console.untrusted import clean
 from console.widgets.row_table import Column
@@ -108,21 +108,6 @@ class SilencesScreen(EngineView):
         "is up. The filter looks for text in what a silence matches, its maker and comment."
     )
 
-    DEFAULT_CSS = """
-    SilencesScreen #silences-box {
-        height: 1fr;
-        border-top: solid $primary;
-        border-title-align: left;
-    }
-    SilencesScreen #detail {
-        height: 2;
-        padding: 0 1;
-        background: $panel;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    """
-
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "e",
@@ -139,28 +124,8 @@ class SilencesScreen(EngineView):
             tooltip="End the silence under the cursor now; the alerts it hid open again"
             " (asks first)",
         ),
-        Binding(
-            "slash",
-            "filter",
-            "Filter",
-            id="silences.filter",
-            tooltip="Filter by text in what a silence matches, its maker or comment;"
-            " Enter keeps it, Esc clears it",
-        ),
-        Binding(
-            "escape",
-            "back",
-            "Back",
-            id="silences.back",
-            tooltip="Clear the filter, else close the Silences view",
-        ),
-        Binding(
-            "q",
-            "close",
-            "Close",
-            id="silences.close",
-            show=False,
-            tooltip="Close the Silences view",
+        *view_bindings(
+            "silences", "Silences", "Filter by text in what a silence matches, its maker or comment"
         ),
     ]
 
@@ -179,7 +144,7 @@ class SilencesScreen(EngineView):
     def compose(self) -> ComposeResult:
         yield Static("Silences", id="title", markup=False)
         yield Static("", id="problem", classes="alarm", markup=False)
-        with Vertical(id="silences-box"):
+        with Vertical(id="silences-box", classes="view-box"):
             yield TrafficTable(SILENCE_COLUMNS, rest="comment", id="silence-table")
         yield Static("", id="detail", markup=False)
         yield from self.filter_and_footer("filter: text in the matches, maker or comment")
