@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 if TYPE_CHECKING:
-    from engine.control.registry import Reader
     from engine.events import EventBus
     from engine.model import Operator
+    from engine.store.db import Reader
     from engine.store.writer import Writer
 
 GENESIS = "0" * 64

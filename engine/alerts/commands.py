@@ -16,11 +16,12 @@ from engine.alerts.manager import (
 )
 from engine.control import arguments as arg
 from engine.control.arguments import NOTE_ARGS, ONE_ID
-from engine.control.registry import Args, Caller, Reader, Registry
+from engine.control.registry import Args, Caller, Registry
 from engine.control.schema import Duration, Int, Object, Text, Texts
 from engine.durations import parse_duration
 from engine.errors import BadArgument, NotFound
 from engine.model import Alert, AlertEvent, AlertState, Role, Severity
+from engine.store.db import Reader
 
 ADDRESSES = {"src": Text(64), "dst": Text(64), "device": Text()}
 

@@ -5,7 +5,6 @@ them part by part, and the server dispatches through the registry without knowin
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -16,7 +15,6 @@ from engine.model import Operator, Role
 Args = dict[str, Any]
 T = TypeVar("T")
 # The engine's read-only store access, which runs a query off the loop.
-Reader = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 
 
 class Caller(Protocol):

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.control import arguments as arg
-from engine.control.registry import Args, Caller, Reader, Registry
+from engine.control.registry import Args, Caller, Registry
 from engine.control.schema import Int, Text
 from engine.devices import views
 from engine.devices.inventory import Inventory
 from engine.devices.model import Device
 from engine.errors import BadArgument, NotFound
 from engine.model import Severity
+from engine.store.db import Reader
 
 if TYPE_CHECKING:
     from engine.capture.service import CaptureService

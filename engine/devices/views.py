@@ -12,7 +12,7 @@ from engine.model import Severity
 
 if TYPE_CHECKING:
     from engine.capture.service import CaptureService
-    from engine.control.registry import Reader
+    from engine.store.db import Reader
 
 RECENT_FLOWS = 20
 RECENT_ALERTS = 30

@@ -83,18 +83,19 @@ def own_addresses() -> list[Allowed]:
 
 
 class AllowList:
-    """What may never be banned; ``sessions`` gives the SSH clients the control API knows."""
+    """What may never be banned; ``operators`` gives the SSH clients of the operators connected
+    to the control API."""
 
-    def __init__(self, ignoreip: Iterable[str], sessions: Callable[[], Iterable[Allowed]],
+    def __init__(self, ignoreip: Iterable[str], operators: Callable[[], Iterable[Allowed]],
                  utmp: Path = UTMP) -> None:  # fmt: skip
         self.fixed = [Allowed(n, "loopback") for n in LOOPBACK]
         for text in ignoreip:
             self.fixed.append(Allowed(parse_target(text, strict=False), "ignoreip"))
-        self.sessions = sessions
+        self.operators = operators
         self.utmp = utmp
 
     def entries(self) -> list[Allowed]:
-        return [*self.fixed, *own_addresses(), *ssh_clients(self.utmp), *self.sessions()]
+        return [*self.fixed, *own_addresses(), *ssh_clients(self.utmp), *self.operators()]
 
     def refusal(self, network: Network, entries: list[Allowed] | None = None) -> str | None:
         """Why ``network`` must not be banned, or None: it is, holds or overlaps an allowed

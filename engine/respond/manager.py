@@ -16,7 +16,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.durations import MAX_SECONDS
@@ -35,6 +35,7 @@ from engine.respond.targets import (
     parse_target,
 )
 from engine.respond.targets import shown as shown_target
+from engine.store.db import Reader
 
 if TYPE_CHECKING:
     from engine.config import RespondConfig
@@ -49,7 +50,6 @@ log = logging.getLogger("iotsec.respond")
 # asks the operator the second time and sends local_ok.
 DEVICE_REFUSAL = "a device of the inventory"
 
-Reader = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 T = TypeVar("T")
 
 

@@ -13,7 +13,6 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,13 +24,13 @@ from engine.scan.own import OwnScans, ScanTraffic, source_addresses
 from engine.scan.ports import PortsError, parse_ports
 from engine.scan.scanner import HostResult, Options, profile_ports, scan
 from engine.scan.scope import Network, ScopeError, expand
+from engine.store.db import Reader
 
 if TYPE_CHECKING:
     from engine.events import EventBus
     from engine.store.writer import Writer
 
 T = TypeVar("T")
-Reader = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 
 log = logging.getLogger("iotsec.scan")
 

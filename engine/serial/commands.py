@@ -10,12 +10,13 @@ from typing import Any
 
 from engine.control import arguments as arg
 from engine.control.arguments import ONE_ID, ONE_LIMIT
-from engine.control.registry import Args, Caller, Reader, Registry
+from engine.control.registry import Args, Caller, Registry
 from engine.control.schema import Int, Object, Text
 from engine.errors import BadArgument
 from engine.model import Role
 from engine.serial import ports
 from engine.serial.service import SerialService, query_sessions
+from engine.store.db import Reader
 
 
 def register(registry: Registry, serial: SerialService, read: Reader) -> None:

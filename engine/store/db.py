@@ -5,12 +5,18 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import sqlite_utils
 
 from engine.fileperms import PermissionProblem, private_dir, private_file
 from engine.store import schema
+
+T = TypeVar("T")
+# A read-only query run off the event loop: given a function of a reader connection, its result.
+Reader = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 
 GROUP = "iotsec"
 
