@@ -104,9 +104,11 @@ def _jails_text(data: dict[str, Any]) -> str:
 @click.option("--maxretry", type=click.IntRange(1), default=5, show_default=True,
               help="Failures that ban a host...")  # fmt: skip
 @click.option("--findtime", default="10m", show_default=True, help="...within this long.")
+@click.option("--mode", default="", help="The filter's mode (sshd: normal, ddos, extra, "
+              "aggressive); default: its first.")  # fmt: skip
 @json_option
 def logs_test(logfile: str, filter_name: str, print_missed: bool, maxretry: int, findtime: str,
-              as_json: bool) -> None:  # fmt: skip
+              mode: str, as_json: bool) -> None:  # fmt: skip
     """Read LOGFILE through FILTER (a shipped filter's name, such as sshd, or a filter file)
     and count, like fail2ban-regex: lines, matched, missed, ignored, hits per regex, and the
     failure lines per host with the hosts that would be banned."""
@@ -115,7 +117,7 @@ def logs_test(logfile: str, filter_name: str, print_missed: bool, maxretry: int,
 
     try:
         window = parse_duration(findtime)
-        chosen = find_filter(filter_name)
+        chosen = find_filter(filter_name, mode)
         report = run(chosen, logfile, MISSED_SHOWN if print_missed else 0)
     except (FilterError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -184,6 +184,9 @@ class JailConfig:
     # Filters: a shipped one by name (rules/logs/NAME.toml: sshd, dropbear, mosquitto,
     # web-auth, ftp, iotsec-firewall) or a filter file's path.
     filters: tuple[str, ...] = ()
+    # The filters' mode, for those that have modes (sshd: normal, ddos, extra, aggressive, as
+    # fail2ban's); "" is each filter's default.
+    mode: str = ""
     # Sources, any of: log files (globs allowed), syslog messages received by
     # [logwatch.syslog] (the filters' programs pick theirs), and systemd journal matches
     # ("_SYSTEMD_UNIT=ssh.service", "SYSLOG_IDENTIFIER=sshd"; journalctl's syntax).

@@ -100,6 +100,33 @@ def test_a_broken_jail_is_reported_and_the_others_run(tmp_path: Path) -> None:
         engine.stop()
 
 
+def test_a_jails_mode_chooses_what_its_filter_counts(tmp_path: Path) -> None:
+    """A normal sshd jail notes a failed public key; an aggressive one counts it; a mode the
+    filter lacks stops that jail only, saying so."""
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    config = (
+        jail_config(log, name='"normal"', maxretry="2")
+        + jail_config(log, name='"aggressive"', maxretry="2", mode='"aggressive"')
+        + jail_config(log, name='"typo"', mode='"agressive"')
+    )
+    engine = start_engine(tmp_path / "engine", config)
+    try:
+        with log.open("a") as handle:
+            for n in range(3):
+                handle.write(f"Nov 24 03:10:0{n} gw sshd[7{n}]: Failed publickey for git from "
+                             f"{ATTACKER} port 4{n} ssh2: RSA SHA256:k{n}\n")  # fmt: skip
+        wait_for(lambda: log_alerts(engine), "the aggressive jail's alert")
+        time.sleep(1.0)
+        jails = {j["name"]: j for j in request(engine, "logs.status")["jails"]}
+        assert [a["rule"] for a in log_alerts(engine)] == ["aggressive"]
+        assert jails["normal"]["alerts"] == 0 and jails["aggressive"]["alerts"] == 1
+        assert jails["typo"]["state"].startswith("error:")
+        assert "no mode 'agressive'" in jails["typo"]["state"]
+    finally:
+        engine.stop()
+
+
 # Every line is a failure of its own host, so that each line processed is one alert.
 ONE_PER_LINE = """
 name = "each"

@@ -36,21 +36,29 @@ SSHD_FAILURES = [
      "2001:db8::7", "oracle"),
     ("Nov 24 13:45:05 gw sshd[1237]: error: maximum authentication attempts exceeded for root "
      "from 203.0.113.9 port 2200 ssh2 [preauth]", "203.0.113.9", "root"),
-    ("Nov 24 13:45:07 gw sshd[1239]: Connection closed by invalid user test 198.51.100.3 port "
-     "39990 [preauth]", "198.51.100.3", "test"),
-    ("Nov 24 13:45:08 gw sshd[1240]: Failed publickey for git from ::ffff:198.51.100.4 port "
-     "50001 ssh2: RSA SHA256:Lz1hV2rXbSxUvB", "198.51.100.4", "git"),
     ("Nov 24 13:45:09 gw sshd[1241]: User bob from 198.51.100.5 not allowed because not listed "
      "in AllowUsers", "198.51.100.5", "bob"),
-    ("Nov 24 13:45:10 gw sshd[1242]: Unable to negotiate with 198.51.100.6 port 41234: no "
-     "matching key exchange method found. Their offer: diffie-hellman-group1-sha1 [preauth]",
-     "198.51.100.6", ""),
     ("Nov 24 13:45:11 gw sshd-session[1243]: Failed password for root from 203.0.113.5 port "
      "52516 ssh2", "203.0.113.5", "root"),
     ("Nov 24 13:45:12 gw sshd[1244]: Failed keyboard-interactive/pam for invalid user pi from "
      "203.0.113.10 port 1022 ssh2", "203.0.113.10", "pi"),
-    ("Nov 24 13:45:13 gw sshd[1245]: Disconnected from invalid user ubnt 2001:db8:0:1::99 port "
-     "51000 [preauth]", "2001:db8:0:1::99", "ubnt"),
+    # PAM through OpenSSH (Linux, macOS: "illegal user"), old and BSD forms, tcpwrappers,
+    # Solaris/illumos's message id, a JSch client's disconnect without a port.
+    ("Nov 24 13:45:15 gw sshd[1247]: error: PAM: Authentication failure for root from "
+     "203.0.113.12", "203.0.113.12", "root"),
+    ("Nov 24 13:45:16 mac sshd[1248]: error: PAM: authentication error for illegal user bob "
+     "from 203.0.113.13", "203.0.113.13", "bob"),
+    ("Nov 24 13:45:17 bsd sshd[1249]: ROOT LOGIN REFUSED FROM 203.0.113.14", "203.0.113.14", ""),
+    ("Nov 24 13:45:18 gw sshd[1250]: refused connect from scanner.example.net (203.0.113.15)",
+     "203.0.113.15", ""),
+    ("Nov 24 13:45:19 sol sshd[1251]: [ID 800047 auth.info] Failed password for root from "
+     "203.0.113.16 port 40111 ssh2", "203.0.113.16", "root"),
+    ("Nov 24 13:45:20 gw sshd[1252]: Illegal user test from 203.0.113.17", "203.0.113.17",
+     "test"),
+    ("Nov 24 13:45:21 gw sshd[1253]: Received disconnect from 203.0.113.18: 3: "
+     "com.jcraft.jsch.JSchException: Auth fail [preauth]", "203.0.113.18", ""),
+    ("Nov 24 13:45:22 gw sshd[1254]: User not known to the underlying authentication module "
+     "for nobody from 203.0.113.19", "203.0.113.19", "nobody"),
     # A user name that tries to name another address: the address is the one at the end.
     ("Nov 24 13:45:14 gw sshd[1246]: Invalid user x from 10.0.0.1 from 203.0.113.11 port 22",
      "203.0.113.11", "x from 10.0.0.1"),
@@ -64,6 +72,29 @@ SSHD_NOTED = [
     ("Nov 24 13:45:06 gw sshd[1238]: Disconnecting authenticating user root 203.0.113.9 port "
      "2200: Too many authentication failures [preauth]", "203.0.113.9", "root"),
 ]  # fmt: skip
+
+# What fail2ban's normal mode does not count, and the modes that do (sshd's mode = ...): a
+# failed public key (a client offers its keys in turn: counting them bans a user whose third
+# key works), connections closed before authentication, algorithms nobody agreed on.
+SSHD_BY_MODE = [
+    ("Nov 24 13:45:07 gw sshd[1239]: Connection closed by invalid user test 198.51.100.3 port "
+     "39990 [preauth]", "198.51.100.3", {"ddos", "aggressive"}),
+    ("Nov 24 13:45:08 gw sshd[1240]: Failed publickey for git from ::ffff:198.51.100.4 port "
+     "50001 ssh2: RSA SHA256:Lz1hV2rXbSxUvB", "198.51.100.4", {"aggressive"}),
+    ("Nov 24 13:45:10 gw sshd[1242]: Unable to negotiate with 198.51.100.6 port 41234: no "
+     "matching key exchange method found. Their offer: diffie-hellman-group1-sha1 [preauth]",
+     "198.51.100.6", {"extra", "aggressive"}),
+    ("Nov 24 13:45:13 gw sshd[1245]: Disconnected from invalid user ubnt 2001:db8:0:1::99 port "
+     "51000 [preauth]", "2001:db8:0:1::99", {"ddos", "aggressive"}),
+    ("Nov 24 13:45:23 gw sshd[1255]: Connection closed by 203.0.113.20 port 22 [preauth]",
+     "203.0.113.20", {"ddos", "aggressive"}),
+    ("Nov 24 13:45:24 gw sshd[1256]: Did not receive identification string from 203.0.113.21 "
+     "port 40000", "203.0.113.21", {"ddos", "aggressive"}),
+    ("Nov 24 13:45:25 gw sshd[1257]: Received disconnect from 203.0.113.22 port 40001:14: No "
+     "supported authentication methods available [preauth]", "203.0.113.22",
+     {"extra", "aggressive"}),
+]  # fmt: skip
+MODES = ("normal", "ddos", "extra", "aggressive")
 
 SSHD_NOT_FAILURES = [
     "Nov 24 13:46:00 gw sshd[1300]: Accepted password for alice from 203.0.113.20 port 50000 ssh2",
@@ -179,7 +210,38 @@ def test_sshd_lines_that_repeat_a_failure_are_noted(line: str, host: str, user: 
 
 @pytest.mark.parametrize("line", SSHD_NOT_FAILURES)
 def test_sshd_lines_that_are_not_failures(line: str) -> None:
-    assert examine(find_filter("sshd"), line, NOW).kind == "missed"
+    for mode in MODES:
+        assert examine(find_filter("sshd", mode), line, NOW).kind == "missed", mode
+
+
+@pytest.mark.parametrize(("line", "host", "counted"), SSHD_BY_MODE)
+def test_sshd_modes_count_what_fail2bans_modes_count(line: str, host: str,
+                                                    counted: set[str]) -> None:  # fmt: skip
+    """Counted in the modes that count it; otherwise noted (understood, not counted), or
+    missed where even fail2ban's filter has no regex for it in that mode."""
+    assert find_filter("sshd").mode == "normal"
+    for mode in MODES:
+        verdict = examine(find_filter("sshd", mode), line, NOW)
+        if mode in counted:
+            assert (verdict.kind, verdict.host) == ("matched", host), mode
+        else:
+            assert verdict.kind in ("noted", "missed"), mode
+    for line_, _, _ in SSHD_FAILURES:
+        assert all(examine(find_filter("sshd", m), line_, NOW).kind == "matched" for m in MODES)
+
+
+def test_a_filters_modes_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(FilterError, match="no mode 'paranoid': its modes are normal, ddos"):
+        find_filter("sshd", "paranoid")
+    with pytest.raises(FilterError, match="no mode 'aggressive': it has no modes"):
+        find_filter("dropbear", "aggressive")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('modes = ["a"]\nfailregex = [{ regex = "x <HOST>", modes = ["b"] }]\n')
+    with pytest.raises(FilterError, match=r"failregex\[0\]: mode 'b' is not one of modes"):
+        find_filter(str(bad))
+    bad.write_text('modes = ["a"]\nfailregex = [{ regex = "x <HOST>" }]\n')
+    with pytest.raises(FilterError, match=r"failregex\[0\]: expected a regex or"):
+        find_filter(str(bad))
 
 
 # -- messages their source has already split (a syslog receiver, the journal) ----------------
@@ -191,8 +253,8 @@ SSHD_MESSAGES = [
      "matched", "203.0.113.5"),
     ("sshd-session", "Invalid user oracle from 2001:db8::7 port 40022", None,
      "matched", "2001:db8::7"),
-    ("/usr/sbin/sshd", "Failed publickey for git from ::ffff:198.51.100.4 port 50001 ssh2: RSA "
-     "SHA256:Lz1hV2rXbSxUvB", 1795873502.5, "matched", "198.51.100.4"),
+    ("/usr/sbin/sshd", "Failed password for git from ::ffff:198.51.100.4 port 50001 ssh2",
+     1795873502.5, "matched", "198.51.100.4"),
     ("sshd", "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
      "rhost=203.0.113.9  user=root", 1795873503.0, "noted", "203.0.113.9"),
     ("sshd", "Accepted publickey for alice from 2001:db8::20 port 50000 ssh2: ED25519 SHA256:x",
@@ -352,7 +414,9 @@ def test_logs_test_counts_like_fail2ban_regex(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     counts = [report[k] for k in ("lines", "matched", "missed", "ignored", "noted")]
-    assert counts == [len(lines) + 1, len(SSHD_FAILURES), len(SSHD_NOT_FAILURES) + 1, 0, 2]
+    assert counts == [len(lines) + 1, len(SSHD_FAILURES), len(SSHD_NOT_FAILURES) + 1, 0,
+                      len(noted)]  # fmt: skip
+    assert report["mode"] == "normal"
     assert report["hosts"]["203.0.113.5"] == 3 and "attacker.example.net" not in report["hosts"]
     assert sum(report["hosts"].values()) == len(SSHD_FAILURES)
     assert sum(r["hits"] for r in report["failregex"]) == len(SSHD_FAILURES)
@@ -360,6 +424,16 @@ def test_logs_test_counts_like_fail2ban_regex(tmp_path: Path) -> None:
     banned = json.loads(iotsec("logs", "test", str(log), "sshd", "--json", "--maxretry", "3",
                                "--findtime", "1m").stdout)["banned"]  # fmt: skip
     assert banned == ["203.0.113.5"]
+
+    by_mode = tmp_path / "modes.log"
+    by_mode.write_text("".join(f"{line}\n" for line, _, _ in SSHD_BY_MODE))
+    for mode in MODES:
+        report = json.loads(iotsec("logs", "test", str(by_mode), "sshd", "--mode", mode,
+                                   "--json").stdout)  # fmt: skip
+        assert report["mode"] == mode
+        assert report["matched"] == sum(mode in counted for _, _, counted in SSHD_BY_MODE)
+    refused = iotsec("logs", "test", str(by_mode), "sshd", "--mode", "paranoid")
+    assert refused.returncode == 1 and "no mode 'paranoid'" in refused.stderr
     text = iotsec("logs", "test", str(log), "sshd", "--print-missed").stdout
     assert f"Lines: {len(lines) + 1} lines, 0 ignored, {len(SSHD_FAILURES)} matched" in text
     assert "Server listening on 0.0.0.0 port 22." in text, "a missed line"

@@ -9,6 +9,11 @@ from HOST:PORT"), and a failregex without ``<HOST>`` fails the host remembered l
 PAM failure and "Failed password" for one attempt): the line is noted, not counted again,
 as fail2ban's ``<F-NOFAIL>`` does.
 
+``modes`` names the filter's modes, the first the default (fail2ban's sshd: normal, ddos,
+extra, aggressive); an entry of ``failregex``, ``nofail`` or ``ignoreregex`` is a regex for
+every mode, or a table ``{ regex = "...", modes = ["aggressive"] }`` for those modes only. A jail
+picks the mode (``mode = "aggressive"``), as fail2ban's ``filter = sshd[mode=aggressive]``.
+
 A line is read as: its time (:mod:`engine.logwatch.timestamps`), then, when it has one, the
 syslog header (``host program[pid]: ``), then the message the regexes see. A line without a
 syslog header is the daemon's own log file (``dropbear -E``), which a jail gave this filter:
@@ -47,6 +52,8 @@ _FACILITY = (
 )
 _SYSLOG = re.compile(
     rf"(?:(?P<hostname>[\w.:-]+) )?(?:{_FACILITY} )?(?P<program>[\w./-]+)(?:\[\d+\])?: "
+    # Solaris and illumos put the message's id and facility.level after the tag.
+    r"(?:\[ID \d+ [\w.]+\] )?"
 )
 
 
@@ -66,6 +73,8 @@ class Filter:
     nofail: tuple[re.Pattern[str], ...] = ()
     # The regexes as written, for reports (fail2ban-regex prints them).
     written: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()  # the filter's modes, the default first; () if it has none
+    mode: str = ""  # the mode these regexes are for
 
 
 class Verdict(NamedTuple):
@@ -85,8 +94,9 @@ def expand(pattern: str) -> str:
     return pattern
 
 
-def load_filter(path: str | Path) -> Filter:
-    """Read and compile a filter file; FilterError names the file, the key and the problem."""
+def load_filter(path: str | Path, mode: str = "") -> Filter:
+    """Read and compile a filter file for ``mode`` (its default when ""); FilterError names
+    the file, the key and the problem."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -95,11 +105,16 @@ def load_filter(path: str | Path) -> Filter:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FilterError(f"{path}: not valid TOML: {exc}") from None
     known = {"name", "description", "programs", "failregex", "ignoreregex", "remember",
-             "nofail"}  # fmt: skip
+             "nofail", "modes"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
         raise FilterError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    failregex = _strings(raw, "failregex", path)
+    modes = tuple(_strings(raw, "modes", path))
+    if mode and mode not in modes:
+        offered = f"its modes are {', '.join(modes)}" if modes else "it has no modes"
+        raise FilterError(f"{path}: no mode {mode!r}: {offered}")
+    mode = mode or (modes[0] if modes else "")
+    failregex = _entries(raw, "failregex", path, modes, mode)
     remember = _strings(raw, "remember", path)
     if not failregex:
         raise FilterError(f"{path}: failregex: at least one regex is needed")
@@ -107,21 +122,22 @@ def load_filter(path: str | Path) -> Filter:
         for n, pattern in enumerate(patterns):
             if "<HOST>" not in pattern and "<ADDR>" not in pattern:
                 raise FilterError(f"{path}: {key}[{n}]: no <HOST> or <ADDR> in {pattern!r}")
+    ignoreregex = _entries(raw, "ignoreregex", path, modes, mode)
+    nofail = _entries(raw, "nofail", path, modes, mode)
     return Filter(
         name=str(raw.get("name") or path.stem),
         description=str(raw.get("description", "")),
         programs=tuple(_strings(raw, "programs", path)),
         failregex=tuple(_compile(p, f"{path}: failregex[{n}]") for n, p in enumerate(failregex)),
         ignoreregex=tuple(
-            _compile(p, f"{path}: ignoreregex[{n}]")
-            for n, p in enumerate(_strings(raw, "ignoreregex", path))
+            _compile(p, f"{path}: ignoreregex[{n}]") for n, p in enumerate(ignoreregex)
         ),
         source=str(path),
         remember=tuple(_compile(p, f"{path}: remember[{n}]") for n, p in enumerate(remember)),
-        nofail=tuple(
-            _compile(p, f"{path}: nofail[{n}]") for n, p in enumerate(_strings(raw, "nofail", path))
-        ),
+        nofail=tuple(_compile(p, f"{path}: nofail[{n}]") for n, p in enumerate(nofail)),
         written=tuple(failregex),
+        modes=modes,
+        mode=mode,
     )
 
 
@@ -132,6 +148,35 @@ def _strings(raw: dict[str, Any], key: str, path: Path) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise FilterError(f"{path}: {key}: expected a list of strings")
     return value
+
+
+def _entries(
+    raw: dict[str, Any], key: str, path: Path, modes: tuple[str, ...], mode: str
+) -> list[str]:
+    """The regexes of ``key`` that apply in ``mode``: the plain ones, and the tables
+    ``{regex, modes}`` that name it."""
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise FilterError(f"{path}: {key}: expected a list of regexes")
+    chosen = []
+    for n, entry in enumerate(value):
+        if isinstance(entry, str):
+            chosen.append(entry)
+            continue
+        where = f"{path}: {key}[{n}]"
+        if not isinstance(entry, dict) or set(entry) != {"regex", "modes"}:
+            raise FilterError(f"{where}: expected a regex or {{ regex = ..., modes = [...] }}")
+        regex, only = entry["regex"], entry["modes"]
+        if not isinstance(regex, str) or not isinstance(only, list) or not only:
+            raise FilterError(f"{where}: regex is a string and modes a list of mode names")
+        strange = [m for m in only if m not in modes]
+        if strange:
+            raise FilterError(f"{where}: mode {strange[0]!r} is not one of modes {list(modes)}")
+        if mode in only:
+            chosen.append(regex)
+    return chosen
 
 
 def _compile(pattern: str, where: str) -> re.Pattern[str]:
@@ -149,19 +194,19 @@ def shipped_filters() -> dict[str, Path]:
         raise FilterError(str(exc)) from None
 
 
-def find_filter(name: str) -> Filter:
+def find_filter(name: str, mode: str = "") -> Filter:
     """A shipped filter by name (``sshd``) or a filter file by path (which works also when
-    the shipped ones are missing)."""
+    the shipped ones are missing), for ``mode`` (its default when "")."""
     try:
         known = shipped_filters()
         choices = f"shipped ones are {', '.join(known)}"
     except FilterError as exc:
         known, choices = {}, str(exc)
     if name in known:
-        return load_filter(known[name])
+        return load_filter(known[name], mode)
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
-        return load_filter(path)
+        return load_filter(path, mode)
     raise FilterError(f"no filter {name!r}: {choices}, or give a path")
 
 

@@ -52,6 +52,7 @@ class Report:
     def as_json(self, maxretry: int, findtime: float) -> dict[str, Any]:
         return {
             "filter": self.filter.name,
+            "mode": self.filter.mode,
             "lines": self.lines,
             "matched": self.matched,
             "missed": self.missed,

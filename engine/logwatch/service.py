@@ -132,7 +132,7 @@ class LogWatch:
             if not config.enabled:
                 continue
             try:
-                filters = [find_filter(name) for name in config.filters]
+                filters = [find_filter(name, config.mode) for name in config.filters]
             except FilterError as exc:
                 broken = Jail(config, [])
                 broken.state = f"error: {exc}"
