@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.alerts.manager import (
     AlertManager,
@@ -21,7 +21,9 @@ from engine.control.schema import Duration, Int, Object, Text, Texts
 from engine.durations import parse_duration
 from engine.errors import BadArgument, NotFound
 from engine.model import Alert, AlertEvent, AlertState, Role, Severity
-from engine.store.db import Reader
+
+if TYPE_CHECKING:
+    from engine.store.db import Reader
 
 ADDRESSES = {"src": Text(64), "dst": Text(64), "device": Text()}
 

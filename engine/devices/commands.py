@@ -13,10 +13,10 @@ from engine.devices.inventory import Inventory
 from engine.devices.model import Device
 from engine.errors import BadArgument, NotFound
 from engine.model import Severity
-from engine.store.db import Reader
 
 if TYPE_CHECKING:
     from engine.capture.service import CaptureService
+    from engine.store.db import Reader
 
 
 def register(registry: Registry, inventory: Inventory, capture: CaptureService,

@@ -35,13 +35,13 @@ from engine.respond.targets import (
     parse_target,
 )
 from engine.respond.targets import shown as shown_target
-from engine.store.db import Reader
 
 if TYPE_CHECKING:
     from engine.config import RespondConfig
     from engine.devices.inventory import Inventory
     from engine.events import EventBus
     from engine.model import AlertEvent
+    from engine.store.db import Reader
     from engine.store.writer import Writer
 
 log = logging.getLogger("iotsec.respond")

@@ -24,10 +24,10 @@ from engine.scan.own import OwnScans, ScanTraffic, source_addresses
 from engine.scan.ports import PortsError, parse_ports
 from engine.scan.scanner import HostResult, Options, profile_ports, scan
 from engine.scan.scope import Network, ScopeError, expand
-from engine.store.db import Reader
 
 if TYPE_CHECKING:
     from engine.events import EventBus
+    from engine.store.db import Reader
     from engine.store.writer import Writer
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.control import arguments as arg
 from engine.control.arguments import ONE_ID, ONE_LIMIT
@@ -16,7 +16,9 @@ from engine.errors import BadArgument
 from engine.model import Role
 from engine.serial import ports
 from engine.serial.service import SerialService, query_sessions
-from engine.store.db import Reader
+
+if TYPE_CHECKING:
+    from engine.store.db import Reader
 
 
 def register(registry: Registry, serial: SerialService, read: Reader) -> None:
