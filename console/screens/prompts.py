@@ -149,12 +149,17 @@ class DurationScreen(Dialog[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         value = event.value.strip()
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.query_one("#error", Static).update(str(exc))
-            return
-        if seconds <= 0:
-            self.query_one("#error", Static).update("the duration must be longer than zero")
+        problem = duration_problem(value)
+        if problem:
+            self.query_one("#error", Static).update(problem)
             return
         self.dismiss(value)
+
+
+def duration_problem(text: str) -> str:
+    """What is wrong with ``text`` as a duration a dialog asks for ("" when nothing is)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        return str(exc)
+    return "" if seconds > 0 else "the duration must be longer than zero"

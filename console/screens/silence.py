@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Input, RadioButton, RadioSet, Static
 
-from console.screens.prompts import Dialog
+from console.screens.prompts import Dialog, duration_problem
 from console.untrusted import clean
 from engine.durations import format_duration, parse_duration
 
@@ -156,13 +156,9 @@ class SilenceScreen(Dialog[SilenceRequest | None]):
 
     def action_submit(self) -> None:
         duration = self.query_one("#duration", Input).value.strip()
-        try:
-            seconds = parse_duration(duration)
-        except ValueError as exc:
-            self._error(str(exc))
-            return
-        if seconds <= 0:
-            self._error("the duration must be longer than zero")
+        problem = duration_problem(duration)
+        if problem:
+            self._error(problem)
             return
         pressed = self.query_one("#match", RadioSet).pressed_button
         match = pressed.id if pressed is not None else "rule"

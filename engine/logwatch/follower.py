@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -200,7 +201,8 @@ class Follower:
         """Read the lines past ``was.offset`` from the rotated copy of the file ``was`` was."""
         # The copies are found by listing the directory, so they keep a found file's rules.
         beneath = str(self.path.parent) if self.access is not None else None
-        for copy in self._rotated_copies():
+        copies = self._rotated_copies()
+        for n, copy in enumerate(copies):
             try:
                 with open_log(copy, self.access, beneath) as handle:
                     stat = os.fstat(handle.fileno())
@@ -214,7 +216,7 @@ class Follower:
                              self.path, copy)  # fmt: skip
             except (OSError, Refused):
                 continue
-            self._read_later_generations(copy, out)
+            self._read_later_generations(reversed(copies[:n]), copy, out)
             return
         if was.offset:
             log.warning(
@@ -222,15 +224,14 @@ class Follower:
                 " of the old file are not read", self.path, was.offset,
             )  # fmt: skip
 
-    def _read_later_generations(self, found: Path, out: list[str]) -> None:
+    def _read_later_generations(self, later: Iterable[Path], found: Path, out: list[str]) -> None:
         """Read whole the copies rotated after ``found`` and before the file now at the path:
         the generations written while nothing followed (two rotations while the engine was
         stopped, or two ``copytruncate`` runs between two reads). They are the copies of the
         same naming (``name.2`` then ``name.1``; ``name-20261124`` then ``name-20261125``)
-        modified after ``found``, oldest first; the file now at the path is not one of them."""
+        among ``later`` (the copies modified after ``found``, oldest first); the file now at
+        the path is not one of them."""
         beneath = str(self.path.parent) if self.access is not None else None
-        copies = self._rotated_copies()
-        later = reversed(copies[: copies.index(found)]) if found in copies else ()
         current = self._file
         for copy in later:
             if _suffix_shape(copy.name) != _suffix_shape(found.name):
